@@ -1,0 +1,10 @@
+//! Sans-IO protocol logic: the client and host steps of a KMS exchange, each validation
+//! reported as a named [`checks::Check`]. Time and randomness are arguments; nothing here
+//! touches a socket or a clock.
+
+pub mod checks;
+pub mod client;
+pub mod host;
+pub mod rpc;
+
+pub use checks::{Check, CheckId, Checks, Value};

@@ -1,0 +1,125 @@
+//! RPC-level checks on a host's replies: the bind_ack against its bind, and the response to
+//! the activation call against its request (what vlmcs verifies before touching the KMS body).
+
+use crate::wire::HResult;
+use crate::wire::ndr::ActivationResponse;
+use crate::wire::rpc::{AckResult, Body, Flags, NDR32, NDR64, PacketType, Pdu};
+
+use super::checks::{Check, CheckId, Checks, Value};
+
+fn packet_type_name(t: PacketType) -> Value {
+    Value::Text(crate::wire::rpc::pdu_name(t))
+}
+
+fn common(request: &Pdu<'_>, reply: &Pdu<'_>, expected_type: PacketType, checks: &mut Checks) {
+    checks.push(Check::equal(
+        CheckId::RpcPacketType,
+        packet_type_name(expected_type),
+        packet_type_name(reply.header.packet_type),
+    ));
+    checks.push(Check::equal(
+        CheckId::RpcCallId,
+        Value::Num(request.header.call_id.into()),
+        Value::Num(reply.header.call_id.into()),
+    ));
+    checks.push(Check::new(
+        CheckId::RpcFragmentFlags,
+        reply.header.flags.contains(Flags::FIRST_LAST),
+        Value::Text("FIRST_FRAG|LAST_FRAG"),
+        Value::Num(reply.header.flags.0.into()),
+    ));
+}
+
+/// Checks a bind_ack (or alter_context_resp) against the bind (or alter_context) it answers.
+pub fn check_bind_reply(request: &Pdu<'_>, reply: &Pdu<'_>) -> Checks {
+    let mut checks = Checks::new();
+    let (expected_type, proposed) = match &request.body {
+        Body::Bind(b) => (PacketType::BindAck, b.contexts.len()),
+        Body::AlterContext(b) => (PacketType::AlterContextResp, b.contexts.len()),
+        _ => (PacketType::BindAck, 0),
+    };
+    common(request, reply, expected_type, &mut checks);
+    // The bind_ack mirrors the bind's multiplex flag; alter_context_resp never sets it
+    // (Windows behaviour; vlmcs warns otherwise).
+    let want_mpx =
+        expected_type == PacketType::BindAck && request.header.flags.contains(Flags::CONC_MPX);
+    checks.push(Check::equal(
+        CheckId::RpcMultiplexFlag,
+        Value::Bool(want_mpx),
+        Value::Bool(reply.header.flags.contains(Flags::CONC_MPX)),
+    ));
+    let results = match &reply.body {
+        Body::BindAck(a) | Body::AlterContextResp(a) => Some(&a.results),
+        _ => None,
+    };
+    let accepted = results.is_some_and(|r| {
+        r.iter().any(|res| {
+            res.result == AckResult::Acceptance
+                && (res.transfer_syntax == NDR32 || res.transfer_syntax == NDR64)
+        })
+    });
+    let answered = results.map_or(0, |r| r.len());
+    checks.push(Check::new(
+        CheckId::RpcBindResults,
+        answered == proposed && accepted,
+        Value::Num(proposed as u64),
+        if accepted {
+            Value::Num(answered as u64)
+        } else {
+            Value::Text("no NDR syntax accepted")
+        },
+    ));
+    checks
+}
+
+/// Checks the reply to an activation request PDU: its header and, when it is a response, its
+/// stub (`stub` is the decoded activation response).
+pub fn check_response(
+    request: &Pdu<'_>,
+    reply: &Pdu<'_>,
+    stub: Option<&ActivationResponse<'_>>,
+) -> Checks {
+    let mut checks = Checks::new();
+    common(request, reply, PacketType::Response, &mut checks);
+    checks.push(Check::equal(
+        CheckId::RpcMultiplexFlag,
+        Value::Bool(false),
+        Value::Bool(reply.header.flags.contains(Flags::CONC_MPX)),
+    ));
+    let req_ctx = match &request.body {
+        Body::Request(r) => r.context_id,
+        _ => 0,
+    };
+    if let Body::Response(r) = &reply.body {
+        checks.push(Check::equal(
+            CheckId::RpcContextId,
+            Value::Num(req_ctx.into()),
+            Value::Num(r.context_id.into()),
+        ));
+        checks.push(Check::equal(
+            CheckId::RpcCancelCount,
+            Value::Num(0),
+            Value::Num(r.cancel_count.into()),
+        ));
+    }
+    if let Some(stub) = stub {
+        checks.push(Check::new(
+            CheckId::NdrCounts,
+            stub.counts_agree(),
+            Value::Num(stub.body.len() as u64),
+            Value::Num(stub.max_count.unwrap_or(stub.size)),
+        ));
+        checks.push(Check::new(
+            CheckId::NdrPadding,
+            stub.pad_is_zero(),
+            Value::Text("zeros"),
+            Value::Num(stub.pad.iter().map(|&b| u64::from(b)).sum()),
+        ));
+        checks.push(Check::equal(
+            CheckId::ReturnValue,
+            Value::HResult(HResult::S_OK),
+            Value::HResult(stub.hresult),
+        ));
+    }
+    checks
+}
