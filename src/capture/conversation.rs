@@ -1,0 +1,406 @@
+//! Decodes one TCP connection's two byte streams as a KMS conversation: PDUs framed and parsed,
+//! fragmented calls reassembled, binds paired with their acks, activation requests with their
+//! responses, and every message decrypted and checked.
+
+use crate::proto::checks::Checks;
+use crate::proto::client::{ResponseBuf, decode_response};
+use crate::proto::host::{ReceivedRequest, decode_request};
+use crate::proto::rpc::{check_bind_reply, check_response};
+use crate::wire::codec::Error;
+use crate::wire::kms::{FileTime, Version};
+use crate::wire::ndr::{ActivationRequest, ActivationResponse, Syntax};
+use crate::wire::rpc::{
+    AckResult, Body, Call, ContextResult, FaultStatus, Flags, NDR32, NDR64, PacketType, Pdu,
+    Reassembler, SyntaxId, split_pdu,
+};
+use crate::wire::{Guid, HResult};
+
+use super::{Connection, Direction, Timestamp};
+
+/// A bind or alter_context and the host's answer.
+#[derive(Debug, Clone)]
+pub struct BindExchange {
+    /// Bind or alter_context.
+    pub kind: PacketType,
+    /// Call id of the bind.
+    pub call_id: u32,
+    /// Header flags of the bind and of the answer.
+    pub flags: (Flags, Option<Flags>),
+    /// Proposed (context id, first transfer syntax) pairs.
+    pub offered: Vec<(u16, SyntaxId)>,
+    /// The answer's per-context results (empty for a nak or no answer).
+    pub results: Vec<ContextResult>,
+    /// Association group the host assigned.
+    pub assoc_group: Option<u32>,
+    /// Type of the answer, if one came.
+    pub reply: Option<PacketType>,
+    /// RPC checks on the answer.
+    pub checks: Checks,
+}
+
+impl BindExchange {
+    /// Names of the syntaxes the host accepted (and BTFN if acknowledged), in result order,
+    /// as vlmcs prints them after "Performing RPC bind".
+    pub fn accepted(&self) -> Vec<&'static str> {
+        self.offered
+            .iter()
+            .zip(&self.results)
+            .filter(|(_, r)| matches!(r.result, AckResult::Acceptance | AckResult::NegotiateAck))
+            .map(|((_, s), _)| s.name())
+            .collect()
+    }
+}
+
+/// The decoded fields of a response, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseSummary {
+    /// Length of the KMS response.
+    pub size: usize,
+    /// Version in the envelope (V5/V6) or base (V4).
+    pub version: Version,
+    /// The host's ePID.
+    pub epid: String,
+    /// Hardware ID (V6).
+    pub hwid: Option<[u8; 8]>,
+    /// Echoed client machine ID.
+    pub cmid: Guid,
+    /// Echoed client time.
+    pub client_time: FileTime,
+    /// Current count.
+    pub count: u32,
+    /// Activation interval, minutes.
+    pub activation_interval: u32,
+    /// Renewal interval, minutes.
+    pub renewal_interval: u32,
+}
+
+/// What the host sent back for an activation request.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// A KMS response, decoded and verified.
+    Response {
+        /// Its fields.
+        summary: ResponseSummary,
+        /// KMS-level checks.
+        checks: Box<Checks>,
+    },
+    /// The call returned an HRESULT instead of a response.
+    Refused(HResult),
+    /// An RPC fault.
+    Fault(FaultStatus),
+    /// The reply could not be decoded.
+    Undecodable(Error),
+    /// No reply in the capture.
+    Missing,
+}
+
+/// One activation call.
+#[derive(Debug, Clone)]
+pub struct ActivationExchange {
+    /// Call id.
+    pub call_id: u32,
+    /// Presentation context the request used.
+    pub context_id: u16,
+    /// Its transfer syntax (None when the context was never accepted).
+    pub syntax: Option<Syntax>,
+    /// Fragments the request came in.
+    pub fragments: usize,
+    /// When the request's first byte was captured.
+    pub sent_at: Option<Timestamp>,
+    /// The decoded request, or why it could not be decoded.
+    pub request: Result<ReceivedRequest, Error>,
+    /// Length of the KMS request.
+    pub request_len: usize,
+    /// Host-side checks on the request.
+    pub request_checks: Checks,
+    /// The reply.
+    pub reply: Reply,
+    /// RPC checks on the reply.
+    pub rpc_checks: Checks,
+}
+
+/// Everything decoded from one connection.
+#[derive(Debug, Clone, Default)]
+pub struct Conversation {
+    /// Binds and alter_contexts, in order.
+    pub binds: Vec<BindExchange>,
+    /// Activation calls, in order.
+    pub activations: Vec<ActivationExchange>,
+    /// PDUs framed in each direction (client, server).
+    pub pdus: (usize, usize),
+    /// The first problem that stopped decoding, with the direction it was in.
+    pub error: Option<(Direction, Error)>,
+}
+
+/// Splits a stream into PDUs; stops at the first bytes that cannot be framed.
+fn frame(data: &[u8]) -> (Vec<(usize, &[u8])>, Option<Error>) {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(rest) = data.get(at..).filter(|r| !r.is_empty()) {
+        match split_pdu(rest) {
+            Ok(Some((pdu, _))) => {
+                out.push((at, pdu));
+                at += pdu.len();
+            }
+            Ok(None) => {
+                return (
+                    out,
+                    Some(Error::Truncated {
+                        field: "PDU",
+                        offset: at,
+                        need: 16,
+                        have: data.len() - at,
+                    }),
+                );
+            }
+            Err(e) => return (out, Some(e.at(at))),
+        }
+    }
+    (out, None)
+}
+
+fn syntax_of(s: &SyntaxId) -> Option<Syntax> {
+    if *s == NDR32 {
+        Some(Syntax::Ndr32)
+    } else if *s == NDR64 {
+        Some(Syntax::Ndr64)
+    } else {
+        None
+    }
+}
+
+struct PendingCall<'a> {
+    call: Call,
+    pdu: Pdu<'a>,
+    offset: usize,
+    exchange: Option<ActivationExchange>,
+}
+
+/// Decodes a connection's streams.
+pub fn decode(conn: &Connection) -> Conversation {
+    let mut conv = Conversation::default();
+    let (client, client_err) = frame(&conn.to_server.data);
+    let (server, server_err) = frame(&conn.to_client.data);
+    conv.pdus = (client.len(), server.len());
+    if let Some(e) = client_err {
+        conv.error = Some((Direction::ToServer, e));
+    } else if let Some(e) = server_err {
+        conv.error = Some((Direction::ToClient, e));
+    }
+
+    // Client side: binds in order, and whole calls (reassembled) in order.
+    let mut binds: Vec<Pdu<'_>> = Vec::new();
+    let mut calls: Vec<PendingCall<'_>> = Vec::new();
+    let mut reassembler = Reassembler::new();
+    let mut first_offset = std::collections::HashMap::new();
+    for &(offset, bytes) in &client {
+        let pdu = match Pdu::parse(bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                conv.error
+                    .get_or_insert((Direction::ToServer, e.at(offset)));
+                break;
+            }
+        };
+        match &pdu.body {
+            Body::Bind(_) | Body::AlterContext(_) => binds.push(pdu),
+            Body::Request(_) => {
+                first_offset.entry(pdu.header.call_id).or_insert(offset);
+                match reassembler.push(&pdu) {
+                    Ok(Some(call)) => calls.push(PendingCall {
+                        offset: first_offset.remove(&call.call_id).unwrap_or(offset),
+                        call,
+                        pdu,
+                        exchange: None,
+                    }),
+                    Ok(None) => {}
+                    Err(e) => {
+                        conv.error.get_or_insert((
+                            Direction::ToServer,
+                            Error::invalid("request fragment", offset, e.to_string()),
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // Server side, in order: answers update the context table before later calls decode.
+    let mut contexts: Vec<(u16, Syntax)> = Vec::new();
+    let mut next_bind = 0;
+    let mut server_reassembler = Reassembler::new();
+    for &(offset, bytes) in &server {
+        let pdu = match Pdu::parse(bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                conv.error
+                    .get_or_insert((Direction::ToClient, e.at(offset)));
+                break;
+            }
+        };
+        match &pdu.body {
+            Body::BindAck(_) | Body::AlterContextResp(_) | Body::BindNak(_) => {
+                let Some(bind) = binds.get(next_bind) else {
+                    continue;
+                };
+                next_bind += 1;
+                let ex = bind_exchange(bind, Some(&pdu));
+                for ((ctx, syntax), res) in ex.offered.iter().zip(&ex.results) {
+                    if let (AckResult::Acceptance, Some(s)) = (res.result, syntax_of(syntax)) {
+                        contexts.retain(|(c, _)| c != ctx);
+                        contexts.push((*ctx, s));
+                    }
+                }
+                conv.binds.push(ex);
+            }
+            Body::Response(_) | Body::Fault(_) => {
+                let reply = match server_reassembler.push(&pdu) {
+                    Ok(Some(call)) => call,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        conv.error.get_or_insert((
+                            Direction::ToClient,
+                            Error::invalid("response fragment", offset, e.to_string()),
+                        ));
+                        continue;
+                    }
+                };
+                let Some(pending) = calls
+                    .iter_mut()
+                    .find(|p| p.exchange.is_none() && p.call.call_id == reply.call_id)
+                else {
+                    continue;
+                };
+                let ex = activation(conn, pending, Some((&pdu, &reply)), &contexts);
+                pending.exchange = Some(ex);
+            }
+            _ => {}
+        }
+    }
+    for bind in binds.iter().skip(next_bind) {
+        conv.binds.push(bind_exchange(bind, None));
+    }
+    for mut pending in calls {
+        let ex = match pending.exchange.take() {
+            Some(ex) => ex,
+            None => activation(conn, &pending, None, &contexts),
+        };
+        conv.activations.push(ex);
+    }
+    conv
+}
+
+fn bind_exchange(bind: &Pdu<'_>, reply: Option<&Pdu<'_>>) -> BindExchange {
+    let offered = match &bind.body {
+        Body::Bind(b) | Body::AlterContext(b) => b
+            .contexts
+            .iter()
+            .map(|c| {
+                let first = c.transfer_syntaxes.first().copied().unwrap_or(SyntaxId {
+                    uuid: Guid::NIL,
+                    version: 0,
+                });
+                (c.context_id, first)
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let (results, assoc_group) = match reply.map(|r| &r.body) {
+        Some(Body::BindAck(a) | Body::AlterContextResp(a)) => {
+            (a.results.clone(), Some(a.assoc_group))
+        }
+        _ => (Vec::new(), None),
+    };
+    BindExchange {
+        kind: bind.header.packet_type,
+        call_id: bind.header.call_id,
+        flags: (bind.header.flags, reply.map(|r| r.header.flags)),
+        offered,
+        results,
+        assoc_group,
+        reply: reply.map(|r| r.header.packet_type),
+        checks: reply.map(|r| check_bind_reply(bind, r)).unwrap_or_default(),
+    }
+}
+
+fn activation(
+    conn: &Connection,
+    pending: &PendingCall<'_>,
+    reply: Option<(&Pdu<'_>, &Call)>,
+    contexts: &[(u16, Syntax)],
+) -> ActivationExchange {
+    let call = &pending.call;
+    let syntax = contexts
+        .iter()
+        .find(|(c, _)| *c == call.context_id)
+        .map(|(_, s)| *s);
+    let sent_at = conn.to_server.segment_at(pending.offset).map(|s| s.ts);
+    let now = sent_at.map(|t| FileTime::from_unix_secs(t.secs));
+    let stub = ActivationRequest::parse(syntax.unwrap_or(Syntax::Ndr32), &call.stub);
+    let (request, request_len, request_checks) = match stub {
+        Ok(stub) => match decode_request(stub.body, now) {
+            Ok((req, checks)) => (Ok(req), stub.body.len(), checks),
+            Err(e) => (Err(e), stub.body.len(), Checks::new()),
+        },
+        Err(e) => (Err(e), 0, Checks::new()),
+    };
+    let mut rpc_checks = Checks::new();
+    let reply = match (reply, &request) {
+        (None, _) => Reply::Missing,
+        (Some((pdu, reply_call)), request) => {
+            if let Some(status) = reply_call.fault {
+                rpc_checks = check_response(&pending.pdu, pdu, None);
+                Reply::Fault(status)
+            } else {
+                match ActivationResponse::parse(syntax.unwrap_or(Syntax::Ndr32), &reply_call.stub) {
+                    Err(e) => Reply::Undecodable(e),
+                    Ok(stub) => {
+                        rpc_checks = check_response(&pending.pdu, pdu, Some(&stub));
+                        if stub.max_count.is_none() {
+                            Reply::Refused(stub.hresult)
+                        } else {
+                            match request {
+                                Err(e) => Reply::Undecodable(e.clone()),
+                                Ok(req) => response(req, stub.body),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    ActivationExchange {
+        call_id: call.call_id,
+        context_id: call.context_id,
+        syntax,
+        fragments: call.fragments,
+        sent_at,
+        request,
+        request_len,
+        request_checks,
+        reply,
+        rpc_checks,
+    }
+}
+
+fn response(req: &ReceivedRequest, body: &[u8]) -> Reply {
+    let mut buf = ResponseBuf::default();
+    match decode_response(&req.as_sent(), body, &mut buf) {
+        Err(e) => Reply::Undecodable(e),
+        Ok((resp, checks)) => Reply::Response {
+            summary: ResponseSummary {
+                size: body.len(),
+                version: resp.version,
+                epid: resp.base.epid_string(),
+                hwid: resp.trailer.and_then(|t| t.v6).map(|v| v.hwid),
+                cmid: resp.base.cmid,
+                client_time: resp.base.client_time,
+                count: resp.base.count,
+                activation_interval: resp.base.activation_interval,
+                renewal_interval: resp.base.renewal_interval,
+            },
+            checks: Box::new(checks),
+        },
+    }
+}
