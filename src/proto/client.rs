@@ -10,8 +10,8 @@ use crate::wire::kms::{
 
 use super::checks::{Check, CheckId, Checks, Value};
 
-/// The AES key schedule a format uses (V4 messages are not encrypted).
-pub(crate) fn cipher(format: Format) -> &'static crypto::rijndael::Rijndael {
+/// The AES key schedule a format uses (V4 messages are not encrypted: its MAC key).
+pub fn cipher_for(format: Format) -> &'static crypto::rijndael::Rijndael {
     match format {
         Format::V4 => v4::cipher(),
         Format::V5 => v5::cipher(),
@@ -47,7 +47,7 @@ pub fn encode_request(base: &RequestBase, iv: [u8; 16], out: &mut Vec<u8>) -> Se
             out.extend_from_slice(&mac);
         }
         Format::V5 | Format::V6 => {
-            let cipher = cipher(format);
+            let cipher = cipher_for(format);
             out.extend_from_slice(&base.version.to_wire().to_le_bytes());
             out.extend_from_slice(&iv);
             let body = out.len();
@@ -140,7 +140,7 @@ pub fn decode_response<'a>(
             let mut iv = [0u8; 16];
             iv.copy_from_slice(&rest[..16]);
             // A null IV: the first block decrypts to the response's IV field itself.
-            cipher(format).cbc_decrypt(&[0; 16], plain);
+            cipher_for(format).cbc_decrypt(&[0; 16], plain);
             let len = match crypto::unpadded_len(plain) {
                 Ok(len) => {
                     checks.push(Check::new(

@@ -9,7 +9,7 @@ use crate::wire::kms::{
 };
 
 use super::checks::{Check, CheckId, Checks, Value};
-use super::client::{SentRequest, cipher};
+use super::client::{SentRequest, cipher_for};
 
 /// How far a client's clock may be from the host's before a genuine host refuses it with
 /// 0xC004F06C (vlmcsd's strict mode uses the same four hours).
@@ -105,7 +105,7 @@ pub fn decode_request(msg: &[u8], now: Option<FileTime>) -> Result<(ReceivedRequ
             plain.copy_from_slice(&msg[4..V6_REQUEST_LEN]);
             let mut iv = [0u8; 16];
             iv.copy_from_slice(&plain[..16]);
-            cipher(format).cbc_decrypt(&[0; 16], &mut plain);
+            cipher_for(format).cbc_decrypt(&[0; 16], &mut plain);
             let mut decrypted_iv = [0u8; 16];
             decrypted_iv.copy_from_slice(&plain[..16]);
             let body = &plain[16..];
@@ -267,7 +267,7 @@ pub fn encode_response(
                 out[hmac_at..].copy_from_slice(&tag);
             }
             crypto::pad(out, plain);
-            cipher(req.format).cbc_encrypt(&[0; 16], &mut out[plain..]);
+            cipher_for(req.format).cbc_encrypt(&[0; 16], &mut out[plain..]);
         }
     }
 }
