@@ -1,6 +1,7 @@
 //! Integration tests, one binary with a module per area (as ripgrep and fd do).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod allocation;
 mod captures;
 mod properties;
 mod vectors;
