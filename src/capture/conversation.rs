@@ -350,13 +350,14 @@ fn activation(
         (None, _) => Reply::Missing,
         (Some((pdu, reply_call)), request) => {
             if let Some(status) = reply_call.fault {
-                rpc_checks = check_response(&pending.pdu, pdu, None);
+                rpc_checks = check_response(&pending.pdu, pdu, reply_call.flags, None);
                 Reply::Fault(status)
             } else {
                 match ActivationResponse::parse(syntax.unwrap_or(Syntax::Ndr32), &reply_call.stub) {
                     Err(e) => Reply::Undecodable(e),
                     Ok(stub) => {
-                        rpc_checks = check_response(&pending.pdu, pdu, Some(&stub));
+                        rpc_checks =
+                            check_response(&pending.pdu, pdu, reply_call.flags, Some(&stub));
                         if stub.max_count.is_none() {
                             Reply::Refused(stub.hresult)
                         } else {

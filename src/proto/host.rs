@@ -10,6 +10,7 @@ use crate::wire::kms::{
 
 use super::checks::{Check, CheckId, Checks, Value};
 use super::client::{SentRequest, cipher_for};
+use super::faults::{Fault, FaultSet};
 
 /// How far a client's clock may be from the host's before a genuine host refuses it with
 /// 0xC004F06C (vlmcsd's strict mode uses the same four hours).
@@ -222,11 +223,56 @@ pub fn encode_response(
     random: &HostRandom,
     out: &mut Vec<u8>,
 ) {
+    encode_response_with_faults(req, params, random, FaultSet::NONE, out);
+}
+
+/// Longest ePID the oversize fault sends: one unit past the 64-unit buffer, terminated.
+const OVERSIZE_EPID_UNITS: usize = 65;
+
+/// [`encode_response`] with deliberate deviations (see [`super::faults`]); each one breaks
+/// exactly the check it names and leaves the message otherwise consistent (a MAC or HMAC is
+/// computed over the altered fields, so only the altered property is wrong).
+pub fn encode_response_with_faults(
+    req: &ReceivedRequest,
+    params: &ResponseParams<'_>,
+    random: &HostRandom,
+    faults: FaultSet,
+    out: &mut Vec<u8>,
+) {
+    let mut version = req.base.version;
+    let mut envelope = req.version;
+    if faults.has(Fault::WrongVersion) {
+        version.minor ^= 1;
+        envelope.minor ^= 1;
+    }
+    let mut cmid = req.base.cmid;
+    if faults.has(Fault::MachineIdNotEchoed) {
+        cmid.0[0] ^= 1;
+    }
+    let mut client_time = req.base.client_time;
+    if faults.has(Fault::TimestampNotEchoed) {
+        client_time.0 = client_time.0.wrapping_add(FileTime::TICKS_PER_SEC);
+    }
+    // Altered ePIDs live on the stack: the fault path allocates nothing either.
+    let mut epid_buf = [0u8; 2 * OVERSIZE_EPID_UNITS];
+    let epid: &[u8] = if faults.has(Fault::OversizeEpid) {
+        for (i, b) in epid_buf[..2 * (OVERSIZE_EPID_UNITS - 1)]
+            .iter_mut()
+            .enumerate()
+        {
+            *b = if i % 2 == 0 { b'9' } else { 0 };
+        }
+        &epid_buf
+    } else if faults.has(Fault::UnterminatedEpid) && params.epid.len() >= 4 {
+        &params.epid[..params.epid.len() - 2]
+    } else {
+        params.epid
+    };
     let base = ResponseBase {
-        version: req.base.version,
-        epid: params.epid,
-        cmid: req.base.cmid,
-        client_time: req.base.client_time,
+        version,
+        epid,
+        cmid,
+        client_time,
         count: params.count,
         activation_interval: params.activation_interval,
         renewal_interval: params.renewal_interval,
@@ -235,38 +281,66 @@ pub fn encode_response(
     match req.format {
         Format::V4 => {
             base.emit(out);
-            let mac = v4::mac(&out[start..]);
+            let mut mac = v4::mac(&out[start..]);
+            if faults.has(Fault::WrongMac) {
+                mac[0] ^= 1;
+            }
             out.extend_from_slice(&mac);
+            if faults.has(Fault::ExtraBytes) {
+                out.extend_from_slice(&[0; 16]);
+            }
         }
         Format::V5 | Format::V6 => {
-            out.extend_from_slice(&req.version.to_wire().to_le_bytes());
+            out.extend_from_slice(&envelope.to_wire().to_le_bytes());
             let plain = out.len();
             // V5 answers under the request's own IV (clients check they are identical); V6
-            // picks a fresh one.
-            let iv = if req.format == Format::V5 {
+            // picks a fresh one (clients flag a reused one as an emulator's tell).
+            let reuse_request_iv = match req.format {
+                Format::V5 => !faults.has(Fault::WrongIvs),
+                _ => faults.has(Fault::IdenticalIvs),
+            };
+            let iv = if reuse_request_iv {
                 req.decrypted_iv
             } else {
                 random.iv
             };
             out.extend_from_slice(&iv);
             base.emit(out);
+            let mut hash = crypto::sha256(&random.salt);
+            if faults.has(Fault::WrongHash) {
+                hash[0] ^= 1;
+            }
+            let mut xored_ivs = req.decrypted_iv;
+            if faults.has(Fault::WrongIvs) {
+                xored_ivs[0] ^= 1;
+            }
             let trailer = ResponseTrailer {
                 salt_xor: crypto::xor16(&random.salt, &req.decrypted_iv),
-                hash: crypto::sha256(&random.salt),
+                hash,
                 v6: (req.format == Format::V6).then_some(V6Trailer {
                     hwid: params.hwid,
-                    xored_ivs: req.decrypted_iv,
+                    xored_ivs,
                     hmac: [0; 16],
                 }),
             };
             trailer.emit(out);
             if req.format == Format::V6 {
-                let key = v6::hmac_key(req.base.client_time.0, 0);
+                let key = v6::hmac_key(client_time.0, 0);
                 let hmac_at = out.len() - v6::HMAC_LEN;
-                let tag = v6::hmac(&key, &out[plain..hmac_at]);
+                let mut tag = v6::hmac(&key, &out[plain..hmac_at]);
+                if faults.has(Fault::WrongHmac) {
+                    tag[0] ^= 1;
+                }
                 out[hmac_at..].copy_from_slice(&tag);
             }
+            if faults.has(Fault::ExtraBytes) {
+                out.extend_from_slice(&[0; 16]);
+            }
             crypto::pad(out, plain);
+            if faults.has(Fault::BadPadding) {
+                let last = out.len() - 1;
+                out[last] = 0;
+            }
             cipher_for(req.format).cbc_encrypt(&[0; 16], &mut out[plain..]);
         }
     }

@@ -4,7 +4,13 @@
 
 pub mod checks;
 pub mod client;
+pub mod client_session;
+pub mod faults;
 pub mod host;
+pub mod host_session;
 pub mod rpc;
 
 pub use checks::{Check, CheckId, Checks, Value};
+
+#[cfg(test)]
+mod pair_tests;

@@ -11,7 +11,13 @@ fn packet_type_name(t: PacketType) -> Value {
     Value::Text(crate::wire::rpc::pdu_name(t))
 }
 
-fn common(request: &Pdu<'_>, reply: &Pdu<'_>, expected_type: PacketType, checks: &mut Checks) {
+fn common(
+    request: &Pdu<'_>,
+    reply: &Pdu<'_>,
+    flags: Flags,
+    expected_type: PacketType,
+    checks: &mut Checks,
+) {
     checks.push(Check::equal(
         CheckId::RpcPacketType,
         packet_type_name(expected_type),
@@ -24,9 +30,9 @@ fn common(request: &Pdu<'_>, reply: &Pdu<'_>, expected_type: PacketType, checks:
     ));
     checks.push(Check::new(
         CheckId::RpcFragmentFlags,
-        reply.header.flags.contains(Flags::FIRST_LAST),
-        Value::Text("FIRST_FRAG|LAST_FRAG"),
-        Value::Num(reply.header.flags.0.into()),
+        flags.contains(Flags::FIRST_LAST),
+        Value::Text("FIRST_FRAG on the first fragment, LAST_FRAG on the last"),
+        Value::Num(flags.0.into()),
     ));
 }
 
@@ -38,7 +44,13 @@ pub fn check_bind_reply(request: &Pdu<'_>, reply: &Pdu<'_>) -> Checks {
         Body::AlterContext(b) => (PacketType::AlterContextResp, b.contexts.len()),
         _ => (PacketType::BindAck, 0),
     };
-    common(request, reply, expected_type, &mut checks);
+    common(
+        request,
+        reply,
+        reply.header.flags,
+        expected_type,
+        &mut checks,
+    );
     // The bind_ack mirrors the bind's multiplex flag; alter_context_resp never sets it
     // (Windows behaviour; vlmcs warns otherwise).
     let want_mpx =
@@ -73,18 +85,20 @@ pub fn check_bind_reply(request: &Pdu<'_>, reply: &Pdu<'_>) -> Checks {
 }
 
 /// Checks the reply to an activation request PDU: its header and, when it is a response, its
-/// stub (`stub` is the decoded activation response).
+/// stub (`stub` is the decoded activation response). `reply` is the reply's first fragment (or
+/// only PDU) and `flags` the flags of the whole reply (see [`crate::wire::rpc::Call::flags`]).
 pub fn check_response(
     request: &Pdu<'_>,
     reply: &Pdu<'_>,
+    flags: Flags,
     stub: Option<&ActivationResponse<'_>>,
 ) -> Checks {
     let mut checks = Checks::new();
-    common(request, reply, PacketType::Response, &mut checks);
+    common(request, reply, flags, PacketType::Response, &mut checks);
     checks.push(Check::equal(
         CheckId::RpcMultiplexFlag,
         Value::Bool(false),
-        Value::Bool(reply.header.flags.contains(Flags::CONC_MPX)),
+        Value::Bool(flags.contains(Flags::CONC_MPX)),
     ));
     let req_ctx = match &request.body {
         Body::Request(r) => r.context_id,

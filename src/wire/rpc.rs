@@ -1030,6 +1030,9 @@ pub struct Call {
     pub fault: Option<FaultStatus>,
     /// Number of fragments it came in.
     pub fragments: usize,
+    /// FIRST_FRAG as the first fragment had it, LAST_FRAG as the last had it, and every other
+    /// bit any fragment set: what a single-PDU call would carry.
+    pub flags: Flags,
     /// The concatenated stub data.
     pub stub: Vec<u8>,
 }
@@ -1135,6 +1138,7 @@ impl Reassembler {
                         opnum,
                         fault,
                         fragments: 1,
+                        flags,
                         stub: stub.to_vec(),
                     }));
                 }
@@ -1150,6 +1154,7 @@ impl Reassembler {
                     opnum,
                     fault,
                     fragments: 0,
+                    flags: Flags(flags.0 & !Flags::LAST_FRAG.0),
                     stub: Vec::new(),
                 });
                 self.pending.len() - 1
@@ -1166,6 +1171,7 @@ impl Reassembler {
         }
         call.stub.extend_from_slice(stub);
         call.fragments += 1;
+        call.flags = Flags(call.flags.0 | (flags.0 & !Flags::FIRST_FRAG.0));
         if flags.contains(Flags::LAST_FRAG) {
             Ok(Some(self.pending.swap_remove(idx)))
         } else {

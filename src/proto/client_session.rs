@@ -1,0 +1,405 @@
+//! The client's side of one RPC connection, sans-IO: builds the bind (and alter_context) as
+//! Windows does, checks the host's answers, wraps KMS requests in request PDUs and unwraps the
+//! replies, reporting every RPC-level check.
+
+use crate::wire::HResult;
+use crate::wire::codec::Error;
+use crate::wire::ndr::{ActivationRequest, ActivationResponse, Syntax};
+use crate::wire::rpc::{
+    AckResult, Bind, Body, ContextItem, FaultStatus, Flags, Header, HeaderRepr, KMS_INTERFACE,
+    NDR32, NDR64, PacketType, Pdu, RejectReason, Request, SyntaxId, WINDOWS_MAX_FRAG,
+};
+
+use super::checks::Checks;
+use super::rpc::{check_bind_reply, check_response};
+
+/// How the client binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientRpcOptions {
+    /// Offer NDR64 (Windows 7 and later do).
+    pub ndr64: bool,
+    /// Offer bind-time feature negotiation (Windows 7 and later do).
+    pub btfn: bool,
+    /// Set PFC_CONC_MPX in the bind (Windows does).
+    pub multiplex: bool,
+    /// Fragment sizes to announce.
+    pub max_frag: u16,
+}
+
+impl Default for ClientRpcOptions {
+    fn default() -> Self {
+        ClientRpcOptions {
+            ndr64: true,
+            btfn: true,
+            multiplex: true,
+            max_frag: WINDOWS_MAX_FRAG,
+        }
+    }
+}
+
+/// Context ids the client proposes, as Windows numbers them.
+const CTX_NDR32: u16 = 0;
+const CTX_NDR64: u16 = 1;
+/// Feature bits Windows offers in its BTFN item.
+const BTFN_OFFER: u16 = 0x0003;
+/// Windows starts counting calls at 2 (seen in every captured bind, genuine or vlmcs).
+const FIRST_CALL_ID: u32 = 2;
+
+/// Why the RPC exchange could not go on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RpcError {
+    /// A reply did not parse.
+    #[error("undecodable {what}: {source}")]
+    Decode {
+        /// Which reply.
+        what: &'static str,
+        /// The decode error.
+        source: Error,
+    },
+    /// The host rejected the bind as a whole.
+    #[error("bind rejected by the host: {0:?}")]
+    BindRejected(RejectReason),
+    /// Neither NDR32 nor NDR64 was accepted.
+    #[error("the host accepted no transfer syntax for the KMS interface")]
+    NoTransferSyntax,
+    /// A reply of a type that cannot answer what was sent.
+    #[error("expected {expected}, got {got}")]
+    Unexpected {
+        /// What was expected.
+        expected: &'static str,
+        /// What came.
+        got: &'static str,
+    },
+    /// A fragment arrived out of order.
+    #[error("reply fragments out of order")]
+    Fragments,
+}
+
+/// What a bind (and the alter_context that may follow) established.
+#[derive(Debug, Clone)]
+pub struct BindOutcome {
+    /// RPC checks on the host's answer.
+    pub checks: Checks,
+    /// Syntaxes the host accepted, in answer order, as vlmcs prints them ("NDR64", "BTFN",
+    /// "NDR32").
+    pub accepted: Vec<&'static str>,
+    /// The association group the host assigned.
+    pub assoc_group: u32,
+    /// Whether NDR32 still has to be negotiated with an alter_context before the first call.
+    pub needs_alter_context: bool,
+}
+
+/// What came back for one activation call.
+#[derive(Debug, Clone)]
+pub enum CallReply {
+    /// A KMS response body.
+    Response(Vec<u8>),
+    /// The call returned an HRESULT without a body.
+    Refused(HResult),
+    /// An RPC fault.
+    Fault(FaultStatus),
+}
+
+/// The reply to a call, with its RPC checks.
+#[derive(Debug, Clone)]
+pub struct CallOutcome {
+    /// The reply.
+    pub reply: CallReply,
+    /// Transfer syntax the call used.
+    pub syntax: Syntax,
+    /// RPC checks on the reply.
+    pub checks: Checks,
+}
+
+/// The client's state for one connection.
+#[derive(Debug)]
+pub struct ClientSession {
+    options: ClientRpcOptions,
+    call_id: u32,
+    ndr32: bool,
+    ndr64: bool,
+    calls_made: u32,
+    /// The last bind, alter_context or request sent, for checking its reply.
+    last_sent: Vec<u8>,
+    /// Syntax of the outstanding call.
+    pending_syntax: Syntax,
+    /// Fragments of the reply gathered so far: (first PDU bytes, stub, combined flags).
+    partial: Option<(Vec<u8>, Vec<u8>, Flags)>,
+}
+
+impl ClientSession {
+    /// A fresh connection.
+    pub fn new(options: ClientRpcOptions) -> ClientSession {
+        ClientSession::with_call_id(options, FIRST_CALL_ID)
+    }
+
+    /// A fresh connection whose first call id is `call_id` (vlmcs keeps counting across
+    /// connections when it reconnects).
+    pub fn with_call_id(options: ClientRpcOptions, call_id: u32) -> ClientSession {
+        ClientSession {
+            options,
+            call_id,
+            ndr32: false,
+            ndr64: false,
+            calls_made: 0,
+            last_sent: Vec::with_capacity(512),
+            pending_syntax: Syntax::Ndr32,
+            partial: None,
+        }
+    }
+
+    /// The next call id.
+    pub fn call_id(&self) -> u32 {
+        self.call_id
+    }
+
+    /// Whether NDR64 was negotiated.
+    pub fn has_ndr64(&self) -> bool {
+        self.ndr64
+    }
+
+    fn item(context_id: u16, syntax: SyntaxId) -> ContextItem {
+        ContextItem {
+            context_id,
+            reserved: 0,
+            abstract_syntax: KMS_INTERFACE,
+            transfer_syntaxes: vec![syntax],
+        }
+    }
+
+    fn emit_bind(
+        &mut self,
+        packet_type: PacketType,
+        contexts: Vec<ContextItem>,
+        out: &mut Vec<u8>,
+    ) {
+        let bind = Bind {
+            max_xmit_frag: self.options.max_frag,
+            max_recv_frag: self.options.max_frag,
+            assoc_group: 0,
+            reserved: [0; 3],
+            contexts,
+        };
+        let flags = Flags::FIRST_LAST.with(Flags::CONC_MPX, self.options.multiplex);
+        let pdu = Pdu {
+            header: HeaderRepr {
+                flags,
+                ..HeaderRepr::new(packet_type, self.call_id)
+            },
+            body: if packet_type == PacketType::Bind {
+                Body::Bind(bind)
+            } else {
+                Body::AlterContext(bind)
+            },
+            auth: &[],
+        };
+        self.last_sent.clear();
+        pdu.emit(&mut self.last_sent);
+        out.extend_from_slice(&self.last_sent);
+    }
+
+    /// Appends the bind: NDR32 on context 0, then NDR64 and BTFN when enabled.
+    pub fn bind(&mut self, out: &mut Vec<u8>) {
+        let mut contexts = vec![Self::item(CTX_NDR32, NDR32)];
+        if self.options.ndr64 {
+            contexts.push(Self::item(CTX_NDR64, NDR64));
+        }
+        if self.options.btfn {
+            contexts.push(Self::item(
+                contexts.len() as u16,
+                SyntaxId::btfn(BTFN_OFFER),
+            ));
+        }
+        self.emit_bind(PacketType::Bind, contexts, out);
+    }
+
+    /// Appends an alter_context asking for NDR32 on context 0 (what Windows sends when the
+    /// bind got NDR64 only).
+    pub fn alter_context(&mut self, out: &mut Vec<u8>) {
+        self.emit_bind(
+            PacketType::AlterContext,
+            vec![Self::item(CTX_NDR32, NDR32)],
+            out,
+        );
+    }
+
+    /// Handles the answer to the last bind or alter_context.
+    pub fn handle_bind_reply(&mut self, bytes: &[u8]) -> Result<BindOutcome, RpcError> {
+        let sent = Pdu::parse(&self.last_sent).map_err(|source| RpcError::Decode {
+            what: "own bind",
+            source,
+        })?;
+        let reply = Pdu::parse(bytes).map_err(|source| RpcError::Decode {
+            what: "bind reply",
+            source,
+        })?;
+        let checks = check_bind_reply(&sent, &reply);
+        let (ack, offered) = match (&reply.body, &sent.body) {
+            (Body::BindNak(n), _) => return Err(RpcError::BindRejected(n.reason)),
+            (
+                Body::BindAck(a) | Body::AlterContextResp(a),
+                Body::Bind(b) | Body::AlterContext(b),
+            ) => (a, &b.contexts),
+            _ => {
+                return Err(RpcError::Unexpected {
+                    expected: "bind_ack",
+                    got: crate::wire::rpc::pdu_name(reply.header.packet_type),
+                });
+            }
+        };
+        let mut accepted = Vec::new();
+        for (item, res) in offered.iter().zip(&ack.results) {
+            let Some(ts) = item.transfer_syntaxes.first() else {
+                continue;
+            };
+            match res.result {
+                AckResult::Acceptance if *ts == NDR32 => self.ndr32 = true,
+                AckResult::Acceptance if *ts == NDR64 => self.ndr64 = true,
+                AckResult::NegotiateAck => {}
+                _ => continue,
+            }
+            accepted.push(ts.name());
+        }
+        if !self.ndr32 && !self.ndr64 && sent.header.packet_type == PacketType::AlterContext {
+            return Err(RpcError::NoTransferSyntax);
+        }
+        Ok(BindOutcome {
+            checks,
+            accepted,
+            assoc_group: ack.assoc_group,
+            needs_alter_context: !self.ndr32 && sent.header.packet_type == PacketType::Bind,
+        })
+    }
+
+    /// Appends a request PDU carrying `kms` and returns its call id. Like Windows, the first
+    /// call goes over NDR32 and later ones over NDR64 when it was negotiated.
+    pub fn request(&mut self, kms: &[u8], out: &mut Vec<u8>) -> u32 {
+        let (syntax, context_id) = if self.ndr64 && (self.calls_made > 0 || !self.ndr32) {
+            (Syntax::Ndr64, CTX_NDR64)
+        } else {
+            (Syntax::Ndr32, CTX_NDR32)
+        };
+        let call_id = self.call_id;
+        let mut stub = Vec::with_capacity(kms.len() + 16);
+        ActivationRequest::new(syntax, kms).emit(&mut stub);
+        let pdu = Pdu {
+            header: HeaderRepr::new(PacketType::Request, call_id),
+            body: Body::Request(Request {
+                alloc_hint: stub.len() as u32,
+                context_id,
+                opnum: 0,
+                object: None,
+                stub: &stub,
+            }),
+            auth: &[],
+        };
+        self.last_sent.clear();
+        pdu.emit(&mut self.last_sent);
+        out.extend_from_slice(&self.last_sent);
+        self.pending_syntax = syntax;
+        self.partial = None;
+        self.calls_made += 1;
+        self.call_id = self.call_id.wrapping_add(1);
+        call_id
+    }
+
+    /// Handles one PDU of the reply to the last request: `Ok(None)` while more fragments are
+    /// due.
+    pub fn handle_reply(&mut self, bytes: &[u8]) -> Result<Option<CallOutcome>, RpcError> {
+        let header = Header::new_checked(bytes).map_err(|source| RpcError::Decode {
+            what: "reply header",
+            source,
+        })?;
+        // Decode the body as the response or fault it should be even when the header names
+        // another type, so that the wrong type is reported as a failed check, not a crash.
+        let body_type = match header.packet_type() {
+            PacketType::Fault => PacketType::Fault,
+            _ => PacketType::Response,
+        };
+        let mut patched;
+        let body_bytes = if header.packet_type() == body_type {
+            bytes
+        } else {
+            patched = bytes.to_vec();
+            patched[2] = body_type.into();
+            &patched[..]
+        };
+        let reply = Pdu::parse(body_bytes).map_err(|source| RpcError::Decode {
+            what: "reply",
+            source,
+        })?;
+        let flags = header.flags();
+        let (stub, fault) = match &reply.body {
+            Body::Response(r) => (r.stub, None),
+            Body::Fault(f) => (f.stub, Some(f.status)),
+            _ => return Err(RpcError::Fragments),
+        };
+        let (first_bytes, whole, combined) = match self.partial.take() {
+            None if flags.contains(Flags::LAST_FRAG) => (bytes.to_vec(), stub.to_vec(), flags),
+            None => {
+                self.partial = Some((
+                    bytes.to_vec(),
+                    stub.to_vec(),
+                    flags.with(Flags::LAST_FRAG, false),
+                ));
+                return Ok(None);
+            }
+            Some((first, mut acc, f)) => {
+                acc.extend_from_slice(stub);
+                let f = Flags(f.0 | (flags.0 & !Flags::FIRST_FRAG.0));
+                if flags.contains(Flags::LAST_FRAG) {
+                    (first, acc, f)
+                } else {
+                    self.partial = Some((first, acc, f));
+                    return Ok(None);
+                }
+            }
+        };
+        let sent = Pdu::parse(&self.last_sent).map_err(|source| RpcError::Decode {
+            what: "own request",
+            source,
+        })?;
+        let mut first_patched = first_bytes.clone();
+        if let Some(b) = first_patched.get_mut(2) {
+            *b = body_type.into();
+        }
+        let first = Pdu::parse(&first_patched).map_err(|source| RpcError::Decode {
+            what: "reply",
+            source,
+        })?;
+        // Check against the header as it came (its real packet type).
+        let first_as_sent = Pdu {
+            header: HeaderRepr {
+                packet_type: Header::new_unchecked(&first_bytes).packet_type(),
+                ..first.header
+            },
+            ..first.clone()
+        };
+        if let Some(status) = fault {
+            let checks = check_response(&sent, &first_as_sent, combined, None);
+            return Ok(Some(CallOutcome {
+                reply: CallReply::Fault(status),
+                syntax: self.pending_syntax,
+                checks,
+            }));
+        }
+        let stub = ActivationResponse::parse(self.pending_syntax, &whole).map_err(|source| {
+            RpcError::Decode {
+                what: "activation response stub",
+                source,
+            }
+        })?;
+        let checks = check_response(&sent, &first_as_sent, combined, Some(&stub));
+        let reply = if stub.max_count.is_none() {
+            CallReply::Refused(stub.hresult)
+        } else {
+            CallReply::Response(stub.body.to_vec())
+        };
+        Ok(Some(CallOutcome {
+            reply,
+            syntax: self.pending_syntax,
+            checks,
+        }))
+    }
+}
