@@ -37,6 +37,9 @@ impl Default for HostRpcConfig {
     }
 }
 
+/// Turns a KMS request into a KMS response (appended to the buffer) or an HRESULT refusal.
+pub type Activate<'a> = dyn FnMut(&[u8], &mut Vec<u8>) -> Result<(), HResult> + 'a;
+
 /// What the driver should do after a PDU was handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Step {
@@ -108,12 +111,7 @@ impl HostSession {
     /// Handles one whole PDU (framed with [`crate::wire::rpc::split_pdu`]) and appends the
     /// reply to `out`. `activate` turns a KMS request into a KMS response (appended to its
     /// output buffer) or an HRESULT refusal.
-    pub fn handle(
-        &mut self,
-        bytes: &[u8],
-        activate: &mut dyn FnMut(&[u8], &mut Vec<u8>) -> Result<(), HResult>,
-        out: &mut Vec<u8>,
-    ) -> Step {
+    pub fn handle(&mut self, bytes: &[u8], activate: &mut Activate<'_>, out: &mut Vec<u8>) -> Step {
         let pdu = match Pdu::parse(bytes) {
             Ok(p) => p,
             Err(_) => {
@@ -262,7 +260,7 @@ impl HostSession {
         pdu: &Pdu<'_>,
         context_id: u16,
         opnum: u16,
-        activate: &mut dyn FnMut(&[u8], &mut Vec<u8>) -> Result<(), HResult>,
+        activate: &mut Activate<'_>,
         out: &mut Vec<u8>,
     ) -> Step {
         let call_id = pdu.header.call_id;

@@ -7,7 +7,9 @@ pub mod client;
 pub mod client_session;
 pub mod faults;
 pub mod host;
+pub mod host_engine;
 pub mod host_session;
+pub mod kms_host;
 pub mod rpc;
 
 pub use checks::{Check, CheckId, Checks, Value};
