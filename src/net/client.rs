@@ -1,0 +1,280 @@
+//! The client driver: one TCP connection to a KMS host, driving a [`ClientSession`] with
+//! timeouts on every step.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::proto::client_session::{
+    BindOutcome, CallOutcome, ClientRpcOptions, ClientSession, RpcError,
+};
+
+use super::framing::{PduReader, ReadError};
+
+/// Timeouts and RPC options of a client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientConfig {
+    /// How the client binds.
+    pub rpc: ClientRpcOptions,
+    /// Longest wait for the TCP handshake.
+    pub connect_timeout: Duration,
+    /// Longest wait for each reply.
+    pub read_timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            rpc: ClientRpcOptions::default(),
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The step an error happened in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// TCP connect.
+    Connect,
+    /// RPC bind (and alter_context).
+    Bind,
+    /// The activation call.
+    Call,
+}
+
+impl core::fmt::Display for Phase {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Phase::Connect => "connect",
+            Phase::Bind => "bind",
+            Phase::Call => "activation call",
+        })
+    }
+}
+
+/// Why an exchange failed below the KMS layer.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The host did not answer in time.
+    #[error("{addr}: {phase} timed out after {after:?}")]
+    Timeout {
+        /// The host.
+        addr: SocketAddr,
+        /// Which step.
+        phase: Phase,
+        /// The limit.
+        after: Duration,
+    },
+    /// A socket error (refused, reset, ...).
+    #[error("{addr}: {phase}: {source}")]
+    Io {
+        /// The host.
+        addr: SocketAddr,
+        /// Which step.
+        phase: Phase,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The connection ended or carried something that is not RPC.
+    #[error("{addr}: {phase}: {source}")]
+    Read {
+        /// The host.
+        addr: SocketAddr,
+        /// Which step.
+        phase: Phase,
+        /// The error.
+        source: ReadError,
+    },
+    /// The RPC exchange went wrong.
+    #[error("{addr}: {phase}: {source}")]
+    Rpc {
+        /// The host.
+        addr: SocketAddr,
+        /// Which step.
+        phase: Phase,
+        /// The error.
+        source: RpcError,
+    },
+}
+
+impl NetError {
+    /// The step that failed.
+    pub fn phase(&self) -> Phase {
+        match self {
+            NetError::Timeout { phase, .. }
+            | NetError::Io { phase, .. }
+            | NetError::Read { phase, .. }
+            | NetError::Rpc { phase, .. } => *phase,
+        }
+    }
+
+    /// A short class name for reports: refused, timeout, reset, closed, protocol.
+    pub fn class(&self) -> &'static str {
+        match self {
+            NetError::Timeout { .. } => "timeout",
+            NetError::Io { source, .. } => match source.kind() {
+                std::io::ErrorKind::ConnectionRefused => "refused",
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => "reset",
+                _ => "io",
+            },
+            NetError::Read { source, .. } => match source {
+                ReadError::Closed | ReadError::Truncated { .. } => "closed",
+                ReadError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionReset => "reset",
+                _ => "protocol",
+            },
+            NetError::Rpc { .. } => "protocol",
+        }
+    }
+}
+
+/// A bound connection.
+#[derive(Debug)]
+pub struct Connection {
+    addr: SocketAddr,
+    stream: TcpStream,
+    session: ClientSession,
+    reader: PduReader,
+    out: Vec<u8>,
+    config: ClientConfig,
+}
+
+/// How the bind went, over both bind and alter_context.
+#[derive(Debug, Clone)]
+pub struct BindReport {
+    /// The bind's outcome.
+    pub bind: BindOutcome,
+    /// The alter_context's outcome, when one was needed.
+    pub alter_context: Option<BindOutcome>,
+    /// Time from sending the bind to the last answer.
+    pub elapsed: Duration,
+}
+
+impl BindReport {
+    /// Accepted syntaxes in order, as vlmcs prints them.
+    pub fn accepted(&self) -> Vec<&'static str> {
+        let mut v = self.bind.accepted.clone();
+        if let Some(a) = &self.alter_context {
+            v.extend(a.accepted.iter().copied());
+        }
+        v
+    }
+}
+
+impl Connection {
+    /// Connects to `addr`; `first_call_id` continues vlmcs-style numbering across connections.
+    pub async fn connect(
+        addr: SocketAddr,
+        config: ClientConfig,
+        first_call_id: u32,
+    ) -> Result<Connection, NetError> {
+        let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| NetError::Timeout {
+                addr,
+                phase: Phase::Connect,
+                after: config.connect_timeout,
+            })?
+            .map_err(|source| NetError::Io {
+                addr,
+                phase: Phase::Connect,
+                source,
+            })?;
+        // Requests are small and latency matters more than packet count.
+        let _ = stream.set_nodelay(true);
+        Ok(Connection {
+            addr,
+            stream,
+            session: ClientSession::with_call_id(config.rpc, first_call_id),
+            reader: PduReader::new(),
+            out: Vec::with_capacity(512),
+            config,
+        })
+    }
+
+    /// The host's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The next call id.
+    pub fn call_id(&self) -> u32 {
+        self.session.call_id()
+    }
+
+    async fn round_trip(&mut self, phase: Phase) -> Result<&[u8], NetError> {
+        let addr = self.addr;
+        self.stream
+            .write_all(&self.out)
+            .await
+            .map_err(|source| NetError::Io {
+                addr,
+                phase,
+                source,
+            })?;
+        self.out.clear();
+        self.read(phase).await
+    }
+
+    async fn read(&mut self, phase: Phase) -> Result<&[u8], NetError> {
+        let addr = self.addr;
+        let after = self.config.read_timeout;
+        tokio::time::timeout(after, self.reader.next(&mut self.stream))
+            .await
+            .map_err(|_| NetError::Timeout { addr, phase, after })?
+            .map_err(|source| NetError::Read {
+                addr,
+                phase,
+                source,
+            })
+    }
+
+    /// Binds, and sends an alter_context for NDR32 when the bind did not grant it.
+    pub async fn bind(&mut self) -> Result<BindReport, NetError> {
+        let start = Instant::now();
+        let addr = self.addr;
+        let rpc = |source| NetError::Rpc {
+            addr,
+            phase: Phase::Bind,
+            source,
+        };
+        self.session.bind(&mut self.out);
+        let reply = self.round_trip(Phase::Bind).await?.to_vec();
+        let bind = self.session.handle_bind_reply(&reply).map_err(rpc)?;
+        let alter_context = if bind.needs_alter_context {
+            self.session.alter_context(&mut self.out);
+            let reply = self.round_trip(Phase::Bind).await?.to_vec();
+            Some(self.session.handle_bind_reply(&reply).map_err(rpc)?)
+        } else {
+            None
+        };
+        Ok(BindReport {
+            bind,
+            alter_context,
+            elapsed: start.elapsed(),
+        })
+    }
+
+    /// Sends one KMS request and waits for the whole reply.
+    pub async fn call(&mut self, kms_request: &[u8]) -> Result<CallOutcome, NetError> {
+        let addr = self.addr;
+        self.session.request(kms_request, &mut self.out);
+        let mut pdu = self.round_trip(Phase::Call).await?.to_vec();
+        loop {
+            match self.session.handle_reply(&pdu) {
+                Ok(Some(outcome)) => return Ok(outcome),
+                Ok(None) => pdu = self.read(Phase::Call).await?.to_vec(),
+                Err(source) => {
+                    return Err(NetError::Rpc {
+                        addr,
+                        phase: Phase::Call,
+                        source,
+                    });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The host driver: TCP listeners, one task per connection driving a [`HostSession`], an idle
+//! timeout, a connection limit and graceful shutdown. The KMS logic is behind [`KmsService`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::proto::faults::Fault;
+use crate::proto::host_session::{HostRpcConfig, HostSession};
+use crate::wire::HResult;
+use crate::wire::rpc::PacketType;
+
+use super::framing::{PduReader, ReadError};
+
+/// The KMS side of a host: a request's bytes in, a response's bytes out (or a refusal).
+pub trait KmsService: Send + Sync + 'static {
+    /// Handles one KMS request from `peer`, appending the response to `out`.
+    fn activate(&self, peer: SocketAddr, request: &[u8], out: &mut Vec<u8>) -> Result<(), HResult>;
+}
+
+/// How the host listens and behaves on the wire.
+#[derive(Debug, Clone)]
+pub struct ListenConfig {
+    /// Addresses to listen on.
+    pub listen: Vec<SocketAddr>,
+    /// RPC behaviour and faults.
+    pub rpc: HostRpcConfig,
+    /// A connection idle this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections served at once; more are closed on accept.
+    pub max_connections: usize,
+    /// Delay before each activation reply, when the `delay` fault is on.
+    pub delay: Duration,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        ListenConfig {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 1688))],
+            rpc: HostRpcConfig::default(),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            delay: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Counters a running host keeps.
+#[derive(Debug, Default)]
+pub struct HostStats {
+    /// Connections accepted.
+    pub connections: AtomicU64,
+    /// Connections refused at the limit.
+    pub refused: AtomicU64,
+    /// PDUs handled.
+    pub pdus: AtomicU64,
+    /// Connections closed for bad input.
+    pub bad_input: AtomicU64,
+}
+
+/// Bound listeners, ready to serve.
+#[derive(Debug)]
+pub struct Server {
+    listeners: Vec<TcpListener>,
+    config: ListenConfig,
+    stats: Arc<HostStats>,
+}
+
+/// Association groups start here, like vlmcsd's (any value works; a constant one is an
+/// emulator's tell, so each connection gets the next).
+const FIRST_ASSOC_GROUP: u32 = 0x1063_0000;
+
+impl Server {
+    /// Binds every configured address.
+    pub async fn bind(config: ListenConfig) -> std::io::Result<Server> {
+        let mut listeners = Vec::new();
+        for addr in &config.listen {
+            let l = TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+            })?;
+            listeners.push(l);
+        }
+        Ok(Server {
+            listeners,
+            config,
+            stats: Arc::new(HostStats::default()),
+        })
+    }
+
+    /// The addresses actually bound (port 0 resolved).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Arc<HostStats> {
+        self.stats.clone()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and gives open connections
+    /// a moment to finish.
+    pub async fn run<S: KmsService>(self, service: Arc<S>, shutdown: impl Future<Output = ()>) {
+        let limit = Arc::new(Semaphore::new(self.config.max_connections));
+        let assoc = Arc::new(AtomicU32::new(FIRST_ASSOC_GROUP));
+        let config = Arc::new(self.config);
+        let mut accepts = JoinSet::new();
+        for listener in self.listeners {
+            let (service, limit, assoc, config, stats) = (
+                service.clone(),
+                limit.clone(),
+                assoc.clone(),
+                config.clone(),
+                self.stats.clone(),
+            );
+            accepts.spawn(accept_loop(listener, service, limit, assoc, config, stats));
+        }
+        shutdown.await;
+        accepts.abort_all();
+        while accepts.join_next().await.is_some() {}
+    }
+}
+
+async fn accept_loop<S: KmsService>(
+    listener: TcpListener,
+    service: Arc<S>,
+    limit: Arc<Semaphore>,
+    assoc: Arc<AtomicU32>,
+    config: Arc<ListenConfig>,
+    stats: Arc<HostStats>,
+) {
+    let port = listener.local_addr().map_or(0, |a| a.port());
+    let mut conns = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            // Reap finished connection tasks so the set does not grow without bound.
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        let Ok((stream, peer)) = accepted else {
+            // Out of descriptors or similar: back off briefly instead of spinning.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+            continue;
+        };
+        stats.connections.fetch_add(1, Ordering::Relaxed);
+        let _ = stream.set_nodelay(true);
+        let rpc = HostRpcConfig { port, ..config.rpc };
+        let group = assoc.fetch_add(1, Ordering::Relaxed);
+        let (service, config, stats) = (service.clone(), config.clone(), stats.clone());
+        conns.spawn(async move {
+            serve_connection(
+                stream,
+                peer,
+                HostSession::new(rpc, group),
+                &*service,
+                &config,
+                &stats,
+            )
+            .await;
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_connection<S: KmsService>(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    mut session: HostSession,
+    service: &S,
+    config: &ListenConfig,
+    stats: &HostStats,
+) {
+    let mut reader = PduReader::new();
+    let mut out = Vec::with_capacity(1024);
+    let delay = config.rpc.faults.has(Fault::Delay);
+    loop {
+        let pdu = match tokio::time::timeout(config.idle_timeout, reader.next(&mut stream)).await {
+            Err(_) | Ok(Err(ReadError::Closed)) => return,
+            Ok(Err(_)) => {
+                stats.bad_input.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Ok(Ok(pdu)) => pdu,
+        };
+        stats.pdus.fetch_add(1, Ordering::Relaxed);
+        out.clear();
+        let step = session.handle(
+            pdu,
+            &mut |req: &[u8], out: &mut Vec<u8>| service.activate(peer, req, out),
+            &mut out,
+        );
+        if delay && step.reply == Some(PacketType::Response) {
+            tokio::time::sleep(config.delay).await;
+        }
+        if !out.is_empty() && stream.write_all(&out).await.is_err() {
+            return;
+        }
+        if step.close {
+            let _ = stream.shutdown().await;
+            return;
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The only tokio code: drivers for client and host sockets, and host discovery.
+
+pub mod client;
+pub mod discovery;
+pub mod framing;
+pub mod host;
