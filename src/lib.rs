@@ -7,9 +7,14 @@
 //! wrap them.
 #![forbid(unsafe_code)]
 
+pub mod activate;
 pub mod capture;
 pub mod catalog;
+pub mod cli;
 pub mod crypto;
 pub mod epid;
+pub mod net;
 pub mod proto;
+pub mod report;
+pub mod serve;
 pub mod wire;

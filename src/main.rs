@@ -1,21 +1,31 @@
-//! The `kmsharness` command line: parse → run → exit status.
+//! The `kmsharness` command line: parse → validated config → run → exit status.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use kmsharness::cli::activate::ActivateOpts;
+use kmsharness::cli::exit::Exit;
+use kmsharness::cli::serve::ServeOpts;
 
 /// Validate and benchmark Microsoft KMS hosts.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, after_help = EXIT_HELP)]
 struct Opts {
     #[command(subcommand)]
     command: Command,
 }
 
+const EXIT_HELP: &str = "Exit status: 0 every check passed; 1 a check failed; 2 usage or \
+configuration error; 3 no connection; 4 RPC failure (fault, bind rejected, undecodable); \
+5 the host refused with an HRESULT; 6 local file error; 130 interrupted.";
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// One client exchange, every field decoded and every check shown.
-    Activate,
+    /// One client's exchanges with a host: every field decoded and every check shown.
+    Activate(ActivateOpts),
+    /// The bundled reference host.
+    Serve(ServeOpts),
     /// A fleet of fake clients against a host; latency histograms and throughput.
     Load,
     /// Decode a pcap/pcapng capture.
@@ -24,24 +34,25 @@ enum Command {
     Replay,
     /// Run the conformance vectors against a host.
     Conform,
-    /// The bundled reference host.
-    Serve,
 }
-
-/// Exit status when a subcommand is not available yet.
-const EXIT_UNAVAILABLE: u8 = 2;
 
 fn main() -> ExitCode {
     let opts = Opts::parse();
-    let issue = match opts.command {
-        Command::Activate | Command::Serve => 3,
-        Command::Load => 4,
-        Command::Inspect | Command::Replay => 5,
-        Command::Conform => 6,
+    let exit = match opts.command {
+        Command::Activate(a) => kmsharness::cli::activate::main(&a),
+        Command::Serve(s) => kmsharness::cli::serve::main(&s),
+        other => {
+            let issue = match other {
+                Command::Load => 4,
+                Command::Inspect | Command::Replay => 5,
+                _ => 6,
+            };
+            let _ = writeln!(
+                std::io::stderr(),
+                "kmsharness: {other:?} is not available yet (tracked in issue {issue})"
+            );
+            Exit::Usage
+        }
     };
-    eprintln!(
-        "kmsharness: {:?} is not available yet (tracked in issue {issue}); the protocol core it builds on is",
-        opts.command
-    );
-    ExitCode::from(EXIT_UNAVAILABLE)
+    exit.into()
 }

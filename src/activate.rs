@@ -1,0 +1,592 @@
+//! `activate`: one client's exchanges with a host, vlmcs-style: build each request, bind,
+//! call, decrypt and verify, and report every field and every check.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rand::RngExt;
+use serde::Serialize;
+
+use crate::cli::exit::Exit;
+use crate::cli::target::{IpPreference, Target, resolve};
+use crate::net::client::{BindReport, ClientConfig, Connection, NetError};
+use crate::proto::checks::Check;
+use crate::proto::client::{ResponseBuf, decode_response, encode_request};
+use crate::proto::client_session::CallReply;
+use crate::wire::kms::{FileTime, RequestBase, Version, Workstation};
+use crate::wire::ndr::Syntax;
+use crate::wire::rpc::FaultStatus;
+use crate::wire::{Guid, HResult};
+
+/// How the client machine ID is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmidSpec {
+    /// A fresh random (RFC 4122 v4) ID per request, as vlmcs does by default.
+    Random,
+    /// The same ID for every request.
+    Fixed(Guid),
+}
+
+/// How the workstation name is chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkstationSpec {
+    /// A random DNS-style name per request (vlmcs's default).
+    RandomDns,
+    /// A random NetBIOS-style name per request (vlmcs `-d`).
+    RandomNetbios,
+    /// This name.
+    Fixed(String),
+}
+
+/// Everything `activate` needs, validated.
+#[derive(Debug, Clone)]
+pub struct ActivateConfig {
+    /// Where to send.
+    pub target: Target,
+    /// Address family preference.
+    pub prefer: IpPreference,
+    /// Protocol version in the requests.
+    pub version: Version,
+    /// Application ID.
+    pub app_id: Guid,
+    /// SKU (activation) ID.
+    pub sku_id: Guid,
+    /// KMS counted ID.
+    pub kms_id: Guid,
+    /// Name of the product, for the report.
+    pub product_name: String,
+    /// Client machine ID.
+    pub cmid: CmidSpec,
+    /// Previous client machine ID.
+    pub previous_cmid: Guid,
+    /// Workstation name.
+    pub workstation: WorkstationSpec,
+    /// Required client count (N count policy).
+    pub required_clients: u32,
+    /// License status.
+    pub license_status: u32,
+    /// Minutes left in the current license state.
+    pub binding_expiration: u32,
+    /// Client is a virtual machine.
+    pub vm: bool,
+    /// Requests to send.
+    pub requests: u32,
+    /// A new TCP connection and bind for every request.
+    pub new_connection_each: bool,
+    /// RPC options and timeouts.
+    pub client: ClientConfig,
+}
+
+/// One request's parameters as sent.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestReport {
+    /// Protocol version.
+    pub version: String,
+    /// VM flag.
+    pub vm: bool,
+    /// License status.
+    pub license_status: u32,
+    /// Minutes left in the current state.
+    pub binding_expiration: u32,
+    /// Application ID.
+    pub app_id: Guid,
+    /// SKU ID.
+    pub sku_id: Guid,
+    /// KMS ID.
+    pub kms_id: Guid,
+    /// Product name (catalog), if known.
+    pub product: String,
+    /// Client machine ID.
+    pub cmid: Guid,
+    /// Previous client machine ID.
+    pub previous_cmid: Guid,
+    /// Client time, UTC.
+    pub client_time: String,
+    /// Workstation name.
+    pub workstation: String,
+    /// Required client count.
+    pub required_clients: u32,
+}
+
+/// The bind as reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct BindInfo {
+    /// The host address.
+    pub address: SocketAddr,
+    /// Syntaxes accepted, in order ("NDR64", "BTFN", "NDR32").
+    pub accepted: Vec<&'static str>,
+    /// Association group.
+    pub assoc_group: u32,
+    /// Whether an alter_context was needed.
+    pub alter_context: bool,
+    /// RPC checks on the bind reply (and alter_context reply).
+    pub checks: Vec<Check>,
+}
+
+/// The decoded response.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResponseReport {
+    /// Size of the KMS response.
+    pub size: usize,
+    /// Protocol version.
+    pub version: String,
+    /// The host's ePID.
+    pub epid: String,
+    /// The host's hardware ID (V6).
+    pub hwid: Option<String>,
+    /// Echoed client machine ID.
+    pub cmid: Guid,
+    /// Echoed client time, UTC.
+    pub client_time: String,
+    /// Current count of activated clients.
+    pub count: u32,
+    /// Renewal interval, minutes.
+    pub renewal_interval: u32,
+    /// Activation interval, minutes.
+    pub activation_interval: u32,
+}
+
+/// How one request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Answered; every check passed.
+    Ok,
+    /// Answered; some check failed.
+    ChecksFailed,
+    /// The call returned an HRESULT.
+    Refused,
+    /// An RPC fault or protocol failure.
+    Rpc,
+    /// No connection or no answer.
+    Connection,
+}
+
+impl Outcome {
+    /// The exit status this outcome calls for.
+    pub fn exit(self) -> Exit {
+        match self {
+            Outcome::Ok => Exit::Success,
+            Outcome::ChecksFailed => Exit::ChecksFailed,
+            Outcome::Refused => Exit::Refused,
+            Outcome::Rpc => Exit::Rpc,
+            Outcome::Connection => Exit::Connection,
+        }
+    }
+}
+
+/// One request, from parameters to verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExchangeReport {
+    /// 1-based request number.
+    pub index: u32,
+    /// The request as sent.
+    pub request: RequestReport,
+    /// The bind, when this request opened a connection.
+    pub bind: Option<BindInfo>,
+    /// Transfer syntax of the call.
+    pub syntax: Option<Syntax>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The HRESULT of a refusal.
+    pub hresult: Option<String>,
+    /// The fault status of an RPC fault.
+    pub fault: Option<String>,
+    /// What went wrong below the KMS layer.
+    pub error: Option<String>,
+    /// The decoded response.
+    pub response: Option<ResponseReport>,
+    /// RPC and KMS checks on the reply.
+    pub checks: Vec<Check>,
+    /// Round-trip time of the call, microseconds.
+    pub call_micros: Option<u64>,
+    /// The host had closed the reused connection, so the request went over a new one (as
+    /// vlmcs does; py-kms closes after every response).
+    pub reconnected: bool,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActivateReport {
+    /// Report format identifier, for consumers.
+    pub format: &'static str,
+    /// The target as given.
+    pub target: String,
+    /// Every request.
+    pub exchanges: Vec<ExchangeReport>,
+    /// The exit status.
+    pub exit_status: u8,
+    /// Its name.
+    pub exit: Exit,
+}
+
+/// Report format identifier of `--json` output.
+pub const REPORT_FORMAT: &str = "kmsharness-activate/1";
+
+const DNS_HOSTS: &[&str] = &[
+    "desktop", "laptop", "ws", "pc", "build", "dev", "mail", "web", "db", "app", "lab", "kiosk",
+];
+const DNS_DOMAINS: &[&str] = &[
+    "corp", "office", "eng", "sales", "hq", "branch", "campus", "lab", "it", "finance",
+];
+const DNS_TLDS: &[&str] = &["example", "test", "internal", "local", "lan", "invalid"];
+
+/// A random DNS-style workstation name, e.g. `laptop-4821.eng.example`.
+pub fn random_dns_name<R: rand::Rng>(rng: &mut R) -> String {
+    let pick = |rng: &mut R, list: &[&'static str]| list[rng.random_range(0..list.len())];
+    let host = pick(rng, DNS_HOSTS);
+    let n: u16 = rng.random_range(1..10000);
+    let dom = pick(rng, DNS_DOMAINS);
+    let tld = pick(rng, DNS_TLDS);
+    format!("{host}-{n}.{dom}.{tld}")
+}
+
+/// A random NetBIOS-style name: up to 15 upper-case letters and digits.
+pub fn random_netbios_name<R: rand::Rng>(rng: &mut R) -> String {
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let len = rng.random_range(6..=15);
+    (0..len)
+        .map(|i| {
+            let set = if i == 0 { &CHARS[..26] } else { CHARS };
+            char::from(set[rng.random_range(0..set.len())])
+        })
+        .collect()
+}
+
+/// The current time as a FILETIME, whole seconds as Windows clients send.
+pub fn now_filetime() -> FileTime {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    FileTime::from_unix_secs(secs)
+}
+
+impl ActivateConfig {
+    /// The request base for one request.
+    pub fn request_base<R: rand::Rng>(&self, rng: &mut R) -> RequestBase {
+        RequestBase {
+            version: self.version,
+            vm_info: u32::from(self.vm),
+            license_status: self.license_status,
+            binding_expiration: self.binding_expiration,
+            app_id: self.app_id,
+            sku_id: self.sku_id,
+            kms_id: self.kms_id,
+            cmid: match self.cmid {
+                CmidSpec::Random => Guid::new_v4(rng.random()),
+                CmidSpec::Fixed(g) => g,
+            },
+            required_clients: self.required_clients,
+            client_time: now_filetime(),
+            previous_cmid: self.previous_cmid,
+            workstation: Workstation::new(&match &self.workstation {
+                WorkstationSpec::RandomDns => random_dns_name(rng),
+                WorkstationSpec::RandomNetbios => random_netbios_name(rng),
+                WorkstationSpec::Fixed(s) => s.clone(),
+            }),
+        }
+    }
+
+    fn request_report(&self, b: &RequestBase) -> RequestReport {
+        RequestReport {
+            version: b.version.to_string(),
+            vm: b.vm_info != 0,
+            license_status: b.license_status,
+            binding_expiration: b.binding_expiration,
+            app_id: b.app_id,
+            sku_id: b.sku_id,
+            kms_id: b.kms_id,
+            product: self.product_name.clone(),
+            cmid: b.cmid,
+            previous_cmid: b.previous_cmid,
+            client_time: b.client_time.to_string(),
+            workstation: b.workstation.to_string(),
+            required_clients: b.required_clients,
+        }
+    }
+}
+
+/// The host addresses to try, in order: resolved names, or SRV targets by priority and weight.
+pub async fn addresses(target: &Target, prefer: IpPreference) -> Result<Vec<SocketAddr>, String> {
+    match target {
+        Target::Host { host, port } => resolve(host, *port, prefer).await,
+        Target::Srv { domain } => {
+            let resolver = crate::net::discovery::Resolver::system().map_err(|e| e.to_string())?;
+            addresses_from_srv(domain, &resolver, prefer).await
+        }
+    }
+}
+
+/// SRV discovery with a given resolver: every target's addresses, in RFC 2782 order.
+pub async fn addresses_from_srv(
+    domain: &str,
+    resolver: &crate::net::discovery::Resolver,
+    prefer: IpPreference,
+) -> Result<Vec<SocketAddr>, String> {
+    let records = crate::net::discovery::lookup(domain, resolver)
+        .await
+        .map_err(|e| e.to_string())?;
+    let ordered = crate::net::discovery::order(records, &mut rand::rng());
+    let mut out = Vec::new();
+    let mut last_err = None;
+    for t in ordered {
+        match resolve(&t.host, t.port, prefer).await {
+            Ok(a) => out.extend(a),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    if out.is_empty() {
+        return Err(last_err.unwrap_or_else(|| format!("no usable host for _vlmcs._tcp.{domain}")));
+    }
+    Ok(out)
+}
+
+/// Connects to the first address that answers (falling back in order) and binds.
+async fn open(
+    addrs: &[SocketAddr],
+    config: &ClientConfig,
+    call_id: u32,
+) -> Result<(Connection, BindReport), NetError> {
+    let mut last = None;
+    for &addr in addrs {
+        match Connection::connect(addr, *config, call_id).await {
+            Ok(mut conn) => {
+                let bind = conn.bind().await?;
+                return Ok((conn, bind));
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or(NetError::Timeout {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        phase: crate::net::client::Phase::Connect,
+        after: Duration::ZERO,
+    }))
+}
+
+/// Runs the configured exchanges against already resolved addresses.
+pub async fn run_with(config: &ActivateConfig, addrs: &[SocketAddr]) -> ActivateReport {
+    let mut rng = rand::rng();
+    let mut exchanges = Vec::new();
+    let mut conn: Option<Connection> = None;
+    let mut call_id = 2;
+    let mut buf = ResponseBuf::default();
+    for index in 1..=config.requests {
+        let base = config.request_base(&mut rng);
+        let mut report = ExchangeReport {
+            index,
+            request: config.request_report(&base),
+            bind: None,
+            syntax: None,
+            outcome: Outcome::Connection,
+            hresult: None,
+            fault: None,
+            error: None,
+            response: None,
+            checks: Vec::new(),
+            call_micros: None,
+            reconnected: false,
+        };
+        if config.new_connection_each {
+            conn = None;
+        }
+        let mut kms = Vec::with_capacity(260);
+        let sent = encode_request(&base, rng.random(), &mut kms);
+        let mut result = None;
+        // At most one retry: when a reused connection turns out to be closed by the host.
+        for attempt in 0..2 {
+            let reused = conn.is_some();
+            if conn.is_none() {
+                match open(addrs, &config.client, call_id).await {
+                    Ok((c, bind)) => {
+                        let mut checks: Vec<Check> = bind.bind.checks.iter().copied().collect();
+                        if let Some(a) = &bind.alter_context {
+                            checks.extend(a.checks.iter().copied());
+                        }
+                        report.bind = Some(BindInfo {
+                            address: c.addr(),
+                            accepted: bind.accepted(),
+                            assoc_group: bind.bind.assoc_group,
+                            alter_context: bind.alter_context.is_some(),
+                            checks,
+                        });
+                        call_id = c.call_id();
+                        conn = Some(c);
+                    }
+                    Err(e) => {
+                        result = Some(Err(e));
+                        break;
+                    }
+                }
+            }
+            let Some(c) = conn.as_mut() else { break };
+            let start = std::time::Instant::now();
+            let r = c.call(&kms).await;
+            report.call_micros = Some(start.elapsed().as_micros() as u64);
+            call_id = c.call_id();
+            let closed_idle = matches!(
+                &r,
+                Err(NetError::Read {
+                    source: crate::net::framing::ReadError::Closed,
+                    ..
+                })
+            );
+            if closed_idle && reused && attempt == 0 {
+                conn = None;
+                report.reconnected = true;
+                continue;
+            }
+            result = Some(r);
+            break;
+        }
+        let Some(result) = result else { continue };
+        match result {
+            Err(e) => {
+                report.outcome = match e {
+                    NetError::Rpc { .. } => Outcome::Rpc,
+                    _ => Outcome::Connection,
+                };
+                report.error = Some(e.to_string());
+                conn = None;
+            }
+            Ok(outcome) => {
+                report.syntax = Some(outcome.syntax);
+                report.checks.extend(outcome.checks.iter().copied());
+                match outcome.reply {
+                    CallReply::Fault(status) => {
+                        report.outcome = Outcome::Rpc;
+                        report.fault = Some(fault_name(status));
+                    }
+                    CallReply::Refused(h) => {
+                        report.outcome = Outcome::Refused;
+                        report.hresult = Some(h.to_string());
+                    }
+                    CallReply::Response(body) => match decode_response(&sent, &body, &mut buf) {
+                        Err(e) => {
+                            report.outcome = Outcome::Rpc;
+                            report.error = Some(format!("undecodable KMS response: {e}"));
+                        }
+                        Ok((resp, checks)) => {
+                            report.checks.extend(checks.iter().copied());
+                            report.response = Some(ResponseReport {
+                                size: body.len(),
+                                version: resp.version.to_string(),
+                                epid: resp.base.epid_string(),
+                                hwid: resp
+                                    .trailer
+                                    .and_then(|t| t.v6)
+                                    .map(|v| v.hwid.iter().map(|b| format!("{b:02X}")).collect()),
+                                cmid: resp.base.cmid,
+                                client_time: resp.base.client_time.to_string(),
+                                count: resp.base.count,
+                                renewal_interval: resp.base.renewal_interval,
+                                activation_interval: resp.base.activation_interval,
+                            });
+                            report.outcome = Outcome::Ok;
+                        }
+                    },
+                }
+                let bind_failed = report
+                    .bind
+                    .as_ref()
+                    .is_some_and(|b| b.checks.iter().any(|c| !c.passed));
+                if report.outcome == Outcome::Ok
+                    && (bind_failed || report.checks.iter().any(|c| !c.passed))
+                {
+                    report.outcome = Outcome::ChecksFailed;
+                }
+            }
+        }
+        exchanges.push(report);
+    }
+    let exit = exchanges
+        .iter()
+        .map(|e| e.outcome.exit())
+        .fold(Exit::Success, Exit::worst);
+    ActivateReport {
+        format: REPORT_FORMAT,
+        target: config.target.to_string(),
+        exchanges,
+        exit_status: exit as u8,
+        exit,
+    }
+}
+
+fn fault_name(status: FaultStatus) -> String {
+    match status {
+        FaultStatus::Unknown(v) => format!("0x{v:08X}"),
+        other => format!("{other:?} (0x{:08X})", u32::from(other)),
+    }
+}
+
+/// The refusal as a typed value, for callers that match on it.
+pub fn refusal(report: &ExchangeReport) -> Option<HResult> {
+    report.hresult.as_ref().and_then(|s| {
+        let hex = s.get(2..10)?;
+        u32::from_str_radix(hex, 16).ok().map(HResult)
+    })
+}
+
+/// One product per application, to ask a host for each of its ePIDs (vlmcs -G does the same).
+const GRAB_PRODUCTS: [(&str, &str); 3] = [
+    ("windows", "8de8eb62-bbe0-40ac-ac17-f75595071ea3"),
+    ("office2010", "6f327760-8c5c-417c-9b61-836a98287e0c"),
+    ("office2013", "85dd8b5f-eaa4-4af3-a628-cce9e77c9a03"),
+];
+
+/// `--grab FILE`: asks the host once per application and writes its ePIDs and hardware ID as a
+/// `serve --config` TOML file.
+pub async fn grab(config: &ActivateConfig, addrs: &[SocketAddr], path: &std::path::Path) -> Exit {
+    let mut toml = String::from(
+        "# ePIDs and hardware ID grabbed from a KMS host by `kmsharness activate --grab`\n",
+    );
+    toml.push_str(&format!("# host: {}\n\n", config.target));
+    let mut hwid = None;
+    let mut epids = Vec::new();
+    let mut worst = Exit::Success;
+    for (app, sku) in GRAB_PRODUCTS {
+        let Some(sku) = sku
+            .parse::<Guid>()
+            .ok()
+            .and_then(|g| crate::catalog::sku(&g))
+        else {
+            continue;
+        };
+        let one = ActivateConfig {
+            app_id: sku.application().map_or(Guid::NIL, |a| a.id),
+            sku_id: sku.id,
+            kms_id: sku.kms,
+            product_name: sku.name.to_owned(),
+            version: Version::V6,
+            requests: 1,
+            required_clients: sku.class.threshold(),
+            ..config.clone()
+        };
+        let report = run_with(&one, addrs).await;
+        worst = worst.worst(report.exit);
+        if let Some(r) = report.exchanges.first().and_then(|e| e.response.as_ref()) {
+            epids.push(format!("{app} = \"{}\"\n", r.epid));
+            hwid = hwid.or(r.hwid.clone());
+        } else {
+            eprintln!(
+                "kmsharness activate: no ePID for {app}: {:?}",
+                report.exchanges.first().map(|e| e.outcome)
+            );
+        }
+    }
+    if let Some(h) = hwid {
+        toml.push_str(&format!("hwid = \"{h}\"\n"));
+    }
+    toml.push_str("\n[epids]\n");
+    for e in epids {
+        toml.push_str(&e);
+    }
+    match std::fs::write(path, toml) {
+        Ok(()) => worst,
+        Err(e) => {
+            eprintln!("kmsharness activate: cannot write {}: {e}", path.display());
+            Exit::LocalIo
+        }
+    }
+}

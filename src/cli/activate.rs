@@ -1,0 +1,289 @@
+//! `kmsharness activate`: options (a superset of vlmcs's) and their validation.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::activate::{ActivateConfig, CmidSpec, WorkstationSpec};
+use crate::catalog;
+use crate::net::client::ClientConfig;
+use crate::proto::client_session::ClientRpcOptions;
+use crate::wire::Guid;
+use crate::wire::kms::Version;
+
+use super::target::{IpPreference, Target};
+
+/// vlmcs's default product: Windows Server 2019 ARM64 (its binary's real default, per the
+/// shared captures README).
+pub const DEFAULT_PRODUCT: &str = "8de8eb62-bbe0-40ac-ac17-f75595071ea3";
+/// License status vlmcs sends by default: 2 = out-of-box grace.
+pub const DEFAULT_LICENSE_STATUS: u32 = 2;
+/// Minutes left in the grace period vlmcs sends by default (30 days).
+pub const DEFAULT_BINDING_EXPIRATION: u32 = 43_200;
+
+/// Options of `activate`.
+#[derive(Debug, Clone, Args)]
+pub struct ActivateOpts {
+    /// Host: `host[:port]` (IPv6 in brackets), or `.domain` to find hosts via DNS SRV records
+    /// `_vlmcs._tcp.domain`.
+    #[arg(default_value = "127.0.0.1:1688")]
+    pub target: String,
+    /// Protocol version 4.
+    #[arg(short = '4', group = "ver")]
+    pub v4: bool,
+    /// Protocol version 5.
+    #[arg(short = '5', group = "ver")]
+    pub v5: bool,
+    /// Protocol version 6.
+    #[arg(short = '6', group = "ver")]
+    pub v6: bool,
+    /// Any protocol version MAJOR.MINOR, e.g. 6.1 to send a deliberately wrong one.
+    #[arg(short = 'K', long = "protocol", group = "ver", value_name = "X.Y")]
+    pub protocol: Option<String>,
+    /// Product by catalog name (e.g. "Windows 10 Enterprise") or SKU GUID; see `--list`.
+    #[arg(short = 'l', long, default_value = DEFAULT_PRODUCT)]
+    pub product: String,
+    /// Application ID, overriding the product's.
+    #[arg(short = 'a', long = "app-id")]
+    pub app_id: Option<Guid>,
+    /// KMS (counted) ID, overriding the product's.
+    #[arg(short = 'k', long = "kms-id")]
+    pub kms_id: Option<Guid>,
+    /// SKU (activation) ID, overriding the product's.
+    #[arg(short = 's', long = "sku-id")]
+    pub sku_id: Option<Guid>,
+    /// Client machine ID (default: random per request).
+    #[arg(short = 'c', long)]
+    pub cmid: Option<Guid>,
+    /// Previous client machine ID.
+    #[arg(
+        short = 'o',
+        long = "previous-cmid",
+        default_value = "00000000-0000-0000-0000-000000000000"
+    )]
+    pub previous_cmid: Guid,
+    /// Workstation name (default: random DNS-style per request).
+    #[arg(short = 'w', long)]
+    pub workstation: Option<String>,
+    /// Random NetBIOS-style workstation names instead of DNS names.
+    #[arg(short = 'd', long)]
+    pub netbios: bool,
+    /// Required client count (default: the product's threshold, 25 or 5).
+    #[arg(short = 'r', long = "required-clients")]
+    pub required_clients: Option<u32>,
+    /// License status: 0 unlicensed, 1 licensed, 2 OOB grace, 3 OOT grace, 4 non-genuine
+    /// grace, 5 notification, 6 extended grace.
+    #[arg(short = 't', long = "license-status", default_value_t = DEFAULT_LICENSE_STATUS)]
+    pub license_status: u32,
+    /// Minutes left in the current license state.
+    #[arg(short = 'g', long = "binding-expiration", default_value_t = DEFAULT_BINDING_EXPIRATION)]
+    pub binding_expiration: u32,
+    /// Say the client is a virtual machine.
+    #[arg(short = 'm', long)]
+    pub vm: bool,
+    /// Offer NDR64 in the bind (0 or 1).
+    #[arg(short = 'N', long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub ndr64: u8,
+    /// Offer bind-time feature negotiation (0 or 1).
+    #[arg(short = 'B', long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub btfn: u8,
+    /// Do not set the multiplex flag in the bind.
+    #[arg(short = 'p', long = "no-multiplex")]
+    pub no_multiplex: bool,
+    /// Number of requests.
+    #[arg(short = 'n', long, default_value_t = 1)]
+    pub requests: u32,
+    /// A new TCP connection (and bind) for every request.
+    #[arg(short = 'T', long = "new-connection")]
+    pub new_connection: bool,
+    /// IP version to use with host names: 4 or 6.
+    #[arg(short = 'i', long = "ip", value_enum, default_value_t = IpPreference::Any)]
+    pub ip: IpPreference,
+    /// Connect timeout, seconds.
+    #[arg(long = "connect-timeout", default_value_t = 5.0)]
+    pub connect_timeout: f64,
+    /// Reply timeout, seconds.
+    #[arg(long = "read-timeout", default_value_t = 10.0)]
+    pub read_timeout: f64,
+    /// Print the report as JSON (format `kmsharness-activate/1`).
+    #[arg(long)]
+    pub json: bool,
+    /// Ask the host once per application and write its ePIDs and hardware ID to FILE, as a
+    /// `serve --config` file (like vlmcs -G).
+    #[arg(short = 'G', long, value_name = "FILE")]
+    pub grab: Option<PathBuf>,
+    /// List the product catalog and exit.
+    #[arg(short = 'x', long)]
+    pub list: bool,
+}
+
+fn seconds(what: &str, s: f64) -> Result<Duration, String> {
+    if s.is_finite() && s > 0.0 && s < 86_400.0 {
+        Ok(Duration::from_secs_f64(s))
+    } else {
+        Err(format!(
+            "{what} {s} is not a number of seconds between 0 and 86400"
+        ))
+    }
+}
+
+impl ActivateOpts {
+    /// Validates the options into a config; the error is one line naming the bad option.
+    pub fn config(&self) -> Result<ActivateConfig, String> {
+        let target: Target = self.target.parse()?;
+        let sku = self
+            .product
+            .parse::<Guid>()
+            .ok()
+            .and_then(|g| catalog::sku(&g))
+            .or_else(|| catalog::find_sku(&self.product));
+        // Explicit GUIDs may name a product the catalog does not know.
+        let (app_id, sku_id, kms_id, name, threshold, protocol) = match (
+            sku,
+            self.app_id,
+            self.sku_id,
+            self.kms_id,
+        ) {
+            (Some(sku), app, s, k) => (
+                app.unwrap_or_else(|| sku.application().map_or(Guid::NIL, |a| a.id)),
+                s.unwrap_or(sku.id),
+                k.unwrap_or(sku.kms),
+                sku.name.to_owned(),
+                sku.class.threshold(),
+                sku.protocol().unwrap_or(6),
+            ),
+            (None, Some(app), Some(s), Some(k)) => (app, s, k, "custom product".to_owned(), 5, 6),
+            (None, ..) => {
+                return Err(format!(
+                    "--product {:?}: not in the catalog (see `activate --list`); or give --app-id, --kms-id and --sku-id",
+                    self.product
+                ));
+            }
+        };
+        let version = if self.v4 {
+            Version::V4
+        } else if self.v5 {
+            Version::V5
+        } else if self.v6 {
+            Version::V6
+        } else if let Some(p) = &self.protocol {
+            p.parse().map_err(|e: String| format!("-K: {e}"))?
+        } else {
+            Version {
+                major: u16::from(protocol),
+                minor: 0,
+            }
+        };
+        if self.license_status > u32::from(u16::MAX) {
+            return Err(format!(
+                "--license-status {}: too large",
+                self.license_status
+            ));
+        }
+        if self.requests == 0 {
+            return Err("--requests must be at least 1".into());
+        }
+        Ok(ActivateConfig {
+            target,
+            prefer: self.ip,
+            version,
+            app_id,
+            sku_id,
+            kms_id,
+            product_name: name,
+            cmid: self.cmid.map_or(CmidSpec::Random, CmidSpec::Fixed),
+            previous_cmid: self.previous_cmid,
+            workstation: match (&self.workstation, self.netbios) {
+                (Some(w), _) => WorkstationSpec::Fixed(w.clone()),
+                (None, true) => WorkstationSpec::RandomNetbios,
+                (None, false) => WorkstationSpec::RandomDns,
+            },
+            required_clients: self.required_clients.unwrap_or(threshold),
+            license_status: self.license_status,
+            binding_expiration: self.binding_expiration,
+            vm: self.vm,
+            requests: self.requests,
+            new_connection_each: self.new_connection,
+            client: ClientConfig {
+                rpc: ClientRpcOptions {
+                    ndr64: self.ndr64 == 1,
+                    btfn: self.btfn == 1,
+                    multiplex: !self.no_multiplex,
+                    ..ClientRpcOptions::default()
+                },
+                connect_timeout: seconds("--connect-timeout", self.connect_timeout)?,
+                read_timeout: seconds("--read-timeout", self.read_timeout)?,
+            },
+        })
+    }
+}
+
+/// Prints the catalog, one SKU a line.
+fn list(w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    for sku in catalog::SKUS {
+        let kms = sku.kms_item().map_or("?", |k| k.name);
+        writeln!(
+            w,
+            "{}  V{}  N={:<2}  {}  (KMS ID {}: {})",
+            sku.id,
+            sku.protocol().unwrap_or(0),
+            sku.class.threshold(),
+            sku.name,
+            sku.kms,
+            kms
+        )?;
+    }
+    Ok(())
+}
+
+/// Runs `activate`: one line on stderr for a usage error, the report on stdout.
+pub fn main(opts: &ActivateOpts) -> super::exit::Exit {
+    use super::exit::Exit;
+    let mut out = std::io::stdout().lock();
+    if opts.list {
+        return match list(&mut out) {
+            Ok(()) => Exit::Success,
+            Err(_) => Exit::LocalIo,
+        };
+    }
+    let config = match opts.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kmsharness activate: {e}");
+            return Exit::Usage;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kmsharness activate: cannot start the async runtime: {e}");
+            return Exit::LocalIo;
+        }
+    };
+    runtime.block_on(async {
+        let addrs = match crate::activate::addresses(&config.target, config.prefer).await {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("kmsharness activate: {}: {e}", config.target);
+                return Exit::Connection;
+            }
+        };
+        if let Some(path) = &opts.grab {
+            return crate::activate::grab(&config, &addrs, path).await;
+        }
+        let report = crate::activate::run_with(&config, &addrs).await;
+        let printed = if opts.json {
+            crate::report::activate::json(&mut out, &report)
+        } else {
+            crate::report::activate::text(&mut out, &report)
+        };
+        match printed {
+            Ok(()) => report.exit,
+            Err(_) => Exit::LocalIo,
+        }
+    })
+}

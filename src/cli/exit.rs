@@ -1,0 +1,39 @@
+//! Documented exit statuses, one per outcome class, shared by every subcommand.
+
+use std::process::ExitCode;
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Exit {
+    /// The host answered and every check passed.
+    Success = 0,
+    /// The host answered but at least one check failed.
+    ChecksFailed = 1,
+    /// The command line or a configuration file was wrong; nothing was sent.
+    Usage = 2,
+    /// No connection: refused, unreachable, timed out, or no host found.
+    Connection = 3,
+    /// The RPC layer failed: a fault PDU, a bind rejection, or undecodable replies.
+    Rpc = 4,
+    /// The host refused the activation with an HRESULT.
+    Refused = 5,
+    /// An I/O error on a local file (state, report, grab file).
+    LocalIo = 6,
+    /// Interrupted by Ctrl-C (128 + SIGINT).
+    Interrupted = 130,
+}
+
+impl Exit {
+    /// The most severe of two outcomes (a run reports its worst request).
+    #[must_use]
+    pub fn worst(self, other: Exit) -> Exit {
+        self.max(other)
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e as u8)
+    }
+}

@@ -1,0 +1,6 @@
+//! The command line: clap options, validated into the configs the library runs on.
+
+pub mod activate;
+pub mod exit;
+pub mod serve;
+pub mod target;

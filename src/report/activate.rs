@@ -1,0 +1,132 @@
+//! Printing an `activate` report: vlmcs-style blocks, then every check with its verdict.
+
+use std::io::{self, Write};
+
+use crate::activate::{ActivateReport, ExchangeReport, Outcome};
+use crate::proto::checks::Check;
+
+fn line(w: &mut dyn Write, name: &str, value: impl std::fmt::Display) -> io::Result<()> {
+    writeln!(w, "{name:<32}: {value}")
+}
+
+fn checks(w: &mut dyn Write, list: &[Check]) -> io::Result<()> {
+    for c in list {
+        if c.passed {
+            writeln!(w, "  pass  {:<20} {}", c.id.name(), c.actual)?;
+        } else {
+            writeln!(
+                w,
+                "  FAIL  {:<20} expected {}, got {}",
+                c.id.name(),
+                c.expected,
+                c.actual
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn exchange(w: &mut dyn Write, e: &ExchangeReport, total: usize) -> io::Result<()> {
+    let r = &e.request;
+    writeln!(w, "\nRequest {} of {total}\n", e.index)?;
+    line(w, "Protocol version", &r.version)?;
+    line(
+        w,
+        "Client is a virtual machine",
+        if r.vm { "Yes" } else { "No" },
+    )?;
+    line(w, "Licensing status", r.license_status)?;
+    line(
+        w,
+        "Remaining time (0 = forever)",
+        format!("{} minutes", r.binding_expiration),
+    )?;
+    line(w, "Application ID", r.app_id)?;
+    line(
+        w,
+        "SKU ID (aka Activation ID)",
+        format!("{} ({})", r.sku_id, r.product),
+    )?;
+    line(w, "KMS ID (aka KMS counted ID)", r.kms_id)?;
+    line(w, "Client machine ID", r.cmid)?;
+    line(w, "Previous client machine ID", r.previous_cmid)?;
+    line(w, "Client request timestamp (UTC)", &r.client_time)?;
+    line(w, "Workstation name", &r.workstation)?;
+    line(w, "N count policy (minimum clients)", r.required_clients)?;
+    if let Some(b) = &e.bind {
+        writeln!(
+            w,
+            "\nConnected to {}; RPC bind: ... {} ... (association group 0x{:08x})",
+            b.address,
+            b.accepted.join(" ... "),
+            b.assoc_group
+        )?;
+        checks(w, &b.checks)?;
+    }
+    if let Some(s) = &e.response {
+        let syntax = match e.syntax {
+            Some(crate::wire::ndr::Syntax::Ndr64) => "NDR64",
+            _ => "NDR32",
+        };
+        writeln!(w, "\nResponse from KMS host (over {syntax})\n")?;
+        line(
+            w,
+            "Size of KMS Response",
+            format!("{} (0x{:x})", s.size, s.size),
+        )?;
+        line(w, "Protocol version", &s.version)?;
+        line(w, "KMS host extended PID", &s.epid)?;
+        if let Some(h) = &s.hwid {
+            line(w, "KMS host Hardware ID", h)?;
+        }
+        line(w, "Client machine ID", s.cmid)?;
+        line(w, "Client request timestamp (UTC)", &s.client_time)?;
+        line(w, "KMS host current active clients", s.count)?;
+        line(w, "Renewal interval policy", s.renewal_interval)?;
+        line(w, "Activation interval policy", s.activation_interval)?;
+    }
+    if !e.checks.is_empty() {
+        writeln!(w, "\nChecks")?;
+        checks(w, &e.checks)?;
+    }
+    let verdict = match e.outcome {
+        Outcome::Ok => "ok: every check passed".to_owned(),
+        Outcome::ChecksFailed => "FAILED: see the checks above".to_owned(),
+        Outcome::Refused => format!(
+            "REFUSED: the host returned {}",
+            e.hresult.as_deref().unwrap_or("?")
+        ),
+        Outcome::Rpc => format!(
+            "RPC FAILURE: {}",
+            e.fault.as_deref().or(e.error.as_deref()).unwrap_or("?")
+        ),
+        Outcome::Connection => format!("NO CONNECTION: {}", e.error.as_deref().unwrap_or("?")),
+    };
+    writeln!(w, "\nResult: {verdict}")
+}
+
+/// Writes the report as text.
+pub fn text(w: &mut dyn Write, report: &ActivateReport) -> io::Result<()> {
+    writeln!(w, "Target: {}", report.target)?;
+    for e in &report.exchanges {
+        exchange(w, e, report.exchanges.len())?;
+    }
+    let ok = report
+        .exchanges
+        .iter()
+        .filter(|e| e.outcome == Outcome::Ok)
+        .count();
+    writeln!(
+        w,
+        "\n{ok} of {} requests ok; exit status {} ({:?})",
+        report.exchanges.len(),
+        report.exit_status,
+        report.exit
+    )
+}
+
+/// Writes the report as one JSON document.
+pub fn json(w: &mut dyn Write, report: &ActivateReport) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *w, report).map_err(io::Error::other)?;
+    writeln!(w)
+}

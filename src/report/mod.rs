@@ -1,0 +1,3 @@
+//! Printers: text for people, JSON for machines, generic over the writer.
+
+pub mod activate;
