@@ -3,5 +3,6 @@
 
 mod allocation;
 mod captures;
+mod network;
 mod properties;
 mod vectors;

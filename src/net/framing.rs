@@ -24,6 +24,9 @@ pub enum ReadError {
         /// Bytes the header announced.
         need: usize,
     },
+    /// Nothing arrived for the idle limit.
+    #[error("idle for {0:?}")]
+    Idle(std::time::Duration),
     /// The bytes are not DCE/RPC.
     #[error("not a DCE/RPC PDU: {0}")]
     NotRpc(crate::wire::Error),
@@ -62,6 +65,24 @@ impl PduReader {
 
     /// Reads until one whole PDU is buffered and returns it.
     pub async fn next<R: AsyncRead + Unpin>(&mut self, io: &mut R) -> Result<&[u8], ReadError> {
+        self.next_within(io, None).await
+    }
+
+    /// Like [`next`](Self::next), but fails with [`ReadError::Idle`] when no byte arrives for
+    /// `idle`: a slow sender is not idle, a silent one is.
+    pub async fn next_idle<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        idle: std::time::Duration,
+    ) -> Result<&[u8], ReadError> {
+        self.next_within(io, Some(idle)).await
+    }
+
+    async fn next_within<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        idle: Option<std::time::Duration>,
+    ) -> Result<&[u8], ReadError> {
         self.start += self.last;
         self.last = 0;
         if self.start == self.buf.len() {
@@ -85,7 +106,24 @@ impl PduReader {
             }
             let old = self.buf.len();
             self.buf.resize(old + 2048, 0);
-            let n = io.read(&mut self.buf[old..]).await?;
+            let read = io.read(&mut self.buf[old..]);
+            let n = match idle {
+                Some(limit) => match tokio::time::timeout(limit, read).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        self.buf.truncate(old);
+                        return Err(ReadError::Idle(limit));
+                    }
+                },
+                None => read.await,
+            };
+            let n = match n {
+                Ok(n) => n,
+                Err(e) => {
+                    self.buf.truncate(old);
+                    return Err(e.into());
+                }
+            };
             self.buf.truncate(old + n);
             if n == 0 {
                 let have = self.buf.len() - self.start;

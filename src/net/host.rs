@@ -188,13 +188,13 @@ async fn serve_connection<S: KmsService>(
     let mut out = Vec::with_capacity(1024);
     let delay = config.rpc.faults.has(Fault::Delay);
     loop {
-        let pdu = match tokio::time::timeout(config.idle_timeout, reader.next(&mut stream)).await {
-            Err(_) | Ok(Err(ReadError::Closed)) => return,
-            Ok(Err(_)) => {
+        let pdu = match reader.next_idle(&mut stream, config.idle_timeout).await {
+            Err(ReadError::Closed | ReadError::Idle(_)) => return,
+            Err(_) => {
                 stats.bad_input.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            Ok(Ok(pdu)) => pdu,
+            Ok(pdu) => pdu,
         };
         stats.pdus.fetch_add(1, Ordering::Relaxed);
         out.clear();
