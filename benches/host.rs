@@ -57,9 +57,20 @@ fn bench(c: &mut Criterion) {
                 pdu
             })
             .collect();
-        let kms = KmsHost::new(HostConfig::default(), YearDay { year: 2026, day: 328 }, 1).unwrap();
+        let kms = KmsHost::new(
+            HostConfig::default(),
+            YearDay {
+                year: 2026,
+                day: 328,
+            },
+            1,
+        )
+        .unwrap();
         let mut policy = Policy::new(kms, FaultSet::NONE);
-        let random = HostRandom { salt: [1; 16], iv: [2; 16] };
+        let random = HostRandom {
+            salt: [1; 16],
+            iv: [2; 16],
+        };
         let mut i = 0;
         g.bench_function(format!("v{}", version.major), |b| {
             b.iter(|| {
@@ -69,7 +80,15 @@ fn bench(c: &mut Criterion) {
                 let step = host.handle(
                     black_box(pdu),
                     &mut |req, kms_out| {
-                        activate(req, now, &random, FaultSet::NONE, |r, c| policy.decide(r, c, now), kms_out).1
+                        activate(
+                            req,
+                            now,
+                            &random,
+                            FaultSet::NONE,
+                            |r, c| policy.decide(r, c, now),
+                            kms_out,
+                        )
+                        .1
                     },
                     &mut out,
                 );

@@ -367,7 +367,8 @@ async fn open(
 
 /// Runs the configured exchanges against already resolved addresses.
 pub async fn run_with(config: &ActivateConfig, addrs: &[SocketAddr]) -> ActivateReport {
-    let mut rng = rand::rng();
+    // Seeded from the thread-local generator; unlike it, Send across awaits.
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(rand::random());
     let mut exchanges = Vec::new();
     let mut conn: Option<Connection> = None;
     let mut call_id = 2;
@@ -462,7 +463,7 @@ pub async fn run_with(config: &ActivateConfig, addrs: &[SocketAddr]) -> Activate
                         report.outcome = Outcome::Refused;
                         report.hresult = Some(h.to_string());
                     }
-                    CallReply::Response(body) => match decode_response(&sent, &body, &mut buf) {
+                    CallReply::Response => match decode_response(&sent, body_of(&conn), &mut buf) {
                         Err(e) => {
                             report.outcome = Outcome::Rpc;
                             report.error = Some(format!("undecodable KMS response: {e}"));
@@ -470,7 +471,7 @@ pub async fn run_with(config: &ActivateConfig, addrs: &[SocketAddr]) -> Activate
                         Ok((resp, checks)) => {
                             report.checks.extend(checks.iter().copied());
                             report.response = Some(ResponseReport {
-                                size: body.len(),
+                                size: body_of(&conn).len(),
                                 version: resp.version.to_string(),
                                 epid: resp.base.epid_string(),
                                 hwid: resp
@@ -511,6 +512,10 @@ pub async fn run_with(config: &ActivateConfig, addrs: &[SocketAddr]) -> Activate
         exit_status: exit as u8,
         exit,
     }
+}
+
+fn body_of(conn: &Option<Connection>) -> &[u8] {
+    conn.as_ref().map_or(&[], |c| c.response_body())
 }
 
 fn fault_name(status: FaultStatus) -> String {

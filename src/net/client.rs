@@ -205,6 +205,11 @@ impl Connection {
         self.session.call_id()
     }
 
+    /// The KMS response body of the last successful call.
+    pub fn response_body(&self) -> &[u8] {
+        self.session.response_body()
+    }
+
     async fn round_trip(&mut self, phase: Phase) -> Result<&[u8], NetError> {
         let addr = self.addr;
         self.stream
@@ -262,11 +267,28 @@ impl Connection {
     pub async fn call(&mut self, kms_request: &[u8]) -> Result<CallOutcome, NetError> {
         let addr = self.addr;
         self.session.request(kms_request, &mut self.out);
-        let mut pdu = self.round_trip(Phase::Call).await?.to_vec();
+        self.stream
+            .write_all(&self.out)
+            .await
+            .map_err(|source| NetError::Io {
+                addr,
+                phase: Phase::Call,
+                source,
+            })?;
+        self.out.clear();
         loop {
-            match self.session.handle_reply(&pdu) {
+            // The reader's buffer and the session are separate fields: no copy needed.
+            let pdu = read_pdu(
+                &mut self.reader,
+                &mut self.stream,
+                addr,
+                Phase::Call,
+                self.config.read_timeout,
+            )
+            .await?;
+            match self.session.handle_reply(pdu) {
                 Ok(Some(outcome)) => return Ok(outcome),
-                Ok(None) => pdu = self.read(Phase::Call).await?.to_vec(),
+                Ok(None) => {}
                 Err(source) => {
                     return Err(NetError::Rpc {
                         addr,
@@ -277,4 +299,21 @@ impl Connection {
             }
         }
     }
+}
+
+async fn read_pdu<'r>(
+    reader: &'r mut PduReader,
+    stream: &mut TcpStream,
+    addr: SocketAddr,
+    phase: Phase,
+    after: Duration,
+) -> Result<&'r [u8], NetError> {
+    tokio::time::timeout(after, reader.next(stream))
+        .await
+        .map_err(|_| NetError::Timeout { addr, phase, after })?
+        .map_err(|source| NetError::Read {
+            addr,
+            phase,
+            source,
+        })
 }

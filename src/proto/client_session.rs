@@ -91,10 +91,10 @@ pub struct BindOutcome {
 }
 
 /// What came back for one activation call.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallReply {
-    /// A KMS response body.
-    Response(Vec<u8>),
+    /// A KMS response body, available from [`ClientSession::response_body`].
+    Response,
     /// The call returned an HRESULT without a body.
     Refused(HResult),
     /// An RPC fault.
@@ -102,7 +102,7 @@ pub enum CallReply {
 }
 
 /// The reply to a call, with its RPC checks.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct CallOutcome {
     /// The reply.
     pub reply: CallReply,
@@ -124,8 +124,14 @@ pub struct ClientSession {
     last_sent: Vec<u8>,
     /// Syntax of the outstanding call.
     pending_syntax: Syntax,
-    /// Fragments of the reply gathered so far: (first PDU bytes, stub, combined flags).
-    partial: Option<(Vec<u8>, Vec<u8>, Flags)>,
+    /// The first fragment of a reply still arriving: its header (real packet type), context id,
+    /// cancel count, and the flags seen so far; its stub bytes gather in `partial_stub`.
+    partial: Option<(HeaderRepr, u16, u8, Flags)>,
+    partial_stub: Vec<u8>,
+    /// Reused buffer for request stubs.
+    stub: Vec<u8>,
+    /// The last KMS response body.
+    body: Vec<u8>,
 }
 
 impl ClientSession {
@@ -146,6 +152,9 @@ impl ClientSession {
             last_sent: Vec::with_capacity(512),
             pending_syntax: Syntax::Ndr32,
             partial: None,
+            partial_stub: Vec::new(),
+            stub: Vec::with_capacity(512),
+            body: Vec::with_capacity(512),
         }
     }
 
@@ -281,16 +290,16 @@ impl ClientSession {
             (Syntax::Ndr32, CTX_NDR32)
         };
         let call_id = self.call_id;
-        let mut stub = Vec::with_capacity(kms.len() + 16);
-        ActivationRequest::new(syntax, kms).emit(&mut stub);
+        self.stub.clear();
+        ActivationRequest::new(syntax, kms).emit(&mut self.stub);
         let pdu = Pdu {
             header: HeaderRepr::new(PacketType::Request, call_id),
             body: Body::Request(Request {
-                alloc_hint: stub.len() as u32,
+                alloc_hint: self.stub.len() as u32,
                 context_id,
                 opnum: 0,
                 object: None,
-                stub: &stub,
+                stub: &self.stub,
             }),
             auth: &[],
         };
@@ -304,6 +313,11 @@ impl ClientSession {
         call_id
     }
 
+    /// The KMS response body of the last [`CallReply::Response`].
+    pub fn response_body(&self) -> &[u8] {
+        &self.body
+    }
+
     /// Handles one PDU of the reply to the last request: `Ok(None)` while more fragments are
     /// due.
     pub fn handle_reply(&mut self, bytes: &[u8]) -> Result<Option<CallOutcome>, RpcError> {
@@ -311,18 +325,22 @@ impl ClientSession {
             what: "reply header",
             source,
         })?;
+        let real_type = header.packet_type();
         // Decode the body as the response or fault it should be even when the header names
         // another type, so that the wrong type is reported as a failed check, not a crash.
-        let body_type = match header.packet_type() {
+        let body_type = match real_type {
             PacketType::Fault => PacketType::Fault,
             _ => PacketType::Response,
         };
-        let mut patched;
-        let body_bytes = if header.packet_type() == body_type {
+        let patched;
+        let body_bytes = if real_type == body_type {
             bytes
         } else {
-            patched = bytes.to_vec();
-            patched[2] = body_type.into();
+            let mut p = bytes.to_vec();
+            if let Some(b) = p.get_mut(2) {
+                *b = body_type.into();
+            }
+            patched = p;
             &patched[..]
         };
         let reply = Pdu::parse(body_bytes).map_err(|source| RpcError::Decode {
@@ -330,76 +348,94 @@ impl ClientSession {
             source,
         })?;
         let flags = header.flags();
-        let (stub, fault) = match &reply.body {
-            Body::Response(r) => (r.stub, None),
-            Body::Fault(f) => (f.stub, Some(f.status)),
+        let (stub, fault, context_id, cancel_count) = match &reply.body {
+            Body::Response(r) => (r.stub, None, r.context_id, r.cancel_count),
+            Body::Fault(f) => (f.stub, Some(f.status), f.context_id, f.cancel_count),
             _ => return Err(RpcError::Fragments),
         };
-        let (first_bytes, whole, combined) = match self.partial.take() {
-            None if flags.contains(Flags::LAST_FRAG) => (bytes.to_vec(), stub.to_vec(), flags),
-            None => {
-                self.partial = Some((
-                    bytes.to_vec(),
-                    stub.to_vec(),
-                    flags.with(Flags::LAST_FRAG, false),
-                ));
-                return Ok(None);
-            }
-            Some((first, mut acc, f)) => {
-                acc.extend_from_slice(stub);
-                let f = Flags(f.0 | (flags.0 & !Flags::FIRST_FRAG.0));
-                if flags.contains(Flags::LAST_FRAG) {
-                    (first, acc, f)
-                } else {
-                    self.partial = Some((first, acc, f));
+        let mut gathered = std::mem::take(&mut self.partial_stub);
+        let (first, whole, combined): ((HeaderRepr, u16, u8), &[u8], Flags) =
+            match self.partial.take() {
+                None if flags.contains(Flags::LAST_FRAG) => {
+                    let h = HeaderRepr {
+                        packet_type: real_type,
+                        ..reply.header
+                    };
+                    ((h, context_id, cancel_count), stub, flags)
+                }
+                None => {
+                    gathered.clear();
+                    gathered.extend_from_slice(stub);
+                    let h = HeaderRepr {
+                        packet_type: real_type,
+                        ..reply.header
+                    };
+                    self.partial = Some((
+                        h,
+                        context_id,
+                        cancel_count,
+                        flags.with(Flags::LAST_FRAG, false),
+                    ));
+                    self.partial_stub = gathered;
                     return Ok(None);
                 }
-            }
-        };
+                Some((h, ctx, cancel, f)) => {
+                    gathered.extend_from_slice(stub);
+                    let f = Flags(f.0 | (flags.0 & !Flags::FIRST_FRAG.0));
+                    if !flags.contains(Flags::LAST_FRAG) {
+                        self.partial = Some((h, ctx, cancel, f));
+                        self.partial_stub = gathered;
+                        return Ok(None);
+                    }
+                    ((h, ctx, cancel), &gathered[..], f)
+                }
+            };
         let sent = Pdu::parse(&self.last_sent).map_err(|source| RpcError::Decode {
             what: "own request",
             source,
         })?;
-        let mut first_patched = first_bytes.clone();
-        if let Some(b) = first_patched.get_mut(2) {
-            *b = body_type.into();
-        }
-        let first = Pdu::parse(&first_patched).map_err(|source| RpcError::Decode {
-            what: "reply",
-            source,
-        })?;
-        // Check against the header as it came (its real packet type).
-        let first_as_sent = Pdu {
-            header: HeaderRepr {
-                packet_type: Header::new_unchecked(&first_bytes).packet_type(),
-                ..first.header
-            },
-            ..first.clone()
+        // The reply as the checks see it: its real header, its context id and cancel count.
+        let (first_header, first_ctx, first_cancel) = first;
+        let as_received = Pdu {
+            header: first_header,
+            body: Body::Response(crate::wire::rpc::Response {
+                alloc_hint: 0,
+                context_id: first_ctx,
+                cancel_count: first_cancel,
+                reserved: 0,
+                stub: &[],
+            }),
+            auth: &[],
         };
-        if let Some(status) = fault {
-            let checks = check_response(&sent, &first_as_sent, combined, None);
-            return Ok(Some(CallOutcome {
+        let outcome = if let Some(status) = fault {
+            CallOutcome {
                 reply: CallReply::Fault(status),
                 syntax: self.pending_syntax,
-                checks,
-            }));
-        }
-        let stub = ActivationResponse::parse(self.pending_syntax, &whole).map_err(|source| {
-            RpcError::Decode {
-                what: "activation response stub",
-                source,
+                checks: check_response(&sent, &as_received, combined, None),
             }
-        })?;
-        let checks = check_response(&sent, &first_as_sent, combined, Some(&stub));
-        let reply = if stub.max_count.is_none() {
-            CallReply::Refused(stub.hresult)
         } else {
-            CallReply::Response(stub.body.to_vec())
+            let stub = ActivationResponse::parse(self.pending_syntax, whole).map_err(|source| {
+                RpcError::Decode {
+                    what: "activation response stub",
+                    source,
+                }
+            })?;
+            let checks = check_response(&sent, &as_received, combined, Some(&stub));
+            let reply = if stub.max_count.is_none() {
+                CallReply::Refused(stub.hresult)
+            } else {
+                self.body.clear();
+                self.body.extend_from_slice(stub.body);
+                CallReply::Response
+            };
+            CallOutcome {
+                reply,
+                syntax: self.pending_syntax,
+                checks,
+            }
         };
-        Ok(Some(CallOutcome {
-            reply,
-            syntax: self.pending_syntax,
-            checks,
-        }))
+        gathered.clear();
+        self.partial_stub = gathered;
+        Ok(Some(outcome))
     }
 }

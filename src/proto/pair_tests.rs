@@ -113,9 +113,9 @@ fn exchange(
         let outcome = outcome.expect("a whole reply");
         syntaxes.push(outcome.syntax);
         all.extend(outcome.checks.iter().copied());
-        if let CallReply::Response(body) = outcome.reply {
+        if let CallReply::Response = outcome.reply {
             let mut buf = ResponseBuf::default();
-            let (_, checks) = decode_response(&sent, &body, &mut buf).unwrap();
+            let (_, checks) = decode_response(&sent, client.response_body(), &mut buf).unwrap();
             all.extend(checks.iter().copied());
         }
     }
