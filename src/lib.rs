@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod cli;
 pub mod crypto;
 pub mod epid;
+pub mod load;
 pub mod net;
 pub mod proto;
 pub mod report;

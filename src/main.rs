@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use kmsharness::cli::activate::ActivateOpts;
 use kmsharness::cli::exit::Exit;
+use kmsharness::cli::load::{LoadOpts, ReportCommand};
 use kmsharness::cli::serve::ServeOpts;
 
 /// Validate and benchmark Microsoft KMS hosts.
@@ -26,8 +27,12 @@ enum Command {
     Activate(ActivateOpts),
     /// The bundled reference host.
     Serve(ServeOpts),
-    /// A fleet of fake clients against a host; latency histograms and throughput.
-    Load,
+    /// A fleet of fake clients against a host (the bundled one by default); latency
+    /// histograms and throughput.
+    Load(LoadOpts),
+    /// Work with load reports.
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// Decode a pcap/pcapng capture.
     Inspect,
     /// Replay a capture's requests against a host.
@@ -41,9 +46,10 @@ fn main() -> ExitCode {
     let exit = match opts.command {
         Command::Activate(a) => kmsharness::cli::activate::main(&a),
         Command::Serve(s) => kmsharness::cli::serve::main(&s),
+        Command::Load(l) => kmsharness::cli::load::main(&l),
+        Command::Report(r) => kmsharness::cli::load::report_main(&r),
         other => {
             let issue = match other {
-                Command::Load => 4,
                 Command::Inspect | Command::Replay => 5,
                 _ => 6,
             };

@@ -2,5 +2,6 @@
 
 pub mod activate;
 pub mod exit;
+pub mod load;
 pub mod serve;
 pub mod target;

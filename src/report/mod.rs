@@ -1,3 +1,4 @@
 //! Printers: text for people, JSON for machines, generic over the writer.
 
 pub mod activate;
+pub mod load;

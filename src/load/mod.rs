@@ -1,0 +1,337 @@
+//! `load`: a fleet of simulated clients against a host, closed or open loop, every response
+//! verified; latency histograms per phase, throughput over time, errors by class.
+
+pub mod cpu;
+pub mod fleet;
+pub mod mix;
+pub mod progress;
+pub mod schedule;
+pub mod stats;
+pub mod worker;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::net::client::ClientConfig;
+use crate::serve::{RunningHost, ServeConfig};
+
+use self::fleet::Fleet;
+use self::mix::Mix;
+use self::schedule::{Pacing, Shared, Templates};
+use self::stats::{Phase, PhaseSummary, Stats};
+
+/// Connection handling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// A new TCP connection and RPC bind per activation, as real clients do.
+    Fresh,
+    /// Many activations per connection.
+    Reuse,
+}
+
+/// Everything a load run needs, validated.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// Host addresses; `None` starts the bundled host in-process on a loopback port.
+    pub target: Option<Vec<SocketAddr>>,
+    /// The target as the user gave it, for the report.
+    pub target_label: String,
+    /// Simulated machines.
+    pub clients: usize,
+    /// Their products.
+    pub mix: Mix,
+    /// Connection handling.
+    pub mode: Mode,
+    /// Concurrent workers (connections).
+    pub connections: usize,
+    /// Bounds and pacing.
+    pub pacing: Pacing,
+    /// Client options and timeouts.
+    pub client: ClientConfig,
+    /// Seed of the fleet (machine IDs, names, products).
+    pub seed: u64,
+    /// Live progress line on stderr.
+    pub progress: bool,
+    /// Captured requests to use as templates.
+    pub templates: Option<Templates>,
+    /// HdrHistogram interval log of total latency.
+    pub hdr_log: Option<PathBuf>,
+    /// Threads of the async runtime.
+    pub threads: usize,
+}
+
+/// Format identifier of load reports.
+pub const REPORT_FORMAT: &str = "kmsharness-load/1";
+
+/// CPU accounting of a run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CpuReport {
+    /// User plus system CPU seconds the process used during the run.
+    pub process_secs: f64,
+    /// Of that, per validated activation, microseconds.
+    pub micros_per_activation: f64,
+    /// Whether the bundled host ran in the same process (then its work is included).
+    pub includes_embedded_host: bool,
+}
+
+/// The report of a run (JSON schema: `docs/load-report.schema.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LoadReport {
+    /// `kmsharness-load/1`.
+    pub format: String,
+    /// Target as given, or `embedded`.
+    pub target: String,
+    /// Whether the bundled host served the run.
+    pub embedded: bool,
+    /// Connection handling.
+    pub mode: Mode,
+    /// Simulated machines.
+    pub clients: usize,
+    /// Workers.
+    pub connections: usize,
+    /// Open-loop rate, or null for closed loop.
+    pub rate: Option<f64>,
+    /// Warm-up, seconds.
+    pub warmup_secs: f64,
+    /// Measured seconds (after warm-up).
+    pub duration_secs: f64,
+    /// Whether Ctrl-C cut the run short.
+    pub interrupted: bool,
+    /// Activations sent (after warm-up).
+    pub sent: u64,
+    /// Answered with a response passing every check.
+    pub ok: u64,
+    /// Sent and not ok.
+    pub failed: u64,
+    /// Failures by class (`timeout`, `refused`, `reset`, `closed`, `protocol`,
+    /// `fault:…`, `hresult:0x…`, `check:<name>`, `undecodable`).
+    pub errors: BTreeMap<String, u64>,
+    /// Connections re-opened because the host closed a reused one.
+    pub reconnects: u64,
+    /// Validated activations per second.
+    pub throughput: f64,
+    /// Latency per phase, microseconds.
+    pub phases: BTreeMap<String, PhaseSummary>,
+    /// Answers per second since the start (warm-up included).
+    pub timeline: Vec<u64>,
+    /// CPU time, when the platform reports it.
+    pub cpu: Option<CpuReport>,
+    /// Number of reports merged into this one (1 for a single run).
+    pub merged: usize,
+}
+
+impl LoadReport {
+    fn from_stats(
+        config: &LoadConfig,
+        stats: &Stats,
+        duration: Duration,
+        interrupted: bool,
+        reconnects: u64,
+        cpu: Option<CpuReport>,
+    ) -> LoadReport {
+        let secs = duration.as_secs_f64().max(1e-9);
+        LoadReport {
+            format: REPORT_FORMAT.into(),
+            target: config.target_label.clone(),
+            embedded: config.target.is_none(),
+            mode: config.mode,
+            clients: config.clients,
+            connections: config.connections,
+            rate: config.pacing.rate,
+            warmup_secs: config.pacing.warmup.as_secs_f64(),
+            duration_secs: secs,
+            interrupted,
+            sent: stats.sent,
+            ok: stats.ok,
+            failed: stats.failed(),
+            errors: stats.errors.clone(),
+            reconnects,
+            throughput: stats.ok as f64 / secs,
+            phases: Phase::ALL
+                .iter()
+                .map(|p| {
+                    (
+                        p.name().to_owned(),
+                        PhaseSummary::of(&stats.phases[*p as usize]),
+                    )
+                })
+                .collect(),
+            timeline: stats.timeline.clone(),
+            cpu,
+            merged: 1,
+        }
+    }
+
+    /// Merges reports of generators that ran at the same time against one host: histograms
+    /// are added (not averaged), counts and timelines summed, throughput taken over the
+    /// longest run.
+    pub fn merge(reports: &[LoadReport]) -> Result<LoadReport, String> {
+        let Some(first) = reports.first() else {
+            return Err("nothing to merge".into());
+        };
+        let mut out = first.clone();
+        let mut phases: BTreeMap<String, hdrhistogram::Histogram<u64>> = BTreeMap::new();
+        for (i, r) in reports.iter().enumerate() {
+            if r.format != REPORT_FORMAT {
+                return Err(format!(
+                    "report {}: format {:?} is not {REPORT_FORMAT}",
+                    i + 1,
+                    r.format
+                ));
+            }
+            for (name, p) in &r.phases {
+                let h = p
+                    .decode()
+                    .map_err(|e| format!("report {}: phase {name}: {e}", i + 1))?;
+                match phases.get_mut(name) {
+                    Some(acc) => acc
+                        .add(&h)
+                        .map_err(|e| format!("report {}: {e:?}", i + 1))?,
+                    None => {
+                        phases.insert(name.clone(), h);
+                    }
+                }
+            }
+            if i == 0 {
+                continue;
+            }
+            out.sent += r.sent;
+            out.ok += r.ok;
+            out.failed += r.failed;
+            out.reconnects += r.reconnects;
+            out.clients += r.clients;
+            out.connections += r.connections;
+            out.interrupted |= r.interrupted;
+            out.duration_secs = out.duration_secs.max(r.duration_secs);
+            out.rate = match (out.rate, r.rate) {
+                (Some(a), Some(b)) => Some(a + b),
+                _ => None,
+            };
+            for (k, v) in &r.errors {
+                *out.errors.entry(k.clone()).or_insert(0) += v;
+            }
+            if out.timeline.len() < r.timeline.len() {
+                out.timeline.resize(r.timeline.len(), 0);
+            }
+            for (a, b) in out.timeline.iter_mut().zip(&r.timeline) {
+                *a += b;
+            }
+            out.cpu = match (&out.cpu, &r.cpu) {
+                (Some(a), Some(b)) => Some(CpuReport {
+                    process_secs: a.process_secs + b.process_secs,
+                    micros_per_activation: 0.0,
+                    includes_embedded_host: a.includes_embedded_host || b.includes_embedded_host,
+                }),
+                _ => None,
+            };
+        }
+        out.phases = phases
+            .iter()
+            .map(|(k, h)| (k.clone(), PhaseSummary::of(h)))
+            .collect();
+        out.throughput = out.ok as f64 / out.duration_secs.max(1e-9);
+        if let Some(c) = &mut out.cpu {
+            c.micros_per_activation = c.process_secs * 1e6 / out.ok.max(1) as f64;
+        }
+        out.merged = reports.iter().map(|r| r.merged).sum();
+        Ok(out)
+    }
+}
+
+/// The bundled host as `load` starts it when no target is given: loopback, a free port, the
+/// key groups the default mix needs, quiet.
+pub async fn start_embedded() -> Result<RunningHost, String> {
+    let mut config = ServeConfig::default();
+    config.listen.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
+    config.listen.idle_timeout = crate::serve::EMBEDDED_IDLE;
+    config.host.key_groups = mix::EMBEDDED_KEY_GROUPS
+        .iter()
+        .filter_map(|g| crate::catalog::host_key_group(g))
+        .collect();
+    crate::serve::start(config).await
+}
+
+/// Runs the load; `interrupt` completes on Ctrl-C (the partial report is still returned).
+pub async fn run(
+    config: &LoadConfig,
+    interrupt: impl std::future::Future<Output = ()>,
+) -> Result<LoadReport, String> {
+    let embedded = match &config.target {
+        Some(_) => None,
+        None => Some(start_embedded().await?),
+    };
+    let addrs = match (&config.target, &embedded) {
+        (Some(a), _) => a.clone(),
+        (None, Some(h)) => h.addrs.clone(),
+        (None, None) => return Err("no target".into()),
+    };
+    let fleet = Fleet::new(config.clients, &config.mix, config.seed);
+    let shared = Arc::new(Shared::new(
+        fleet,
+        config.templates.clone(),
+        addrs,
+        config.client,
+        config.mode == Mode::Fresh,
+        config.pacing,
+    ));
+    let cpu_start = cpu::process_cpu_secs();
+    let mut workers = tokio::task::JoinSet::new();
+    for i in 0..config.connections {
+        workers.spawn(worker::run(shared.clone(), i));
+    }
+    let display = progress::spawn(shared.clone(), config.progress, config.hdr_log.clone());
+    let mut interrupted = false;
+    let mut merged = Stats::default();
+    let mut reconnects = 0;
+    tokio::pin!(interrupt);
+    loop {
+        tokio::select! {
+            done = workers.join_next() => match done {
+                Some(Ok(r)) => {
+                    merged.merge(&r.stats);
+                    reconnects += r.reconnects;
+                }
+                Some(Err(_)) => {}
+                None => break,
+            },
+            () = &mut interrupt, if !interrupted => {
+                interrupted = true;
+                shared.stop.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+    let end = Instant::now();
+    shared.stop.store(true, Ordering::Relaxed);
+    let log_error = display.finish().await;
+    let warmup_end = shared.start + config.pacing.warmup;
+    let duration = end.saturating_duration_since(warmup_end);
+    let cpu = match (cpu_start, cpu::process_cpu_secs()) {
+        (Some(a), Some(b)) => Some(CpuReport {
+            process_secs: b - a,
+            micros_per_activation: (b - a) * 1e6 / merged.ok.max(1) as f64,
+            includes_embedded_host: embedded.is_some(),
+        }),
+        _ => None,
+    };
+    if let Some(h) = embedded {
+        let _ = h.stop().await;
+    }
+    if let Some(e) = log_error {
+        return Err(e);
+    }
+    Ok(LoadReport::from_stats(
+        config,
+        &merged,
+        duration,
+        interrupted,
+        reconnects,
+        cpu,
+    ))
+}

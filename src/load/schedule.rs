@@ -1,0 +1,182 @@
+//! Who sends what when: tickets numbered from 0, scheduled at `start + i / rate` in open loop
+//! (the scheduled time travels with the ticket so latency counts from when the request should
+//! have started, free of coordinated omission) or as soon as a worker is free in closed loop;
+//! every run is bounded by a deadline and/or a request count.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::net::client::ClientConfig;
+use crate::wire::kms::{FileTime, RequestBase, Workstation};
+
+use super::fleet::{Fleet, Machine};
+use super::stats::histogram;
+
+/// One unit of work.
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket {
+    /// Sequence number (also picks the machine).
+    pub index: u64,
+    /// When the request should start (open loop).
+    pub scheduled: Option<Instant>,
+    /// Whether it counts (false during warm-up).
+    pub recorded: bool,
+}
+
+/// Captured requests used as templates, re-stamped per machine.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    bases: Vec<RequestBase>,
+}
+
+impl Templates {
+    /// Templates from decoded request bases (at least one).
+    pub fn new(bases: Vec<RequestBase>) -> Option<Templates> {
+        (!bases.is_empty()).then_some(Templates { bases })
+    }
+
+    /// How many templates there are.
+    pub fn len(&self) -> usize {
+        self.bases.len()
+    }
+
+    /// Whether there are none (never, by construction).
+    pub fn is_empty(&self) -> bool {
+        self.bases.is_empty()
+    }
+
+    /// Template `index` (round robin) with the machine's identity and the current time.
+    pub fn restamp(&self, index: u64, machine: &Machine, now: FileTime) -> RequestBase {
+        let t = &self.bases[(index % self.bases.len() as u64) as usize];
+        RequestBase {
+            cmid: machine.cmid,
+            workstation: Workstation(machine.workstation.0),
+            client_time: now,
+            ..*t
+        }
+    }
+}
+
+/// State every worker shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// The machines.
+    pub fleet: Fleet,
+    /// Captured request templates, when requests come from a capture.
+    pub templates: Option<Templates>,
+    /// Host addresses (workers spread over them).
+    pub addrs: Vec<std::net::SocketAddr>,
+    /// Client options.
+    pub client: ClientConfig,
+    /// A new connection per activation.
+    pub fresh: bool,
+    /// When the run started.
+    pub start: Instant,
+    warmup_end: Instant,
+    deadline: Option<Instant>,
+    max_requests: Option<u64>,
+    interval_ns: Option<f64>,
+    next: AtomicU64,
+    recorded: AtomicU64,
+    /// Set to stop early (Ctrl-C).
+    pub stop: AtomicBool,
+    /// Tickets finished.
+    pub done: AtomicU64,
+    /// Tickets that failed.
+    pub failed: AtomicU64,
+    interval: Mutex<Histogram<u64>>,
+}
+
+/// Bounds and pacing of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Pacing {
+    /// Activations per second (open loop), or as fast as possible.
+    pub rate: Option<f64>,
+    /// Measured time after warm-up.
+    pub duration: Option<Duration>,
+    /// Measured activations.
+    pub requests: Option<u64>,
+    /// Unmeasured time at the start.
+    pub warmup: Duration,
+}
+
+impl Shared {
+    /// Shared state for a run starting now.
+    pub fn new(
+        fleet: Fleet,
+        templates: Option<Templates>,
+        addrs: Vec<std::net::SocketAddr>,
+        client: ClientConfig,
+        fresh: bool,
+        pacing: Pacing,
+    ) -> Shared {
+        let start = Instant::now();
+        let warmup_end = start + pacing.warmup;
+        Shared {
+            fleet,
+            templates,
+            addrs,
+            client,
+            fresh,
+            start,
+            warmup_end,
+            deadline: pacing.duration.map(|d| warmup_end + d),
+            max_requests: pacing.requests,
+            interval_ns: pacing.rate.map(|r| 1e9 / r),
+            next: AtomicU64::new(0),
+            recorded: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            done: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            interval: Mutex::new(histogram()),
+        }
+    }
+
+    /// The next ticket, or `None` when the run is over.
+    pub fn ticket(&self) -> Option<Ticket> {
+        if self.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        let index = self.next.fetch_add(1, Ordering::Relaxed);
+        let scheduled = self
+            .interval_ns
+            .map(|ns| self.start + Duration::from_nanos((index as f64 * ns) as u64));
+        let at = scheduled.unwrap_or_else(Instant::now);
+        if self.deadline.is_some_and(|d| at >= d) {
+            return None;
+        }
+        let recorded = at >= self.warmup_end;
+        if recorded
+            && let Some(max) = self.max_requests
+            && self.recorded.fetch_add(1, Ordering::Relaxed) >= max
+        {
+            return None;
+        }
+        Some(Ticket {
+            index,
+            scheduled,
+            recorded,
+        })
+    }
+
+    /// Adds a worker's recent latencies to the current interval, then clears them.
+    pub fn flush_interval(&self, h: &mut Histogram<u64>) {
+        let mut shared = self.interval.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = shared.add(&*h);
+        h.reset();
+    }
+
+    /// Takes the current interval's histogram (for progress and the interval log).
+    pub fn take_interval(&self) -> Histogram<u64> {
+        let mut shared = self.interval.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::replace(&mut *shared, histogram())
+    }
+
+    /// Whether the run can still issue tickets (for the progress display).
+    pub fn finished(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}

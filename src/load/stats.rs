@@ -1,0 +1,259 @@
+//! Measurements of a load run: one HdrHistogram per phase (microseconds, 3 significant digits),
+//! errors by class, completions per second. One `Stats` per worker, merged at the end
+//! (histograms are added, never averaged), and serialised so that reports of several
+//! generator machines merge exactly.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use serde::{Deserialize, Serialize};
+
+/// Longest latency a histogram records: one minute, in microseconds.
+pub const MAX_MICROS: u64 = 60_000_000;
+/// Significant digits kept by every histogram.
+pub const SIGNIFICANT_DIGITS: u8 = 3;
+
+/// A latency histogram in microseconds.
+pub fn histogram() -> Histogram<u64> {
+    // Bounds are constants that the crate accepts (1 ≤ low, high ≥ 2·low, digits ≤ 5).
+    Histogram::new_with_bounds(1, MAX_MICROS, SIGNIFICANT_DIGITS)
+        .unwrap_or_else(|e| unreachable!("histogram bounds: {e}"))
+}
+
+/// Phases timed for each activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// TCP connect (fresh connections only).
+    Connect,
+    /// RPC bind and alter_context (fresh connections only).
+    Bind,
+    /// The activation call: request sent to response verified.
+    Call,
+    /// From the scheduled start (open loop) or the actual start (closed loop) to the verified
+    /// response: what a client waits.
+    Total,
+}
+
+impl Phase {
+    /// Every phase, in report order.
+    pub const ALL: [Phase; 4] = [Phase::Connect, Phase::Bind, Phase::Call, Phase::Total];
+
+    /// Name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Connect => "connect",
+            Phase::Bind => "bind",
+            Phase::Call => "call",
+            Phase::Total => "total",
+        }
+    }
+}
+
+/// What one worker (or a merge of several) measured.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    /// Per-phase histograms, indexed like [`Phase::ALL`].
+    pub phases: [Histogram<u64>; 4],
+    /// Activations started (counted ones, after warm-up).
+    pub sent: u64,
+    /// Activations answered with a response that passed every check.
+    pub ok: u64,
+    /// Failures by class: `refused`, `timeout`, `reset`, `closed`, `protocol`,
+    /// `fault:<status>`, `hresult:<code>`, `check:<name>`.
+    pub errors: BTreeMap<String, u64>,
+    /// Answered requests (ok or not) per second of the run, from its start.
+    pub timeline: Vec<u64>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            phases: [histogram(), histogram(), histogram(), histogram()],
+            sent: 0,
+            ok: 0,
+            errors: BTreeMap::new(),
+            timeline: Vec::new(),
+        }
+    }
+}
+
+impl Stats {
+    /// Records a duration for a phase.
+    pub fn record(&mut self, phase: Phase, d: Duration) {
+        let micros = (d.as_micros() as u64).clamp(1, MAX_MICROS);
+        // Saturating keeps an outlier beyond the bound from being lost.
+        self.phases[phase as usize].saturating_record(micros);
+    }
+
+    /// Counts an error of `class`.
+    pub fn error(&mut self, class: &str) {
+        match self.errors.get_mut(class) {
+            Some(n) => *n += 1,
+            None => {
+                self.errors.insert(class.to_owned(), 1);
+            }
+        }
+    }
+
+    /// Counts an answer in second `sec` of the run.
+    pub fn tick(&mut self, sec: usize) {
+        if self.timeline.len() <= sec {
+            self.timeline.resize(sec + 1, 0);
+        }
+        self.timeline[sec] += 1;
+    }
+
+    /// Adds another worker's stats to these.
+    pub fn merge(&mut self, other: &Stats) {
+        for (a, b) in self.phases.iter_mut().zip(&other.phases) {
+            // Same bounds everywhere; adding cannot fail.
+            let _ = a.add(b);
+        }
+        self.sent += other.sent;
+        self.ok += other.ok;
+        for (k, v) in &other.errors {
+            *self.errors.entry(k.clone()).or_insert(0) += v;
+        }
+        if self.timeline.len() < other.timeline.len() {
+            self.timeline.resize(other.timeline.len(), 0);
+        }
+        for (a, b) in self.timeline.iter_mut().zip(&other.timeline) {
+            *a += b;
+        }
+    }
+
+    /// Total errors.
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    /// Activations that failed (sent but not ok); one failed activation can carry several
+    /// `check:` classes, so this is not the sum of `errors`.
+    pub fn failed(&self) -> u64 {
+        self.sent - self.ok
+    }
+}
+
+/// A histogram summarised for a report, with its full data for merging.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PhaseSummary {
+    /// Values recorded.
+    pub count: u64,
+    /// Smallest, µs.
+    pub min: u64,
+    /// Mean, µs.
+    pub mean: f64,
+    /// Median, µs.
+    pub p50: u64,
+    /// 90th percentile, µs.
+    pub p90: u64,
+    /// 99th percentile, µs.
+    pub p99: u64,
+    /// 99.9th percentile, µs.
+    pub p999: u64,
+    /// 99.99th percentile, µs.
+    pub p9999: u64,
+    /// Largest, µs.
+    pub max: u64,
+    /// The histogram: HdrHistogram V2 + DEFLATE encoding, base64 (what `report merge` adds).
+    pub histogram: String,
+}
+
+impl PhaseSummary {
+    /// Summarises a histogram.
+    pub fn of(h: &Histogram<u64>) -> PhaseSummary {
+        let mut bytes = Vec::new();
+        let _ = V2DeflateSerializer::new().serialize(h, &mut bytes);
+        let q = |p: f64| {
+            if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(p)
+            }
+        };
+        PhaseSummary {
+            count: h.len(),
+            min: if h.is_empty() { 0 } else { h.min() },
+            mean: if h.is_empty() { 0.0 } else { h.mean() },
+            p50: q(0.5),
+            p90: q(0.9),
+            p99: q(0.99),
+            p999: q(0.999),
+            p9999: q(0.9999),
+            max: if h.is_empty() { 0 } else { h.max() },
+            histogram: base64_encode(&bytes),
+        }
+    }
+
+    /// The histogram back from its encoding.
+    pub fn decode(&self) -> Result<Histogram<u64>, String> {
+        let bytes = base64_decode(&self.histogram).ok_or("histogram is not base64")?;
+        let mut h: Histogram<u64> = Deserializer::new()
+            .deserialize(&mut &bytes[..])
+            .map_err(|e| format!("histogram does not decode: {e:?}"))?;
+        h.auto(true);
+        Ok(h)
+    }
+}
+
+/// Standard base64 with padding (the encoding HdrHistogram interval logs use).
+pub fn base64_encode(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+/// Decodes standard base64; `None` when it is not.
+pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .ok()
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn test_merge_adds_histograms() {
+        let mut a = Stats::default();
+        let mut b = Stats::default();
+        for v in 1..=100 {
+            a.record(Phase::Call, Duration::from_micros(v));
+            b.record(Phase::Call, Duration::from_micros(v + 100));
+        }
+        a.error("timeout");
+        b.error("timeout");
+        b.error("check:hmac");
+        a.tick(0);
+        b.tick(2);
+        a.merge(&b);
+        assert_eq!(a.phases[Phase::Call as usize].len(), 200);
+        assert_eq!(a.errors["timeout"], 2);
+        assert_eq!(a.timeline, [1, 0, 1]);
+    }
+
+    #[test]
+    fn test_summary_roundtrip() {
+        let mut s = Stats::default();
+        for v in [10u64, 20, 30, 40, 1000] {
+            s.record(Phase::Total, Duration::from_micros(v));
+        }
+        let sum = PhaseSummary::of(&s.phases[Phase::Total as usize]);
+        assert_eq!((sum.count, sum.min, sum.max), (5, 10, 1000));
+        let back = sum.decode().unwrap();
+        assert_eq!(PhaseSummary::of(&back), sum);
+    }
+
+    #[test]
+    fn test_base64() {
+        for data in [&b""[..], b"f", b"fo", b"foo", b"foob", b"fooba", b"foobar"] {
+            assert_eq!(base64_decode(&base64_encode(data)).unwrap(), data);
+        }
+        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert!(base64_decode("!!").is_none());
+    }
+}

@@ -1,0 +1,188 @@
+//! The one generic load worker: takes tickets, builds each machine's request, connects and
+//! binds (fresh mode) or reuses its connection, calls, verifies every check, records.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use rand::RngExt;
+
+use crate::activate::now_filetime;
+use crate::net::client::{Connection, NetError};
+use crate::net::framing::ReadError;
+use crate::proto::client::{ResponseBuf, decode_response, encode_request};
+use crate::proto::client_session::CallReply;
+use crate::wire::rpc::FaultStatus;
+
+use super::schedule::{Shared, Ticket};
+use super::stats::{Phase, Stats, histogram};
+
+/// Records flushed to the shared interval histogram at most this often (ms).
+const FLUSH_MS: u128 = 100;
+
+/// What a worker hands back.
+#[derive(Debug, Default)]
+pub struct WorkerResult {
+    /// Measurements.
+    pub stats: Stats,
+    /// Connections re-opened because the host had closed a reused one.
+    pub reconnects: u64,
+}
+
+fn fault_class(status: FaultStatus) -> String {
+    match status {
+        FaultStatus::Unknown(v) => format!("fault:0x{v:08x}"),
+        other => format!("fault:{other:?}"),
+    }
+}
+
+/// Runs tickets until the schedule says stop.
+pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
+    let mut out = WorkerResult::default();
+    let stats = &mut out.stats;
+    let mut conn: Option<Connection> = None;
+    let mut kms = Vec::with_capacity(300);
+    let mut buf = ResponseBuf::default();
+    // A seeded generator per worker: Send, unlike the thread-local one.
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(rand::random());
+    let mut interval = histogram();
+    let mut last_flush = Instant::now();
+    let addrs = &shared.addrs;
+    let addr = addrs[addr_index % addrs.len()];
+    while let Some(Ticket {
+        index,
+        scheduled,
+        recorded,
+    }) = shared.ticket()
+    {
+        if let Some(at) = scheduled {
+            tokio::time::sleep_until(at.into()).await;
+        }
+        let begin = scheduled.unwrap_or_else(Instant::now);
+        let machine = shared.fleet.get(index);
+        let base = match &shared.templates {
+            Some(t) => t.restamp(index, machine, now_filetime()),
+            None => machine.request(now_filetime()),
+        };
+        kms.clear();
+        let sent = encode_request(&base, rng.random(), &mut kms);
+        if recorded {
+            stats.sent += 1;
+        }
+        let mut failed: Option<String> = None;
+        let mut attempt = 0;
+        let outcome = loop {
+            attempt += 1;
+            let reused = conn.is_some();
+            let c = match conn.as_mut() {
+                Some(c) => c,
+                None => {
+                    let t0 = Instant::now();
+                    let mut c = match Connection::connect(addr, shared.client, 2).await {
+                        Ok(c) => c,
+                        Err(e) => break Err(e),
+                    };
+                    let t1 = Instant::now();
+                    if let Err(e) = c.bind().await {
+                        break Err(e);
+                    }
+                    if recorded {
+                        stats.record(Phase::Connect, t1 - t0);
+                        stats.record(Phase::Bind, t1.elapsed());
+                    }
+                    conn.insert(c)
+                }
+            };
+            let t2 = Instant::now();
+            match c.call(&kms).await {
+                Err(NetError::Read {
+                    source: ReadError::Closed,
+                    ..
+                }) if reused && attempt == 1 => {
+                    // The host closes after each response (py-kms does): a new connection,
+                    // as Windows and vlmcs would open.
+                    conn = None;
+                    out.reconnects += 1;
+                }
+                Err(e) => break Err(e),
+                Ok(o) => break Ok((o, t2.elapsed())),
+            }
+        };
+        match outcome {
+            Err(e) => {
+                failed = Some(e.class().to_owned());
+                conn = None;
+            }
+            Ok((o, call_time)) => {
+                if recorded {
+                    for c in o.checks.failed() {
+                        stats.error(&format!("check:{}", c.id.name()));
+                    }
+                }
+                let rpc_ok = o.checks.all_passed();
+                if !rpc_ok {
+                    failed = Some(String::new());
+                }
+                match o.reply {
+                    CallReply::Refused(h) => failed = Some(format!("hresult:0x{:08X}", h.0)),
+                    CallReply::Fault(s) => failed = Some(fault_class(s)),
+                    CallReply::Response => {
+                        let body = conn.as_ref().map_or(&[][..], |c| c.response_body());
+                        match decode_response(&sent, body, &mut buf) {
+                            Err(_) => failed = Some("undecodable".into()),
+                            Ok((_, checks)) => {
+                                if recorded {
+                                    for c in checks.failed() {
+                                        stats.error(&format!("check:{}", c.id.name()));
+                                    }
+                                }
+                                if checks.all_passed() && rpc_ok {
+                                    machine.activated();
+                                    if recorded {
+                                        stats.ok += 1;
+                                        stats.record(Phase::Call, call_time);
+                                    }
+                                } else {
+                                    // Counted above, check by check.
+                                    failed = Some(String::new());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if shared.fresh {
+            conn = None;
+        }
+        let now = Instant::now();
+        if recorded {
+            match failed.as_deref() {
+                // Latency histograms hold validated activations only: their count is the
+                // success count, and failures are counted by class instead.
+                None => {
+                    let total = now.saturating_duration_since(begin);
+                    stats.record(Phase::Total, total);
+                    interval.saturating_record(
+                        (total.as_micros() as u64).clamp(1, super::stats::MAX_MICROS),
+                    );
+                }
+                Some(class) if !class.is_empty() => stats.error(class),
+                Some(_) => {}
+            }
+            stats.tick(now.saturating_duration_since(shared.start).as_secs() as usize);
+        }
+        shared.done.fetch_add(1, Ordering::Relaxed);
+        if failed.is_some() {
+            shared.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        if now.duration_since(last_flush).as_millis() >= FLUSH_MS && !interval.is_empty() {
+            shared.flush_interval(&mut interval);
+            last_flush = now;
+        }
+    }
+    if !interval.is_empty() {
+        shared.flush_interval(&mut interval);
+    }
+    out
+}

@@ -1,0 +1,91 @@
+//! Printing a load report as text: totals, throughput, latency percentiles per phase, errors.
+
+use std::io::{self, Write};
+
+use crate::load::LoadReport;
+
+/// Writes the report as text.
+pub fn text(w: &mut dyn Write, r: &LoadReport) -> io::Result<()> {
+    let loop_kind = match r.rate {
+        Some(rate) => format!("open loop at {rate} activations/s"),
+        None => "closed loop".to_owned(),
+    };
+    writeln!(
+        w,
+        "kmsharness load: {} against {}{}",
+        loop_kind,
+        r.target,
+        if r.merged > 1 {
+            format!(" ({} reports merged)", r.merged)
+        } else {
+            String::new()
+        }
+    )?;
+    writeln!(
+        w,
+        "  {} clients, mode {:?}, {} connections, {:.1} s measured after {:.1} s warm-up{}",
+        r.clients,
+        r.mode,
+        r.connections,
+        r.duration_secs,
+        r.warmup_secs,
+        if r.interrupted { " (interrupted)" } else { "" }
+    )?;
+    writeln!(w)?;
+    writeln!(
+        w,
+        "  activations  {:>12} sent  {:>12} ok  {:>10} failed",
+        r.sent, r.ok, r.failed
+    )?;
+    writeln!(
+        w,
+        "  throughput   {:>12.0} validated activations/s",
+        r.throughput
+    )?;
+    if let Some(c) = &r.cpu {
+        writeln!(
+            w,
+            "  cpu          {:>12.2} s, {:.1} µs per activation{}",
+            c.process_secs,
+            c.micros_per_activation,
+            if c.includes_embedded_host {
+                " (generator and embedded host)"
+            } else {
+                " (generator)"
+            }
+        )?;
+    }
+    if r.reconnects > 0 {
+        writeln!(
+            w,
+            "  reconnects   {:>12} (the host closed reused connections)",
+            r.reconnects
+        )?;
+    }
+    writeln!(w)?;
+    writeln!(
+        w,
+        "  latency µs       count       p50       p90       p99     p99.9    p99.99       max"
+    )?;
+    for name in ["connect", "bind", "call", "total"] {
+        let Some(p) = r.phases.get(name) else {
+            continue;
+        };
+        if p.count == 0 {
+            continue;
+        }
+        writeln!(
+            w,
+            "  {:<10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            name, p.count, p.p50, p.p90, p.p99, p.p999, p.p9999, p.max
+        )?;
+    }
+    if !r.errors.is_empty() {
+        writeln!(w)?;
+        writeln!(w, "  errors")?;
+        for (k, v) in &r.errors {
+            writeln!(w, "    {k:<30} {v}")?;
+        }
+    }
+    Ok(())
+}
