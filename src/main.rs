@@ -1,12 +1,14 @@
 //! The `kmsharness` command line: parse → validated config → run → exit status.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use kmsharness::cli::activate::ActivateOpts;
 use kmsharness::cli::exit::Exit;
+use kmsharness::cli::conform::ConformOpts;
+use kmsharness::cli::inspect::InspectOpts;
 use kmsharness::cli::load::{LoadOpts, ReportCommand};
+use kmsharness::cli::replay::ReplayOpts;
 use kmsharness::cli::serve::ServeOpts;
 
 /// Validate and benchmark Microsoft KMS hosts.
@@ -33,12 +35,12 @@ enum Command {
     /// Work with load reports.
     #[command(subcommand)]
     Report(ReportCommand),
-    /// Decode a pcap/pcapng capture.
-    Inspect,
-    /// Replay a capture's requests against a host.
-    Replay,
-    /// Run the conformance vectors against a host.
-    Conform,
+    /// Decode a pcap/pcapng capture: every message explained and verified.
+    Inspect(InspectOpts),
+    /// Replay a capture's requests against a host (the bundled one by default).
+    Replay(ReplayOpts),
+    /// Run the conformance vectors against a host (the bundled one by default).
+    Conform(ConformOpts),
 }
 
 fn main() -> ExitCode {
@@ -48,17 +50,9 @@ fn main() -> ExitCode {
         Command::Serve(s) => kmsharness::cli::serve::main(&s),
         Command::Load(l) => kmsharness::cli::load::main(&l),
         Command::Report(r) => kmsharness::cli::load::report_main(&r),
-        other => {
-            let issue = match other {
-                Command::Inspect | Command::Replay => 5,
-                _ => 6,
-            };
-            let _ = writeln!(
-                std::io::stderr(),
-                "kmsharness: {other:?} is not available yet (tracked in issue {issue})"
-            );
-            Exit::Usage
-        }
+        Command::Inspect(i) => kmsharness::cli::inspect::main(&i),
+        Command::Replay(r) => kmsharness::cli::replay::main(&r),
+        Command::Conform(c) => kmsharness::cli::conform::main(&c),
     };
     exit.into()
 }
