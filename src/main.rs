@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use kmsharness::cli::activate::ActivateOpts;
-use kmsharness::cli::exit::Exit;
 use kmsharness::cli::conform::ConformOpts;
 use kmsharness::cli::inspect::InspectOpts;
 use kmsharness::cli::load::{LoadOpts, ReportCommand};
