@@ -7,25 +7,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use kmsharness::proto::client::{ResponseBuf, decode_response, encode_request};
 use kmsharness::proto::host::{HostRandom, ResponseParams, decode_request, encode_response};
-use kmsharness::wire::Guid;
-use kmsharness::wire::kms::{FileTime, RequestBase, Version, Workstation, epid_to_wire};
-
-fn base(version: Version) -> RequestBase {
-    RequestBase {
-        version,
-        vm_info: 0,
-        license_status: 2,
-        binding_expiration: 43200,
-        app_id: Guid::from_str_const("55c92734-d682-4d71-983e-d6ec3f16059f"),
-        sku_id: Guid::from_str_const("8de8eb62-bbe0-40ac-ac17-f75595071ea3"),
-        kms_id: Guid::from_str_const("8449b1fb-f0ea-497a-99ab-66ca96e9a0f5"),
-        cmid: Guid::from_str_const("04a4885a-acaa-4f7c-aa80-6998149ec6bc"),
-        required_clients: 5,
-        client_time: FileTime::from_unix_secs(1_795_492_182),
-        previous_cmid: Guid::NIL,
-        workstation: Workstation::new("ceo-laptop.htc.co.uk"),
-    }
-}
+use kmsharness::wire::kms::{RequestBase, Version, epid_to_wire};
 
 fn bench_version(c: &mut Criterion, name: &str, version: Version) {
     let mut epid = Vec::new();
@@ -44,7 +26,7 @@ fn bench_version(c: &mut Criterion, name: &str, version: Version) {
         salt: [0x11; 16],
         iv: [0x22; 16],
     };
-    let base = base(version);
+    let base = RequestBase::example(version);
     let mut request = Vec::with_capacity(512);
     let sent = encode_request(&base, [0x33; 16], &mut request);
     let mut response = Vec::with_capacity(512);

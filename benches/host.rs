@@ -37,18 +37,10 @@ fn bench(c: &mut Criterion) {
                 let mut id = [0u8; 16];
                 id[..4].copy_from_slice(&i.to_le_bytes());
                 let base = RequestBase {
-                    version,
-                    vm_info: 0,
-                    license_status: 2,
-                    binding_expiration: 43200,
-                    app_id: Guid::from_str_const("55c92734-d682-4d71-983e-d6ec3f16059f"),
-                    sku_id: Guid::from_str_const("8de8eb62-bbe0-40ac-ac17-f75595071ea3"),
-                    kms_id: Guid::from_str_const("8449b1fb-f0ea-497a-99ab-66ca96e9a0f5"),
                     cmid: Guid::new_v4(id),
-                    required_clients: 5,
                     client_time: now,
-                    previous_cmid: Guid::NIL,
                     workstation: Workstation::new("bench.example"),
+                    ..RequestBase::example(version)
                 };
                 let mut kms = Vec::new();
                 encode_request(&base, [7; 16], &mut kms);

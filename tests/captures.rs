@@ -10,6 +10,7 @@ use kmsharness::epid::Epid;
 use kmsharness::wire::kms::RequestBase;
 use kmsharness::wire::rpc::{Pdu, split_pdu};
 
+use crate::pykms_log;
 #[path = "support/vlmcs_txt.rs"]
 mod vlmcs_txt;
 
@@ -241,24 +242,6 @@ fn every_exchange_decodes_verifies_and_matches_vlmcs_output() {
     }
 }
 
-/// The hex dumps py-kms logs after "KMS Request Bytes:": its own decryption of each request.
-fn pykms_decrypted_requests(log: &str) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut lines = log.lines();
-    while let Some(line) = lines.next() {
-        if line.trim_end().ends_with("KMS Request Bytes:") {
-            let hex: String = lines
-                .by_ref()
-                .skip_while(|l| l.trim().is_empty())
-                .take_while(|l| !l.trim().is_empty())
-                .map(str::trim)
-                .collect();
-            out.push(hex::decode(hex).unwrap());
-        }
-    }
-    out
-}
-
 #[test]
 fn our_request_decryption_matches_pykms_decryption() {
     let mut compared = 0;
@@ -268,7 +251,7 @@ fn our_request_decryption_matches_pykms_decryption() {
         }
         let log =
             std::fs::read_to_string(captures_dir().join(format!("{stem}.server.log"))).unwrap();
-        let theirs = pykms_decrypted_requests(&log);
+        let theirs = pykms_log::decrypted_requests(&log);
         let ours: Vec<Vec<u8>> = connections(&stem, &pcap)
             .iter()
             .flat_map(|c| conversation::decode(c).activations)

@@ -14,6 +14,8 @@ use kmsharness::wire::ndr::{ActivationRequest, ActivationResponse};
 use kmsharness::wire::rpc::{Body, Pdu, split_pdu};
 use serde::{Deserialize, Serialize};
 
+use crate::pykms_log;
+
 fn vectors_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("vectors")
 }
@@ -143,28 +145,6 @@ fn v6_hmac_known_answers() {
     }
 }
 
-/// py-kms's own decryption of each request ("KMS Request Bytes" in its log), by capture stem.
-fn pykms_plaintexts(stem: &str) -> Vec<Vec<u8>> {
-    let log = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("captures/{stem}.server.log")),
-    )
-    .unwrap_or_default();
-    let mut out = Vec::new();
-    let mut lines = log.lines();
-    while let Some(line) = lines.next() {
-        if line.trim_end().ends_with("KMS Request Bytes:") {
-            let hex: String = lines
-                .by_ref()
-                .skip_while(|l| l.trim().is_empty())
-                .take_while(|l| !l.trim().is_empty())
-                .map(str::trim)
-                .collect();
-            out.push(h(&hex));
-        }
-    }
-    out
-}
-
 #[test]
 #[ignore = "rewrites vectors/ from captures/; run by hand"]
 fn regenerate_vectors() {
@@ -181,7 +161,9 @@ fn regenerate_vectors() {
     stems.sort();
     for stem in stems {
         let pcap = std::fs::read(dir.join(format!("{stem}.pcap"))).unwrap();
-        let pykms = pykms_plaintexts(&stem);
+        let log =
+            std::fs::read_to_string(dir.join(format!("{stem}.server.log"))).unwrap_or_default();
+        let pykms = pykms_log::decrypted_requests(&log);
         let cap = capture::read(&pcap).into_result().unwrap();
         let mut n = 0;
         for conn in &cap.connections {

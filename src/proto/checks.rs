@@ -78,6 +78,40 @@ pub enum CheckId {
 }
 
 impl CheckId {
+    /// Every check, in declaration order.
+    pub const ALL: &'static [CheckId] = &[
+        CheckId::RpcPacketType,
+        CheckId::RpcCallId,
+        CheckId::RpcContextId,
+        CheckId::RpcFragmentFlags,
+        CheckId::RpcMultiplexFlag,
+        CheckId::RpcCancelCount,
+        CheckId::RpcBindResults,
+        CheckId::NdrCounts,
+        CheckId::NdrPadding,
+        CheckId::ReturnValue,
+        CheckId::Decrypt,
+        CheckId::Version,
+        CheckId::MachineId,
+        CheckId::Timestamp,
+        CheckId::Mac,
+        CheckId::Hash,
+        CheckId::Ivs,
+        CheckId::IvNotIdentical,
+        CheckId::Hmac,
+        CheckId::EpidLength,
+        CheckId::EpidTermination,
+        CheckId::ResponseSize,
+        CheckId::RequestSize,
+        CheckId::VersionSupported,
+        CheckId::MachineIdFormat,
+        CheckId::VmFlag,
+        CheckId::LicenseStatus,
+        CheckId::Workstation,
+        CheckId::RequiredClients,
+        CheckId::ClientTime,
+    ];
+
     /// The stable snake_case name used in reports and JSON.
     pub fn name(self) -> &'static str {
         match self {
@@ -348,39 +382,7 @@ mod test {
 
     #[test]
     fn test_names_unique() {
-        use CheckId::*;
-        let all = [
-            RpcPacketType,
-            RpcCallId,
-            RpcContextId,
-            RpcFragmentFlags,
-            RpcMultiplexFlag,
-            RpcCancelCount,
-            RpcBindResults,
-            NdrCounts,
-            NdrPadding,
-            ReturnValue,
-            Decrypt,
-            Version,
-            MachineId,
-            Timestamp,
-            Mac,
-            Hash,
-            Ivs,
-            IvNotIdentical,
-            Hmac,
-            EpidLength,
-            EpidTermination,
-            ResponseSize,
-            RequestSize,
-            VersionSupported,
-            MachineIdFormat,
-            VmFlag,
-            LicenseStatus,
-            Workstation,
-            RequiredClients,
-            ClientTime,
-        ];
+        let all = CheckId::ALL;
         for (i, a) in all.iter().enumerate() {
             for b in &all[i + 1..] {
                 assert_ne!(a.name(), b.name());
@@ -388,6 +390,30 @@ mod test {
             assert_eq!(
                 serde_json::to_string(a).unwrap(),
                 format!("\"{}\"", a.name())
+            );
+        }
+    }
+
+    #[test]
+    fn test_every_response_check_has_a_fault() {
+        // The request-side checks are a host's; every other check must be breakable by one
+        // fault of the reference host.
+        let host_side = [
+            CheckId::RequestSize,
+            CheckId::VersionSupported,
+            CheckId::MachineIdFormat,
+            CheckId::VmFlag,
+            CheckId::LicenseStatus,
+            CheckId::Workstation,
+            CheckId::RequiredClients,
+            CheckId::ClientTime,
+        ];
+        for id in CheckId::ALL.iter().filter(|c| !host_side.contains(c)) {
+            assert!(
+                crate::proto::faults::Fault::ALL
+                    .iter()
+                    .any(|f| f.check() == Some(*id)),
+                "no fault trips {id}"
             );
         }
     }

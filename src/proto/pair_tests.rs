@@ -8,24 +8,15 @@ use crate::proto::faults::{Fault, FaultSet};
 use crate::proto::host::{HostRandom, ResponseParams, decode_request, encode_response_with_faults};
 use crate::proto::host_session::{HostRpcConfig, HostSession};
 use crate::wire::Guid;
-use crate::wire::kms::{FileTime, RequestBase, Version, Workstation, epid_to_wire};
+use crate::wire::kms::{RequestBase, Version, Workstation, epid_to_wire};
 use crate::wire::ndr::Syntax;
 use crate::wire::rpc::split_pdu;
 
 fn base(version: Version, n: u8) -> RequestBase {
     RequestBase {
-        version,
-        vm_info: 0,
-        license_status: 2,
-        binding_expiration: 43200,
-        app_id: Guid::from_str_const("55c92734-d682-4d71-983e-d6ec3f16059f"),
-        sku_id: Guid::from_str_const("8de8eb62-bbe0-40ac-ac17-f75595071ea3"),
-        kms_id: Guid::from_str_const("8449b1fb-f0ea-497a-99ab-66ca96e9a0f5"),
         cmid: Guid::new_v4([n; 16]),
-        required_clients: 5,
-        client_time: FileTime::from_unix_secs(1_795_492_182),
-        previous_cmid: Guid::NIL,
         workstation: Workstation::new("pair.test"),
+        ..RequestBase::example(version)
     }
 }
 

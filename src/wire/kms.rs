@@ -350,6 +350,26 @@ pub struct RequestBase {
 }
 
 impl RequestBase {
+    /// vlmcs's default request as captured in `captures/vlmcs-vlmcsd-v6.pcap` (Windows Server
+    /// 2019 ARM64 SKU, N = 5, workstation `ceo-laptop.htc.co.uk`), with the given version: the
+    /// one sample request the examples, tests and benches share.
+    pub fn example(version: Version) -> RequestBase {
+        RequestBase {
+            version,
+            vm_info: 0,
+            license_status: 2,
+            binding_expiration: 43200,
+            app_id: Guid::from_str_const("55c92734-d682-4d71-983e-d6ec3f16059f"),
+            sku_id: Guid::from_str_const("8de8eb62-bbe0-40ac-ac17-f75595071ea3"),
+            kms_id: Guid::from_str_const("8449b1fb-f0ea-497a-99ab-66ca96e9a0f5"),
+            cmid: Guid::from_str_const("04a4885a-acaa-4f7c-aa80-6998149ec6bc"),
+            required_clients: 5,
+            client_time: FileTime::from_unix_secs(1_795_492_182),
+            previous_cmid: Guid::NIL,
+            workstation: Workstation::new("ceo-laptop.htc.co.uk"),
+        }
+    }
+
     /// Parses the first 236 bytes of `buf`.
     pub fn parse(buf: &[u8]) -> Result<RequestBase> {
         let v = RequestBaseView::new_checked(buf)?;
@@ -621,20 +641,7 @@ mod test {
 
     #[test]
     fn test_request_base_roundtrip() {
-        let base = RequestBase {
-            version: Version::V6,
-            vm_info: 0,
-            license_status: 2,
-            binding_expiration: 43200,
-            app_id: Guid::from_str_const("55c92734-d682-4d71-983e-d6ec3f16059f"),
-            sku_id: Guid::from_str_const("8de8eb62-bbe0-40ac-ac17-f75595071ea3"),
-            kms_id: Guid::from_str_const("8449b1fb-f0ea-497a-99ab-66ca96e9a0f5"),
-            cmid: Guid::from_str_const("04a4885a-acaa-4f7c-aa80-6998149ec6bc"),
-            required_clients: 5,
-            client_time: FileTime::from_unix_secs(1_795_492_182),
-            previous_cmid: Guid::NIL,
-            workstation: Workstation::new("ceo-laptop.htc.co.uk"),
-        };
+        let base = RequestBase::example(Version::V6);
         let mut out = Vec::new();
         base.emit(&mut out);
         assert_eq!(out.len(), REQUEST_BASE_LEN);
