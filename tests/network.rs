@@ -1049,3 +1049,76 @@ async fn connection_limit_refuses_the_third_until_one_closes() {
     assert_ok(only(&report), "after a slot freed");
     host.stop().await.unwrap();
 }
+
+// ---------------------------------------------------------------------------------------------
+// --grab
+
+/// `activate --grab` writes a host's ePIDs and hardware ID as a serve config; a host started
+/// from that file presents the same identity.
+#[tokio::test]
+async fn grab_writes_a_config_that_reproduces_the_host() {
+    let mut config = serve_config("127.0.0.1:0");
+    config.host.key_groups = [
+        "Volume License for Windows Server 2022",
+        "Volume License for Office LTSC 2021",
+        "Volume License for Office 2010",
+    ]
+    .iter()
+    .map(|g| catalog::host_key_group(g).unwrap())
+    .collect();
+    let original = start_host(config.clone()).await;
+    let path = std::env::temp_dir().join(format!("kmsharness-grab-{}.toml", std::process::id()));
+    let grab_config = activate_config(&original.addr().to_string(), &[]);
+    let exit = bounded(
+        "grab",
+        kmsharness::activate::grab(&grab_config, &[original.addr()], &path),
+    )
+    .await;
+    assert_eq!(exit, kmsharness::cli::exit::Exit::Success);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let first = only(&activate(original.addr(), &[]).await)
+        .response
+        .clone()
+        .unwrap();
+    assert!(text.contains(&first.epid), "{text}");
+    assert!(text.contains(first.hwid.as_deref().unwrap()), "{text}");
+    assert!(
+        text.contains("office2010 = \"") && text.contains("office2013 = \""),
+        "{text}"
+    );
+
+    // Serve the grabbed identity from another host.
+    #[derive(Parser)]
+    struct ServeCli {
+        #[command(flatten)]
+        opts: kmsharness::cli::serve::ServeOpts,
+    }
+    let path_arg = path.display().to_string();
+    let mut copy = ServeCli::try_parse_from([
+        "serve",
+        "--config",
+        &path_arg,
+        "--key-group",
+        "Volume License for Windows Server 2022",
+        "--key-group",
+        "Volume License for Office LTSC 2021",
+        "--key-group",
+        "Volume License for Office 2010",
+        "-L",
+        "127.0.0.1:0",
+    ])
+    .unwrap()
+    .opts
+    .config()
+    .unwrap();
+    copy.log = false;
+    let twin = start_host(copy).await;
+    let again = only(&activate(twin.addr(), &[]).await)
+        .response
+        .clone()
+        .unwrap();
+    assert_eq!((again.epid, again.hwid), (first.epid, first.hwid));
+    let _ = std::fs::remove_file(&path);
+    original.stop().await.unwrap();
+    twin.stop().await.unwrap();
+}
