@@ -2,11 +2,13 @@
 //! call, decrypt and verify, and report every field and every check.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::RngExt;
 use serde::Serialize;
 
+use crate::capture::record::Recorder;
 use crate::cli::exit::Exit;
 use crate::cli::target::{IpPreference, Target, resolve};
 use crate::net::client::{BindReport, ClientConfig, Connection, NetError};
@@ -347,11 +349,15 @@ async fn open(
     addrs: &[SocketAddr],
     config: &ClientConfig,
     call_id: u32,
+    record: Option<&Arc<Recorder>>,
 ) -> Result<(Connection, BindReport), NetError> {
     let mut last = None;
     for &addr in addrs {
         match Connection::connect(addr, *config, call_id).await {
             Ok(mut conn) => {
+                if let Some(r) = record {
+                    conn.record(r.clone());
+                }
                 let bind = conn.bind().await?;
                 return Ok((conn, bind));
             }
@@ -367,6 +373,15 @@ async fn open(
 
 /// Runs the configured exchanges against already resolved addresses.
 pub async fn run_with(config: &ActivateConfig, addrs: &[SocketAddr]) -> ActivateReport {
+    run_recorded(config, addrs, None).await
+}
+
+/// [`run_with`], recording every connection into `record` (`--record FILE`).
+pub async fn run_recorded(
+    config: &ActivateConfig,
+    addrs: &[SocketAddr],
+    record: Option<&Arc<Recorder>>,
+) -> ActivateReport {
     // Seeded from the thread-local generator; unlike it, Send across awaits.
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(rand::random());
     let mut exchanges = Vec::new();
@@ -399,7 +414,7 @@ pub async fn run_with(config: &ActivateConfig, addrs: &[SocketAddr]) -> Activate
         for attempt in 0..2 {
             let reused = conn.is_some();
             if conn.is_none() {
-                match open(addrs, &config.client, call_id).await {
+                match open(addrs, &config.client, call_id, record).await {
                     Ok((c, bind)) => {
                         let mut checks: Vec<Check> = bind.bind.checks.iter().copied().collect();
                         if let Some(a) = &bind.alter_context {

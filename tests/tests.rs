@@ -6,6 +6,10 @@ mod pykms_log;
 
 mod allocation;
 mod captures;
+mod inspect;
+mod load;
 mod network;
 mod properties;
+mod record;
+mod replay;
 mod vectors;

@@ -15,7 +15,7 @@ use crate::wire::rpc::{
 };
 use crate::wire::{Guid, HResult};
 
-use super::{Connection, Direction, Timestamp};
+use super::{Connection, Direction, Stream, Timestamp};
 
 /// A bind or alter_context and the host's answer.
 #[derive(Debug, Clone)]
@@ -107,6 +107,8 @@ pub struct ActivationExchange {
     pub fragments: usize,
     /// When the request's first byte was captured.
     pub sent_at: Option<Timestamp>,
+    /// When the first byte of the reply's last fragment was captured (None without a reply).
+    pub replied_at: Option<Timestamp>,
     /// The decoded request, or why it could not be decoded.
     pub request: Result<ReceivedRequest, Error>,
     /// Length of the KMS request.
@@ -128,12 +130,26 @@ pub struct Conversation {
     pub activations: Vec<ActivationExchange>,
     /// PDUs framed in each direction (client, server).
     pub pdus: (usize, usize),
+    /// Bytes of each stream covered by those PDUs (client, server); framing stops at the first
+    /// bytes that cannot be framed and at the first gap, so `framed < data.len()` means bytes
+    /// were left undecoded and [`Conversation::error`] says why.
+    pub framed: (usize, usize),
     /// The first problem that stopped decoding, with the direction it was in.
     pub error: Option<(Direction, Error)>,
 }
 
-/// Splits a stream into PDUs; stops at the first bytes that cannot be framed.
-fn frame(data: &[u8]) -> (Vec<(usize, &[u8])>, Option<Error>) {
+/// PDUs with their stream offsets, the bytes they cover, and why framing stopped early.
+type Framing<'a> = (Vec<(usize, &'a [u8])>, usize, Option<Error>);
+
+/// Splits a stream into PDUs; stops at the first bytes that cannot be framed, and at the first
+/// gap (bytes across a hole are never glued into one PDU). Returns the PDUs, the bytes they
+/// cover, and why framing stopped early.
+fn frame(stream: &Stream) -> Framing<'_> {
+    let gap = stream.gaps.first();
+    let data = match gap {
+        Some(g) => stream.data.get(..g.offset).unwrap_or_default(),
+        None => &stream.data[..],
+    };
     let mut out = Vec::new();
     let mut at = 0;
     while let Some(rest) = data.get(at..).filter(|r| !r.is_empty()) {
@@ -142,21 +158,32 @@ fn frame(data: &[u8]) -> (Vec<(usize, &[u8])>, Option<Error>) {
                 out.push((at, pdu));
                 at += pdu.len();
             }
+            // A PDU cut by the gap is the gap's fault, reported below.
+            Ok(None) if gap.is_some() => break,
             Ok(None) => {
-                return (
-                    out,
-                    Some(Error::Truncated {
-                        field: "PDU",
-                        offset: at,
-                        need: 16,
-                        have: data.len() - at,
-                    }),
-                );
+                let error = Error::Truncated {
+                    field: "PDU",
+                    offset: at,
+                    need: 16,
+                    have: data.len() - at,
+                };
+                return (out, at, Some(error));
             }
-            Err(e) => return (out, Some(e.at(at))),
+            Err(e) => return (out, at, Some(e.at(at))),
         }
     }
-    (out, None)
+    let error = gap.map(|g| {
+        Error::invalid(
+            "stream",
+            g.offset,
+            format!(
+                "{} bytes missing from the capture (a gap); {} bytes after it not decoded",
+                g.len,
+                stream.data.len() - g.offset
+            ),
+        )
+    });
+    (out, at, error)
 }
 
 fn syntax_of(s: &SyntaxId) -> Option<Syntax> {
@@ -179,9 +206,10 @@ struct PendingCall<'a> {
 /// Decodes a connection's streams.
 pub fn decode(conn: &Connection) -> Conversation {
     let mut conv = Conversation::default();
-    let (client, client_err) = frame(&conn.to_server.data);
-    let (server, server_err) = frame(&conn.to_client.data);
+    let (client, client_framed, client_err) = frame(&conn.to_server);
+    let (server, server_framed, server_err) = frame(&conn.to_client);
     conv.pdus = (client.len(), server.len());
+    conv.framed = (client_framed, server_framed);
     if let Some(e) = client_err {
         conv.error = Some((Direction::ToServer, e));
     } else if let Some(e) = server_err {
@@ -190,7 +218,8 @@ pub fn decode(conn: &Connection) -> Conversation {
 
     // Client side: binds in order, and whole calls (reassembled) in order.
     let mut binds: Vec<Pdu<'_>> = Vec::new();
-    let mut calls: Vec<PendingCall<'_>> = Vec::new();
+    // Sized up front: a pending call holds a whole exchange, so regrowing would copy them all.
+    let mut calls: Vec<PendingCall<'_>> = Vec::with_capacity(client.len());
     let mut reassembler = Reassembler::new();
     let mut first_offset = std::collections::HashMap::new();
     for &(offset, bytes) in &client {
@@ -230,6 +259,8 @@ pub fn decode(conn: &Connection) -> Conversation {
     let mut contexts: Vec<(u16, Syntax)> = Vec::new();
     let mut next_bind = 0;
     let mut server_reassembler = Reassembler::new();
+    // Calls before this index all have their reply: keeps matching linear in the call count.
+    let mut unanswered = 0;
     for &(offset, bytes) in &server {
         let pdu = match Pdu::parse(bytes) {
             Ok(p) => p,
@@ -266,13 +297,19 @@ pub fn decode(conn: &Connection) -> Conversation {
                         continue;
                     }
                 };
+                while calls.get(unanswered).is_some_and(|p| p.exchange.is_some()) {
+                    unanswered += 1;
+                }
                 let Some(pending) = calls
                     .iter_mut()
+                    .skip(unanswered)
                     .find(|p| p.exchange.is_none() && p.call.call_id == reply.call_id)
                 else {
                     continue;
                 };
-                let ex = activation(conn, pending, Some((&pdu, &reply)), &contexts);
+                let replied_at = conn.to_client.segment_at(offset).map(|s| s.ts);
+                let mut ex = activation(conn, pending, Some((&pdu, &reply)), &contexts);
+                ex.replied_at = replied_at;
                 pending.exchange = Some(ex);
             }
             _ => {}
@@ -281,6 +318,7 @@ pub fn decode(conn: &Connection) -> Conversation {
     for bind in binds.iter().skip(next_bind) {
         conv.binds.push(bind_exchange(bind, None));
     }
+    conv.activations.reserve_exact(calls.len());
     for mut pending in calls {
         let ex = match pending.exchange.take() {
             Some(ex) => ex,
@@ -377,6 +415,7 @@ fn activation(
         syntax,
         fragments: call.fragments,
         sent_at,
+        replied_at: None,
         request,
         request_len,
         request_checks,

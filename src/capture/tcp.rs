@@ -452,6 +452,10 @@ fn layout(side: &Side<'_>) -> Stream {
     // the previous one ended.
     let mut expected = start;
     let mut starts: Vec<(i64, usize)> = Vec::with_capacity(runs.len());
+    stream.segments.reserve_exact(runs.len());
+    stream
+        .data
+        .reserve_exact(runs.values().map(|r| r.bytes.len()).sum());
     for (&at, run) in &runs {
         if at > expected {
             stream.gaps.push(Gap {

@@ -14,12 +14,17 @@ pub fn captures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("captures")
 }
 
-/// Every `*.pcap` in [`captures_dir`], sorted by name.
+/// Every third-party `*.pcap` in [`captures_dir`] (the shared set, `vlmcs-*`; the project's
+/// own `kmsharness-*` recordings are proven in `tests/record.rs`), sorted by name.
 pub fn pcap_files() -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(captures_dir())
         .expect("captures directory")
         .map(|e| e.expect("directory entry").path())
         .filter(|p| p.extension().is_some_and(|x| x == "pcap"))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vlmcs-"))
+        })
         .map(|p| {
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
             (name, std::fs::read(&p).expect("capture file"))

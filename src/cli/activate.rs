@@ -1,11 +1,12 @@
 //! `kmsharness activate`: options (a superset of vlmcs's) and their validation.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
 
 use crate::activate::{ActivateConfig, CmidSpec, WorkstationSpec};
+use crate::capture::record::Recorder;
 use crate::catalog;
 use crate::net::client::ClientConfig;
 use crate::proto::client_session::ClientRpcOptions;
@@ -116,6 +117,10 @@ pub struct ActivateOpts {
     /// List the product catalog and exit.
     #[arg(short = 'x', long)]
     pub list: bool,
+    /// Write every exchange to FILE as a pcap (synthetic Ethernet/IP/TCP framing, real
+    /// timestamps) that `inspect` and Wireshark read.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
 }
 
 fn seconds(what: &str, s: f64) -> Result<Duration, String> {
@@ -254,6 +259,10 @@ pub fn main(opts: &ActivateOpts) -> super::exit::Exit {
             return Exit::Usage;
         }
     };
+    if opts.grab.is_some() && opts.record.is_some() {
+        eprintln!("kmsharness activate: --record cannot be combined with --grab");
+        return Exit::Usage;
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -275,12 +284,26 @@ pub fn main(opts: &ActivateOpts) -> super::exit::Exit {
         if let Some(path) = &opts.grab {
             return crate::activate::grab(&config, &addrs, path).await;
         }
-        let report = crate::activate::run_with(&config, &addrs).await;
+        let recorder = match opts.record.as_deref().map(Recorder::create).transpose() {
+            Ok(r) => r,
+            Err(e) => {
+                let path = opts.record.as_deref().unwrap_or(Path::new("")).display();
+                eprintln!("kmsharness activate: --record {path}: {e}");
+                return Exit::LocalIo;
+            }
+        };
+        let report = crate::activate::run_recorded(&config, &addrs, recorder.as_ref()).await;
         let printed = if opts.json {
             crate::report::activate::json(&mut out, &report)
         } else {
             crate::report::activate::text(&mut out, &report)
         };
+        if let (Some(r), Some(path)) = (&recorder, &opts.record)
+            && let Err(e) = r.finish()
+        {
+            eprintln!("kmsharness activate: --record {}: {e}", path.display());
+            return Exit::LocalIo;
+        }
         match printed {
             Ok(()) => report.exit,
             Err(_) => Exit::LocalIo,

@@ -30,6 +30,38 @@ impl Exit {
     pub fn worst(self, other: Exit) -> Exit {
         self.max(other)
     }
+
+    /// The status a failure class of a `load` or `replay` report calls for: `check:` 1,
+    /// connection classes 3, RPC faults and undecodable replies 4, `hresult:` refusals 5.
+    pub fn of_class(class: &str) -> Exit {
+        match class {
+            c if c.starts_with("hresult:") => Exit::Refused,
+            c if c.starts_with("fault:") => Exit::Rpc,
+            "protocol" | "undecodable" | "unverifiable" => Exit::Rpc,
+            c if c.starts_with("check:") => Exit::ChecksFailed,
+            _ => Exit::Connection,
+        }
+    }
+
+    /// The status of a whole run: 130 when interrupted, else its worst failure class, else 1
+    /// when anything failed, else 0.
+    pub fn of_run<'a>(
+        interrupted: bool,
+        failed: u64,
+        classes: impl Iterator<Item = &'a String>,
+    ) -> Exit {
+        if interrupted {
+            return Exit::Interrupted;
+        }
+        let worst = classes
+            .map(|c| Exit::of_class(c))
+            .fold(Exit::Success, Exit::worst);
+        if worst == Exit::Success && failed > 0 {
+            Exit::ChecksFailed
+        } else {
+            worst
+        }
+    }
 }
 
 impl From<Exit> for ExitCode {

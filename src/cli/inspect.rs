@@ -1,15 +1,120 @@
-//! `kmsharness inspect`: options, validation and running (being written).
+//! `kmsharness inspect`: options, reading the file, and printing as the connections decode.
+
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
 
 use clap::Args;
 
 use super::exit::Exit;
+use crate::inspect::{FileErrorKind, InspectConfig, Inspection};
+use crate::report::inspect::{JsonWriter, text_connection, text_footer, text_header};
+
+const INSPECT_HELP: &str = "\
+Every TCP connection whose client stream starts with a DCE/RPC bind to the KMS interface is \
+decoded, on any port: the bind and what the host accepted, every request decrypted and checked \
+as a host would, every reply decrypted, verified and named (HRESULT refusals, RPC faults). Other \
+connections are listed as skipped with the reason. A summary table closes the report.
+
+Exit status:
+  0  every KMS exchange decoded and every check passed
+  1  the capture shows a failing exchange: a check failed, a refusal, an RPC fault, a rejected
+     bind, or a request with no reply
+  2  not a capture (too short, bad magic, unsupported link type)
+  4  the capture could not be decoded completely: the file is cut short or corrupt (one line on
+     stderr names the packet record; everything before it is reported), a gap in a stream, or
+     bytes that do not decode as DCE/RPC or KMS
+  6  the file cannot be read, or the report cannot be written";
 
 /// Options of `inspect`.
 #[derive(Debug, Clone, Args)]
-pub struct InspectOpts {}
+#[command(after_help = INSPECT_HELP)]
+pub struct InspectOpts {
+    /// The capture: pcap or pcapng (Ethernet, Linux cooked SLL/SLL2, BSD loopback or raw IP;
+    /// IPv4 and IPv6).
+    pub capture: PathBuf,
+    /// Also decode connections on this TCP port as KMS, even when they do not start with a bind
+    /// (a capture that began mid-connection).
+    #[arg(short = 'p', long, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// Print one JSON document (format `kmsharness-inspect/1`, see docs/inspect.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Text: print only the capture header and the summary table (every exchange is still
+    /// decoded and verified); for large captures.
+    #[arg(long, conflicts_with = "json")]
+    pub summary: bool,
+}
 
-/// Runs `inspect`.
-pub fn main(_opts: &InspectOpts) -> Exit {
-    eprintln!("kmsharness inspect: not available yet");
-    Exit::Usage
+/// Runs `inspect`: the report on stdout, one line on stderr when the file is unreadable, not a
+/// capture, or damaged.
+pub fn main(opts: &InspectOpts) -> Exit {
+    let file = opts.capture.display().to_string();
+    let bytes = match std::fs::read(&opts.capture) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("kmsharness inspect: cannot read {file}: {e}");
+            return Exit::LocalIo;
+        }
+    };
+    let inspection = Inspection::new(
+        crate::capture::read(&bytes),
+        InspectConfig { port: opts.port },
+    );
+    if let Some(e) = &inspection.capture().error {
+        match (e.kind, e.record) {
+            (FileErrorKind::NotACapture, _) => {
+                eprintln!("kmsharness inspect: {file}: {}", e.message);
+            }
+            (FileErrorKind::Damaged, Some(r)) => eprintln!(
+                "kmsharness inspect: {file}: {}; everything before packet record {r} is reported",
+                e.message
+            ),
+            (FileErrorKind::Damaged, None) => {
+                eprintln!("kmsharness inspect: {file}: {}", e.message);
+            }
+        }
+        if e.kind == FileErrorKind::NotACapture {
+            return Exit::Usage;
+        }
+    }
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    match print(&mut out, &file, inspection, opts.json, opts.summary).and_then(|exit| {
+        out.flush()?;
+        Ok(exit)
+    }) {
+        Ok(exit) => exit,
+        Err(e) => {
+            eprintln!("kmsharness inspect: cannot write the report: {e}");
+            Exit::LocalIo
+        }
+    }
+}
+
+fn print(
+    w: &mut dyn Write,
+    file: &str,
+    mut inspection: Inspection,
+    json: bool,
+    summary_only: bool,
+) -> std::io::Result<Exit> {
+    if json {
+        let mut j = JsonWriter::begin(w, file, inspection.capture())?;
+        for c in inspection.by_ref() {
+            j.connection(w, &c)?;
+        }
+        let (_, summary, exit) = inspection.finish();
+        j.end(w, &summary, exit)?;
+        Ok(exit)
+    } else {
+        text_header(w, file, inspection.capture())?;
+        for c in inspection.by_ref() {
+            if !summary_only {
+                text_connection(w, &c)?;
+            }
+        }
+        let (info, summary, exit) = inspection.finish();
+        text_footer(w, &info, &summary, exit)?;
+        Ok(exit)
+    }
 }

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
+use crate::capture::record::Recorder;
 use crate::load::mix::Mix;
-use crate::load::schedule::{Pacing, Templates};
+use crate::load::schedule::{Pacing, Sampling, Templates};
 use crate::load::{LoadConfig, LoadReport, Mode};
 use crate::net::client::ClientConfig;
 use crate::proto::client_session::ClientRpcOptions;
@@ -80,7 +81,20 @@ pub struct LoadOpts {
     /// No progress line even on a terminal.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Write sampled activations to FILE as a pcap (synthetic Ethernet/IP/TCP framing, real
+    /// timestamps); see --record-sample.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// With --record, record every Nth activation (tickets 0, N, 2N, ...; warm-up ones never):
+    /// in fresh mode its whole connection, in reuse mode its request and response on a
+    /// connection whose handshake and bind are always recorded. 1 records every measured one.
+    #[arg(long = "record-sample", value_name = "N", default_value_t = DEFAULT_RECORD_SAMPLE)]
+    pub record_sample: u64,
 }
+
+/// Activations per recorded one with `--record` (`--record-sample`): enough to show every
+/// product and phase of a run while keeping a 10-second run's file to a few megabytes.
+pub const DEFAULT_RECORD_SAMPLE: u64 = 100;
 
 /// `report` subcommands.
 #[derive(Debug, Clone, Subcommand)]
@@ -108,23 +122,7 @@ fn duration(flag: &str, s: &str) -> Result<Duration, String> {
 /// Reads the request templates out of a capture.
 fn templates(path: &PathBuf) -> Result<Templates, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let cap = crate::capture::read(&bytes);
-    let mut bases = Vec::new();
-    for conn in &cap.connections {
-        for ex in crate::capture::conversation::decode(conn).activations {
-            if let Ok(req) = ex.request {
-                bases.push(req.base);
-            }
-        }
-    }
-    match (Templates::new(bases), cap.error) {
-        (Some(t), _) => Ok(t),
-        (None, Some(e)) => Err(format!("{}: {e}", path.display())),
-        (None, None) => Err(format!(
-            "{}: no KMS request in this capture",
-            path.display()
-        )),
-    }
+    Templates::from_capture(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 impl LoadOpts {
@@ -153,6 +151,9 @@ impl LoadOpts {
         }
         if self.requests == Some(0) {
             return Err("--requests must be at least 1".into());
+        }
+        if self.record_sample == 0 {
+            return Err("--record-sample must be at least 1".into());
         }
         let mix = match &self.mix {
             Some(p) => {
@@ -206,20 +207,10 @@ fn write_json(path: &PathBuf, report: &LoadReport) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// The exit status a report calls for.
+/// The exit status a report calls for: 130 when interrupted, else its worst failure class (a
+/// check 1, no connection 3, RPC 4, an HRESULT 5), else 0.
 pub fn exit_of(report: &LoadReport) -> Exit {
-    if report.interrupted {
-        Exit::Interrupted
-    } else if report.sent > 0
-        && report.ok == 0
-        && report.errors.keys().all(|k| !k.starts_with("check:"))
-    {
-        Exit::Connection
-    } else if report.failed > 0 {
-        Exit::ChecksFailed
-    } else {
-        Exit::Success
-    }
+    Exit::of_run(report.interrupted, report.failed, report.errors.keys())
 }
 
 /// Runs `load`.
@@ -262,13 +253,41 @@ pub fn main(opts: &LoadOpts) -> Exit {
         let interrupt = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        let report = match crate::load::run(&config, interrupt).await {
+        let record = match &opts.record {
+            None => None,
+            Some(path) => match Recorder::create(path) {
+                Ok(recorder) => Some(Sampling {
+                    recorder,
+                    every: opts.record_sample,
+                }),
+                Err(e) => {
+                    eprintln!("kmsharness load: --record {}: {e}", path.display());
+                    return Exit::LocalIo;
+                }
+            },
+        };
+        let recorder = record.as_ref().map(|s| s.recorder.clone());
+        let report = match crate::load::run_recorded(&config, interrupt, record).await {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("kmsharness load: {e}");
                 return Exit::LocalIo;
             }
         };
+        if let (Some(r), Some(path)) = (&recorder, &opts.record) {
+            match r.finish() {
+                Ok(sum) => eprintln!(
+                    "kmsharness load: recorded {} packets ({} bytes) to {}",
+                    sum.packets,
+                    sum.bytes,
+                    path.display()
+                ),
+                Err(e) => {
+                    eprintln!("kmsharness load: --record {}: {e}", path.display());
+                    return Exit::LocalIo;
+                }
+            }
+        }
         let _ = crate::report::load::text(&mut std::io::stdout().lock(), &report);
         if let Some(path) = &opts.json
             && let Err(e) = write_json(path, &report)

@@ -81,6 +81,10 @@ pub struct ServeOpts {
     /// No per-request log lines.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Write every connection's traffic to FILE as a pcap (synthetic Ethernet/IP/TCP framing,
+    /// real timestamps); flushed as each connection closes.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
 }
 
 /// The config file: every field optional.
@@ -290,13 +294,23 @@ pub fn main(opts: &ServeOpts) -> Exit {
         }
         return Exit::Success;
     }
-    let config = match opts.config() {
+    let mut config = match opts.config() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("kmsharness serve: {e}");
             return Exit::Usage;
         }
     };
+    if let Some(path) = &opts.record {
+        match crate::capture::record::Recorder::create(path) {
+            Ok(r) => config.listen.record = Some(r),
+            Err(e) => {
+                eprintln!("kmsharness serve: --record {}: {e}", path.display());
+                return Exit::LocalIo;
+            }
+        }
+    }
+    let recorder = config.listen.record.clone();
     if config.log {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
@@ -333,7 +347,14 @@ pub fn main(opts: &ServeOpts) -> Exit {
         }
         let _ = tokio::signal::ctrl_c().await;
         eprintln!("kmsharness serve: shutting down");
-        match host.stop().await {
+        let stopped = host.stop().await;
+        if let (Some(r), Some(path)) = (&recorder, &opts.record)
+            && let Err(e) = r.finish()
+        {
+            eprintln!("kmsharness serve: --record {}: {e}", path.display());
+            return Exit::LocalIo;
+        }
+        match stopped {
             Ok(()) => Exit::Success,
             Err(e) => {
                 eprintln!("kmsharness serve: cannot save the state file: {e}");

@@ -23,7 +23,7 @@ use crate::serve::{RunningHost, ServeConfig};
 
 use self::fleet::Fleet;
 use self::mix::Mix;
-use self::schedule::{Pacing, Shared, Templates};
+use self::schedule::{Pacing, Sampling, Shared, Templates};
 use self::stats::{Phase, PhaseSummary, Stats};
 
 /// Connection handling.
@@ -119,7 +119,8 @@ pub struct LoadReport {
     pub throughput: f64,
     /// Latency per phase, microseconds.
     pub phases: BTreeMap<String, PhaseSummary>,
-    /// Answers per second since the start (warm-up included).
+    /// Answers per second since the start; the warm-up's seconds are there, empty (its
+    /// activations are not counted).
     pub timeline: Vec<u64>,
     /// CPU time, when the platform reports it.
     pub cpu: Option<CpuReport>,
@@ -263,6 +264,15 @@ pub async fn run(
     config: &LoadConfig,
     interrupt: impl std::future::Future<Output = ()>,
 ) -> Result<LoadReport, String> {
+    run_recorded(config, interrupt, None).await
+}
+
+/// [`run`], recording the sampled activations (`--record FILE --record-sample N`).
+pub async fn run_recorded(
+    config: &LoadConfig,
+    interrupt: impl std::future::Future<Output = ()>,
+    record: Option<Sampling>,
+) -> Result<LoadReport, String> {
     let embedded = match &config.target {
         Some(_) => None,
         None => Some(start_embedded().await?),
@@ -273,14 +283,17 @@ pub async fn run(
         (None, None) => return Err("no target".into()),
     };
     let fleet = Fleet::new(config.clients, &config.mix, config.seed);
-    let shared = Arc::new(Shared::new(
+    let mut shared = Shared::new(
         fleet,
         config.templates.clone(),
         addrs,
         config.client,
         config.mode == Mode::Fresh,
         config.pacing,
-    ));
+    );
+    shared.record = record;
+    shared.intervals = config.progress || config.hdr_log.is_some();
+    let shared = Arc::new(shared);
     let cpu_start = cpu::process_cpu_secs();
     let mut workers = tokio::task::JoinSet::new();
     for i in 0..config.connections {

@@ -4,12 +4,14 @@
 //! every run is bounded by a deadline and/or a request count.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use crate::capture::record::Recorder;
 use crate::net::client::ClientConfig;
+use crate::wire::Guid;
 use crate::wire::kms::{FileTime, RequestBase, Workstation};
 
 use super::fleet::{Fleet, Machine};
@@ -24,6 +26,23 @@ pub struct Ticket {
     pub scheduled: Option<Instant>,
     /// Whether it counts (false during warm-up).
     pub recorded: bool,
+}
+
+/// A captured request turned into a new one: the machine `cmid` named `workstation` asking at
+/// `now`, everything else (version, product, license state, counts) as captured. The one
+/// re-stamping step behind `load --from-capture` and `replay --restamp`.
+pub fn restamp(
+    template: &RequestBase,
+    cmid: Guid,
+    workstation: Workstation,
+    now: FileTime,
+) -> RequestBase {
+    RequestBase {
+        cmid,
+        workstation,
+        client_time: now,
+        ..*template
+    }
 }
 
 /// Captured requests used as templates, re-stamped per machine.
@@ -51,12 +70,35 @@ impl Templates {
     /// Template `index` (round robin) with the machine's identity and the current time.
     pub fn restamp(&self, index: u64, machine: &Machine, now: FileTime) -> RequestBase {
         let t = &self.bases[(index % self.bases.len() as u64) as usize];
-        RequestBase {
-            cmid: machine.cmid,
-            workstation: Workstation(machine.workstation.0),
-            client_time: now,
-            ..*t
-        }
+        restamp(t, machine.cmid, Workstation(machine.workstation.0), now)
+    }
+
+    /// The requests of a capture file's bytes as templates (see [`crate::replay::Plan`]).
+    pub fn from_capture(bytes: &[u8]) -> Result<Templates, String> {
+        let plan = crate::replay::Plan::from_capture(bytes)?;
+        let bases = plan
+            .connections
+            .iter()
+            .flat_map(|c| &c.requests)
+            .filter_map(|r| r.decoded.map(|d| d.base))
+            .collect();
+        Templates::new(bases).ok_or_else(|| "no decodable KMS request in this capture".to_owned())
+    }
+}
+
+/// Which activations a load run records (`--record FILE --record-sample N`).
+#[derive(Debug, Clone)]
+pub struct Sampling {
+    /// The pcap being written.
+    pub recorder: Arc<Recorder>,
+    /// Every `every`-th ticket (index 0, N, 2N, ...) is recorded.
+    pub every: u64,
+}
+
+impl Sampling {
+    /// Whether ticket `index` is recorded.
+    pub fn takes(&self, index: u64) -> bool {
+        index.is_multiple_of(self.every.max(1))
     }
 }
 
@@ -73,6 +115,8 @@ pub struct Shared {
     pub client: ClientConfig,
     /// A new connection per activation.
     pub fresh: bool,
+    /// Activations recorded to a pcap, if any.
+    pub record: Option<Sampling>,
     /// When the run started.
     pub start: Instant,
     warmup_end: Instant,
@@ -83,6 +127,9 @@ pub struct Shared {
     recorded: AtomicU64,
     /// Set to stop early (Ctrl-C).
     pub stop: AtomicBool,
+    /// Whether anyone reads the per-second latency histograms (a progress line or an interval
+    /// log); when not, workers skip them: adding a histogram is far costlier than recording.
+    pub intervals: bool,
     /// Tickets finished.
     pub done: AtomicU64,
     /// Tickets that failed.
@@ -121,6 +168,7 @@ impl Shared {
             addrs,
             client,
             fresh,
+            record: None,
             start,
             warmup_end,
             deadline: pacing.duration.map(|d| warmup_end + d),
@@ -129,6 +177,7 @@ impl Shared {
             next: AtomicU64::new(0),
             recorded: AtomicU64::new(0),
             stop: AtomicBool::new(false),
+            intervals: false,
             done: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             interval: Mutex::new(histogram()),

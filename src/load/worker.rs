@@ -10,8 +10,9 @@ use rand::RngExt;
 use crate::activate::now_filetime;
 use crate::net::client::{Connection, NetError};
 use crate::net::framing::ReadError;
-use crate::proto::client::{ResponseBuf, decode_response, encode_request};
-use crate::proto::client_session::CallReply;
+use crate::proto::checks::CheckId;
+use crate::proto::client::{ResponseBuf, SentRequest, decode_response, encode_request};
+use crate::proto::client_session::{CallOutcome, CallReply};
 use crate::wire::rpc::FaultStatus;
 
 use super::schedule::{Shared, Ticket};
@@ -33,6 +34,50 @@ fn fault_class(status: FaultStatus) -> String {
     match status {
         FaultStatus::Unknown(v) => format!("fault:0x{v:08x}"),
         other => format!("fault:{other:?}"),
+    }
+}
+
+/// Verifies a call's outcome with every check `activate` makes: the response's count when the
+/// reply is a response passing every RPC and KMS check, else the failure class (`hresult:…`,
+/// `fault:…`, `undecodable`, `unverifiable` when there is no request to verify against, or
+/// empty when only checks failed). Each failed check is passed to `failed_check`. Load and
+/// replay both judge their calls here.
+pub fn judge(
+    outcome: &CallOutcome,
+    sent: Option<&SentRequest>,
+    body: &[u8],
+    buf: &mut ResponseBuf,
+    mut failed_check: impl FnMut(CheckId),
+) -> Result<u32, String> {
+    let refused_or_faulted = !matches!(outcome.reply, CallReply::Response);
+    for c in outcome.checks.failed() {
+        // A refusal or fault is its own class; its non-S_OK return value is not a second one.
+        if !(refused_or_faulted && c.id == CheckId::ReturnValue) {
+            failed_check(c.id);
+        }
+    }
+    match outcome.reply {
+        CallReply::Refused(h) => Err(format!("hresult:0x{:08X}", h.0)),
+        CallReply::Fault(s) => Err(fault_class(s)),
+        CallReply::Response => {
+            let Some(sent) = sent else {
+                return Err("unverifiable".into());
+            };
+            match decode_response(sent, body, buf) {
+                Err(_) => Err("undecodable".into()),
+                Ok((resp, checks)) => {
+                    for c in checks.failed() {
+                        failed_check(c.id);
+                    }
+                    if checks.all_passed() && outcome.checks.all_passed() {
+                        Ok(resp.base.count)
+                    } else {
+                        // Counted check by check.
+                        Err(String::new())
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -60,6 +105,11 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
         }
         let begin = scheduled.unwrap_or_else(Instant::now);
         let machine = shared.fleet.get(index);
+        // Warm-up activations are neither measured nor recorded.
+        let sampled = shared
+            .record
+            .as_ref()
+            .filter(|s| recorded && s.takes(index));
         let base = match &shared.templates {
             Some(t) => t.restamp(index, machine, now_filetime()),
             None => machine.request(now_filetime()),
@@ -83,6 +133,13 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
                         Err(e) => break Err(e),
                     };
                     let t1 = Instant::now();
+                    // Fresh connections are recorded when their activation is sampled; reused
+                    // ones always (their bind), and then only their sampled activations.
+                    if let Some(s) = &shared.record
+                        && (sampled.is_some() || !shared.fresh)
+                    {
+                        c.record(s.recorder.clone());
+                    }
                     if let Err(e) = c.bind().await {
                         break Err(e);
                     }
@@ -93,6 +150,7 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
                     conn.insert(c)
                 }
             };
+            c.set_recording(sampled.is_some());
             let t2 = Instant::now();
             match c.call(&kms).await {
                 Err(NetError::Read {
@@ -114,41 +172,21 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
                 conn = None;
             }
             Ok((o, call_time)) => {
-                if recorded {
-                    for c in o.checks.failed() {
-                        stats.error(&format!("check:{}", c.id.name()));
+                let body = conn.as_ref().map_or(&[][..], |c| c.response_body());
+                let verdict = judge(&o, Some(&sent), body, &mut buf, |id| {
+                    if recorded {
+                        stats.error(&format!("check:{}", id.name()));
                     }
-                }
-                let rpc_ok = o.checks.all_passed();
-                if !rpc_ok {
-                    failed = Some(String::new());
-                }
-                match o.reply {
-                    CallReply::Refused(h) => failed = Some(format!("hresult:0x{:08X}", h.0)),
-                    CallReply::Fault(s) => failed = Some(fault_class(s)),
-                    CallReply::Response => {
-                        let body = conn.as_ref().map_or(&[][..], |c| c.response_body());
-                        match decode_response(&sent, body, &mut buf) {
-                            Err(_) => failed = Some("undecodable".into()),
-                            Ok((_, checks)) => {
-                                if recorded {
-                                    for c in checks.failed() {
-                                        stats.error(&format!("check:{}", c.id.name()));
-                                    }
-                                }
-                                if checks.all_passed() && rpc_ok {
-                                    machine.activated();
-                                    if recorded {
-                                        stats.ok += 1;
-                                        stats.record(Phase::Call, call_time);
-                                    }
-                                } else {
-                                    // Counted above, check by check.
-                                    failed = Some(String::new());
-                                }
-                            }
+                });
+                match verdict {
+                    Ok(_) => {
+                        machine.activated();
+                        if recorded {
+                            stats.ok += 1;
+                            stats.record(Phase::Call, call_time);
                         }
                     }
+                    Err(class) => failed = Some(class),
                 }
             }
         }
@@ -176,12 +214,15 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
         if failed.is_some() {
             shared.failed.fetch_add(1, Ordering::Relaxed);
         }
-        if now.duration_since(last_flush).as_millis() >= FLUSH_MS && !interval.is_empty() {
+        if shared.intervals
+            && now.duration_since(last_flush).as_millis() >= FLUSH_MS
+            && !interval.is_empty()
+        {
             shared.flush_interval(&mut interval);
             last_flush = now;
         }
     }
-    if !interval.is_empty() {
+    if shared.intervals && !interval.is_empty() {
         shared.flush_interval(&mut interval);
     }
     out

@@ -2,11 +2,14 @@
 //! timeouts on every step.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use crate::capture::Direction;
+use crate::capture::record::{self, Flow, Recorder};
 use crate::proto::client_session::{
     BindOutcome, CallOutcome, ClientRpcOptions, ClientSession, RpcError,
 };
@@ -140,6 +143,8 @@ pub struct Connection {
     reader: PduReader,
     out: Vec<u8>,
     config: ClientConfig,
+    /// Where this connection's traffic is recorded, if it is (`--record`).
+    flow: Option<Flow>,
 }
 
 /// How the bind went, over both bind and alter_context.
@@ -192,7 +197,27 @@ impl Connection {
             reader: PduReader::new(),
             out: Vec::with_capacity(512),
             config,
+            flow: None,
         })
+    }
+
+    /// Records this connection from now on: a handshake now, then every PDU sent and received,
+    /// then the close.
+    pub fn record(&mut self, recorder: Arc<Recorder>) {
+        if let (Ok(local), Ok(peer)) = (self.stream.local_addr(), self.stream.peer_addr()) {
+            let mut flow = Flow::start(recorder, local, peer);
+            // The client closes first, unless the host's close was recorded before.
+            flow.close_on_drop(Direction::ToServer);
+            self.flow = Some(flow);
+        }
+    }
+
+    /// Pauses (`false`) or resumes (`true`) recording: load samples activations on a reused
+    /// connection this way.
+    pub fn set_recording(&mut self, on: bool) {
+        if let Some(f) = &mut self.flow {
+            f.set_paused(!on);
+        }
     }
 
     /// The host's address.
@@ -212,6 +237,7 @@ impl Connection {
 
     async fn round_trip(&mut self, phase: Phase) -> Result<&[u8], NetError> {
         let addr = self.addr;
+        note(&mut self.flow, &self.out);
         self.stream
             .write_all(&self.out)
             .await
@@ -227,14 +253,15 @@ impl Connection {
     async fn read(&mut self, phase: Phase) -> Result<&[u8], NetError> {
         let addr = self.addr;
         let after = self.config.read_timeout;
-        tokio::time::timeout(after, self.reader.next(&mut self.stream))
-            .await
-            .map_err(|_| NetError::Timeout { addr, phase, after })?
-            .map_err(|source| NetError::Read {
-                addr,
-                phase,
-                source,
-            })
+        read_pdu(
+            &mut self.reader,
+            &mut self.stream,
+            &mut self.flow,
+            addr,
+            phase,
+            after,
+        )
+        .await
     }
 
     /// Binds, and sends an alter_context for NDR32 when the bind did not grant it.
@@ -267,6 +294,7 @@ impl Connection {
     pub async fn call(&mut self, kms_request: &[u8]) -> Result<CallOutcome, NetError> {
         let addr = self.addr;
         self.session.request(kms_request, &mut self.out);
+        note(&mut self.flow, &self.out);
         self.stream
             .write_all(&self.out)
             .await
@@ -281,6 +309,7 @@ impl Connection {
             let pdu = read_pdu(
                 &mut self.reader,
                 &mut self.stream,
+                &mut self.flow,
                 addr,
                 Phase::Call,
                 self.config.read_timeout,
@@ -301,19 +330,34 @@ impl Connection {
     }
 }
 
+/// Records bytes about to be sent, when the connection is recorded.
+fn note(flow: &mut Option<Flow>, sent: &[u8]) {
+    if let Some(f) = flow {
+        f.data(Direction::ToServer, sent, record::now());
+    }
+}
+
 async fn read_pdu<'r>(
     reader: &'r mut PduReader,
     stream: &mut TcpStream,
+    flow: &mut Option<Flow>,
     addr: SocketAddr,
     phase: Phase,
     after: Duration,
 ) -> Result<&'r [u8], NetError> {
-    tokio::time::timeout(after, reader.next(stream))
+    let read = tokio::time::timeout(after, reader.next(stream))
         .await
-        .map_err(|_| NetError::Timeout { addr, phase, after })?
-        .map_err(|source| NetError::Read {
-            addr,
-            phase,
-            source,
-        })
+        .map_err(|_| NetError::Timeout { addr, phase, after })?;
+    if let Some(f) = flow {
+        match &read {
+            Ok(pdu) => f.data(Direction::ToClient, pdu, record::now()),
+            Err(ReadError::Closed) => f.close(Direction::ToClient, record::now()),
+            Err(_) => {}
+        }
+    }
+    read.map_err(|source| NetError::Read {
+        addr,
+        phase,
+        source,
+    })
 }

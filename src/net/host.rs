@@ -12,6 +12,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::capture::Direction;
+use crate::capture::record::{self, Flow, Recorder};
 use crate::proto::faults::Fault;
 use crate::proto::host_session::{HostRpcConfig, HostSession};
 use crate::wire::HResult;
@@ -38,6 +40,8 @@ pub struct ListenConfig {
     pub max_connections: usize,
     /// Delay before each activation reply, when the `delay` fault is on.
     pub delay: Duration,
+    /// Record every connection's traffic here (`serve --record`).
+    pub record: Option<Arc<Recorder>>,
 }
 
 impl Default for ListenConfig {
@@ -48,6 +52,7 @@ impl Default for ListenConfig {
             idle_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             delay: Duration::from_millis(200),
+            record: None,
         }
     }
 }
@@ -187,15 +192,33 @@ async fn serve_connection<S: KmsService>(
     let mut reader = PduReader::new();
     let mut out = Vec::with_capacity(1024);
     let delay = config.rpc.faults.has(Fault::Delay);
+    let mut flow = match (&config.record, stream.local_addr()) {
+        (Some(r), Ok(local)) => {
+            let mut f = Flow::start(r.clone(), peer, local);
+            // A connection cut off by shutdown is closed by the host.
+            f.close_on_drop(Direction::ToClient);
+            Some(f)
+        }
+        _ => None,
+    };
+    // Who closes first, for the recording: the host, unless the client did.
+    let mut closer = Direction::ToClient;
     loop {
         let pdu = match reader.next_idle(&mut stream, config.idle_timeout).await {
-            Err(ReadError::Closed | ReadError::Idle(_)) => return,
+            Err(ReadError::Closed) => {
+                closer = Direction::ToServer;
+                break;
+            }
+            Err(ReadError::Idle(_)) => break,
             Err(_) => {
                 stats.bad_input.fetch_add(1, Ordering::Relaxed);
-                return;
+                break;
             }
             Ok(pdu) => pdu,
         };
+        if let Some(f) = &mut flow {
+            f.data(Direction::ToServer, pdu, record::now());
+        }
         stats.pdus.fetch_add(1, Ordering::Relaxed);
         out.clear();
         let step = session.handle(
@@ -206,12 +229,18 @@ async fn serve_connection<S: KmsService>(
         if delay && step.reply == Some(PacketType::Response) {
             tokio::time::sleep(config.delay).await;
         }
+        if let Some(f) = &mut flow {
+            f.data(Direction::ToClient, &out, record::now());
+        }
         if !out.is_empty() && stream.write_all(&out).await.is_err() {
-            return;
+            break;
         }
         if step.close {
             let _ = stream.shutdown().await;
-            return;
+            break;
         }
+    }
+    if let Some(f) = &mut flow {
+        f.close(closer, record::now());
     }
 }

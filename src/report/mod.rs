@@ -1,4 +1,6 @@
 //! Printers: text for people, JSON for machines, generic over the writer.
 
 pub mod activate;
+pub mod inspect;
 pub mod load;
+pub mod replay;

@@ -1,0 +1,619 @@
+//! `replay`: a capture's client requests sent again to a host (the bundled one by default),
+//! with the capture's connection structure and pacing, every response verified as `activate`
+//! verifies it, and a report like `load`'s.
+//!
+//! Two steps. [`Plan::from_capture`] reads a capture into what a client sent: per TCP
+//! connection, its bind options and each KMS request body exactly as captured, decoded where
+//! possible, with its time offset. [`run`] replays the plan:
+//!
+//! - one connection (connect, bind, alter_context when needed) per captured connection, the
+//!   captured requests over it in order; RPC call ids are this client's own;
+//! - [`ReplayMode::Verbatim`] sends each KMS request body byte for byte; a V5/V6 response is then
+//!   verified against the request as a host decrypts it ([`ReceivedRequest::as_sent`]);
+//!   [`ReplayMode::Restamp`] re-encodes each request for a new machine (fresh machine ID, the
+//!   current time, a fresh IV) with [`crate::load::schedule::restamp`], the step `load
+//!   --from-capture` uses;
+//! - pacing: each connection opens and each request leaves at its captured offset divided by
+//!   the speed, from the start of the round (latency counts from that scheduled time, free of
+//!   coordinated omission), or as fast as possible with at most `concurrency` connections at
+//!   once; rounds (`--repeat`) follow one another;
+//! - every call is judged by [`crate::load::worker::judge`], the same verdict `load` gives, and
+//!   measured into [`Stats`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::RngExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::activate::now_filetime;
+use crate::capture::record::Recorder;
+use crate::capture::{self, Stream, Timestamp, conversation};
+use crate::cli::exit::Exit;
+use crate::load::schedule::restamp;
+use crate::load::stats::{Phase, PhaseSummary, Stats};
+use crate::load::worker::judge;
+use crate::net::client::{ClientConfig, Connection, NetError};
+use crate::net::framing::ReadError;
+use crate::proto::client::{ResponseBuf, SentRequest, encode_request};
+use crate::proto::client_session::ClientRpcOptions;
+use crate::proto::host::ReceivedRequest;
+use crate::serve::{RunningHost, ServeConfig};
+use crate::wire::Guid;
+use crate::wire::ndr::{ActivationRequest, Syntax};
+use crate::wire::rpc::{Body, Call, Flags, NDR64, PacketType, Pdu, Reassembler, split_pdu};
+
+/// Report format identifier of `replay --json`.
+pub const REPORT_FORMAT: &str = "kmsharness-replay/1";
+
+/// One captured KMS request.
+#[derive(Debug, Clone)]
+pub struct PlannedRequest {
+    /// When its first byte was captured, from the start of the plan.
+    pub at: Duration,
+    /// The KMS request body, byte for byte.
+    pub body: Vec<u8>,
+    /// The request as a host decodes it, when it decodes.
+    pub decoded: Option<ReceivedRequest>,
+}
+
+/// One captured TCP connection that carried KMS requests.
+#[derive(Debug, Clone)]
+pub struct PlannedConnection {
+    /// The captured client.
+    pub client: SocketAddr,
+    /// The captured host.
+    pub server: SocketAddr,
+    /// When its first packet was captured, from the start of the plan.
+    pub start: Duration,
+    /// How the captured client bound (NDR64 and BTFN offered, multiplex flag); the defaults
+    /// when the capture holds no bind.
+    pub rpc: ClientRpcOptions,
+    /// Its requests, in order.
+    pub requests: Vec<PlannedRequest>,
+}
+
+/// What a capture's clients sent, ready to send again.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Connections with at least one request, in capture order.
+    pub connections: Vec<PlannedConnection>,
+    /// Activation calls whose KMS body could not be taken out of the RPC stub.
+    pub unreadable: usize,
+    /// The problem that stopped reading the capture early, if any (what came before it is in
+    /// the plan).
+    pub warning: Option<String>,
+}
+
+/// The whole calls of a client's byte stream, in order, reassembled from their fragments:
+/// framed and parsed as [`conversation::decode`] does (up to the first gap), so that its
+/// activations are found here by call id.
+fn calls(stream: &Stream) -> Vec<Call> {
+    let mut out = Vec::new();
+    let mut reassembler = Reassembler::new();
+    let end = stream.gaps.first().map_or(stream.data.len(), |g| g.offset);
+    let mut rest = stream.data.get(..end).unwrap_or_default();
+    while let Ok(Some((bytes, tail))) = split_pdu(rest) {
+        rest = tail;
+        let Ok(pdu) = Pdu::parse(bytes) else { break };
+        if let Body::Request(_) = pdu.body
+            && let Ok(Some(call)) = reassembler.push(&pdu)
+        {
+            out.push(call);
+        }
+    }
+    out
+}
+
+/// The client's bind options as captured.
+fn rpc_options(conv: &conversation::Conversation) -> ClientRpcOptions {
+    let defaults = ClientRpcOptions::default();
+    match conv.binds.iter().find(|b| b.kind == PacketType::Bind) {
+        None => defaults,
+        Some(b) => ClientRpcOptions {
+            ndr64: b.offered.iter().any(|(_, s)| *s == NDR64),
+            btfn: b.offered.iter().any(|(_, s)| s.btfn_bits().is_some()),
+            multiplex: b.flags.0.contains(Flags::CONC_MPX),
+            ..defaults
+        },
+    }
+}
+
+impl Plan {
+    /// Reads a pcap or pcapng file's bytes into a plan. Fails when the bytes are not a capture
+    /// or hold no KMS request at all; a capture damaged part-way gives what came before the
+    /// damage, with [`Plan::warning`] set.
+    pub fn from_capture(bytes: &[u8]) -> Result<Plan, String> {
+        let cap = capture::read(bytes);
+        let mut plan = Plan {
+            warning: cap.error.as_ref().map(ToString::to_string),
+            ..Plan::default()
+        };
+        // (connection, its first packet, its requests' capture times)
+        let mut found: Vec<(PlannedConnection, Timestamp, Vec<Timestamp>)> = Vec::new();
+        for conn in &cap.connections {
+            let conv = conversation::decode(conn);
+            if conv.activations.is_empty() {
+                continue;
+            }
+            let mut calls = calls(&conn.to_server).into_iter();
+            let mut requests = Vec::new();
+            let mut times = Vec::new();
+            for ex in &conv.activations {
+                let Some(call) = calls.by_ref().find(|c| c.call_id == ex.call_id) else {
+                    plan.unreadable += 1;
+                    continue;
+                };
+                let syntax = ex.syntax.unwrap_or(Syntax::Ndr32);
+                match ActivationRequest::parse(syntax, &call.stub) {
+                    Ok(stub) => {
+                        times.push(ex.sent_at.unwrap_or(conn.first_ts));
+                        requests.push(PlannedRequest {
+                            at: Duration::ZERO,
+                            body: stub.body.to_vec(),
+                            decoded: ex.request.as_ref().ok().copied(),
+                        });
+                    }
+                    Err(_) => plan.unreadable += 1,
+                }
+            }
+            if requests.is_empty() {
+                continue;
+            }
+            let planned = PlannedConnection {
+                client: conn.client,
+                server: conn.server,
+                start: Duration::ZERO,
+                rpc: rpc_options(&conv),
+                requests,
+            };
+            found.push((planned, conn.first_ts, times));
+        }
+        let Some(origin) = found.iter().map(|f| f.1).min() else {
+            return Err(match cap.error {
+                Some(e) => e.to_string(),
+                None => "no KMS request in this capture".to_owned(),
+            });
+        };
+        for (mut c, first, times) in found {
+            c.start = first.saturating_since(origin);
+            for (r, t) in c.requests.iter_mut().zip(times) {
+                r.at = t.saturating_since(origin);
+            }
+            plan.connections.push(c);
+        }
+        Ok(plan)
+    }
+
+    /// Requests in the plan.
+    pub fn requests(&self) -> usize {
+        self.connections.iter().map(|c| c.requests.len()).sum()
+    }
+
+    /// Offset of the last request: how long one round takes at speed 1.
+    pub fn span(&self) -> Duration {
+        self.connections
+            .iter()
+            .flat_map(|c| c.requests.iter().map(|r| r.at))
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+/// How captured requests are sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplayMode {
+    /// Each KMS request body byte for byte, as captured.
+    Verbatim,
+    /// Each request re-encoded for a new machine: fresh machine ID, current time, fresh IV.
+    Restamp,
+}
+
+/// Everything a replay needs, validated.
+#[derive(Debug, Clone)]
+pub struct ReplayConfig {
+    /// What to send.
+    pub plan: Arc<Plan>,
+    /// The capture as named by the user, for the report.
+    pub capture_label: String,
+    /// Host addresses (the first is used); `None` starts the bundled host in-process.
+    pub target: Option<Vec<SocketAddr>>,
+    /// The target as the user gave it, for the report.
+    pub target_label: String,
+    /// Verbatim or re-stamped requests.
+    pub mode: ReplayMode,
+    /// The captured pacing divided by this; `None` sends as fast as possible.
+    pub speed: Option<f64>,
+    /// Rounds: the whole plan this many times, one round after the other.
+    pub repeat: u32,
+    /// As fast as possible: connections replayed at once.
+    pub concurrency: usize,
+    /// Timeouts (the bind options of each connection come from the plan).
+    pub client: ClientConfig,
+    /// Record every connection into this pcap.
+    pub record: Option<Arc<Recorder>>,
+    /// Keep every exchange's result in [`ReplayRun::exchanges`] (tests; memory grows with the
+    /// run).
+    pub keep_exchanges: bool,
+}
+
+/// One request as replayed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exchange {
+    /// Round, from 0.
+    pub round: u32,
+    /// Index of the connection in the plan.
+    pub connection: usize,
+    /// Index of the request in its connection.
+    pub request: usize,
+    /// The machine ID sent (`None` when a verbatim request does not decode).
+    pub cmid: Option<Guid>,
+    /// The count of a response that passed every check.
+    pub count: Option<u32>,
+    /// The failure class otherwise (empty when only checks failed).
+    pub error: Option<String>,
+}
+
+/// The report of a replay.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReplayReport {
+    /// `kmsharness-replay/1`.
+    pub format: String,
+    /// The capture as given.
+    pub capture: String,
+    /// Target as given, or `embedded`.
+    pub target: String,
+    /// Whether the bundled host served the replay.
+    pub embedded: bool,
+    /// Verbatim or re-stamped.
+    pub mode: ReplayMode,
+    /// Speed factor of the pacing; null when as fast as possible.
+    pub speed: Option<f64>,
+    /// Rounds asked for.
+    pub repeat: u32,
+    /// Captured connections (replayed once per round).
+    pub connections: usize,
+    /// Captured requests (replayed once per round).
+    pub requests: usize,
+    /// Seconds from the capture's first packet to its last request.
+    pub capture_secs: f64,
+    /// Requests not sent: in restamp mode, those that do not decode.
+    pub skipped: u64,
+    /// Seconds the replay took.
+    pub duration_secs: f64,
+    /// Whether Ctrl-C cut the replay short.
+    pub interrupted: bool,
+    /// Requests sent.
+    pub sent: u64,
+    /// Answered with a response passing every check.
+    pub ok: u64,
+    /// Sent and not ok.
+    pub failed: u64,
+    /// Failures by class, as in load reports (plus `unverifiable`: a response to a verbatim
+    /// request that does not decode).
+    pub errors: BTreeMap<String, u64>,
+    /// Connections re-opened because the host closed one the capture kept open.
+    pub reconnects: u64,
+    /// Validated activations per second.
+    pub throughput: f64,
+    /// Latency per phase, microseconds (connect, bind, call, total from the scheduled start).
+    pub phases: BTreeMap<String, PhaseSummary>,
+    /// Answers per second since the start.
+    pub timeline: Vec<u64>,
+}
+
+/// A replay's report and, when asked for, every exchange.
+#[derive(Debug, Clone)]
+pub struct ReplayRun {
+    /// The report.
+    pub report: ReplayReport,
+    /// Every exchange in (round, connection, request) order, if `keep_exchanges` was set.
+    pub exchanges: Vec<Exchange>,
+}
+
+/// The bundled host as `replay` starts it: loopback, a free port, every host key group (a
+/// capture may hold any product) and no client-clock rule (captured requests carry their
+/// capture time, which a genuine host refuses once it is more than four hours old).
+pub fn embedded_config() -> ServeConfig {
+    let mut config = ServeConfig::default();
+    config.listen.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
+    config.listen.idle_timeout = crate::serve::EMBEDDED_IDLE;
+    config.host.key_groups = crate::catalog::HOST_KEY_GROUPS.iter().collect();
+    config.host.max_clock_skew_secs = None;
+    config
+}
+
+/// Starts the host of [`embedded_config`].
+pub async fn start_embedded() -> Result<RunningHost, String> {
+    crate::serve::start(embedded_config()).await
+}
+
+/// What one connection's replay gives back.
+#[derive(Debug, Default)]
+struct ConnResult {
+    stats: Stats,
+    reconnects: u64,
+    skipped: u64,
+    exchanges: Vec<Exchange>,
+}
+
+/// State shared by every connection task of a run.
+#[derive(Debug)]
+struct Ctx {
+    plan: Arc<Plan>,
+    addr: SocketAddr,
+    mode: ReplayMode,
+    speed: Option<f64>,
+    client: ClientConfig,
+    record: Option<Arc<Recorder>>,
+    keep: bool,
+    start: Instant,
+}
+
+/// Sleeps until `at`, or less if the run is stopped; `false` when stopped.
+async fn sleep_until(at: Instant, stop: &mut watch::Receiver<bool>) -> bool {
+    if *stop.borrow() {
+        return false;
+    }
+    tokio::select! {
+        () = tokio::time::sleep_until(at.into()) => true,
+        _ = stop.wait_for(|s| *s) => false,
+    }
+}
+
+async fn replay_connection(
+    ctx: Arc<Ctx>,
+    index: usize,
+    round: u32,
+    origin: Instant,
+    mut stop: watch::Receiver<bool>,
+) -> ConnResult {
+    let mut res = ConnResult::default();
+    let Some(planned) = ctx.plan.connections.get(index) else {
+        return res;
+    };
+    let scheduled = |d: Duration| ctx.speed.map(|s| origin + d.div_f64(s));
+    if let Some(t) = scheduled(planned.start)
+        && !sleep_until(t, &mut stop).await
+    {
+        return res;
+    }
+    let client = ClientConfig {
+        rpc: planned.rpc,
+        ..ctx.client
+    };
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(rand::random());
+    let mut conn: Option<Connection> = None;
+    let mut kms = Vec::with_capacity(300);
+    let mut buf = ResponseBuf::default();
+    let stats = &mut res.stats;
+    for (i, req) in planned.requests.iter().enumerate() {
+        let at = scheduled(req.at);
+        if let Some(t) = at
+            && !sleep_until(t, &mut stop).await
+        {
+            break;
+        }
+        if *stop.borrow() {
+            break;
+        }
+        let begin = at.unwrap_or_else(Instant::now);
+        kms.clear();
+        let sent: Option<SentRequest> = match (ctx.mode, req.decoded) {
+            (ReplayMode::Verbatim, decoded) => {
+                kms.extend_from_slice(&req.body);
+                decoded.map(|d| d.as_sent())
+            }
+            (ReplayMode::Restamp, Some(d)) => {
+                let base = restamp(
+                    &d.base,
+                    Guid::new_v4(rng.random()),
+                    d.base.workstation,
+                    now_filetime(),
+                );
+                Some(encode_request(&base, rng.random(), &mut kms))
+            }
+            (ReplayMode::Restamp, None) => {
+                res.skipped += 1;
+                continue;
+            }
+        };
+        stats.sent += 1;
+        let mut attempt = 0;
+        let outcome = loop {
+            attempt += 1;
+            let reused = conn.is_some();
+            let c = match conn.as_mut() {
+                Some(c) => c,
+                None => {
+                    let t0 = Instant::now();
+                    let mut c = match Connection::connect(ctx.addr, client, 2).await {
+                        Ok(c) => c,
+                        Err(e) => break Err(e),
+                    };
+                    let t1 = Instant::now();
+                    if let Some(r) = &ctx.record {
+                        c.record(r.clone());
+                    }
+                    if let Err(e) = c.bind().await {
+                        break Err(e);
+                    }
+                    stats.record(Phase::Connect, t1 - t0);
+                    stats.record(Phase::Bind, t1.elapsed());
+                    conn.insert(c)
+                }
+            };
+            let t2 = Instant::now();
+            match c.call(&kms).await {
+                Err(NetError::Read {
+                    source: ReadError::Closed,
+                    ..
+                }) if reused && attempt == 1 => {
+                    // The host closed a connection the capture kept open (py-kms closes after
+                    // each response): a new one, as the client would have opened.
+                    conn = None;
+                    res.reconnects += 1;
+                }
+                Err(e) => break Err(e),
+                Ok(o) => break Ok((o, t2.elapsed())),
+            }
+        };
+        let verdict = match outcome {
+            Err(e) => {
+                conn = None;
+                Err(e.class().to_owned())
+            }
+            Ok((o, call_time)) => {
+                let body = conn.as_ref().map_or(&[][..], |c| c.response_body());
+                let v = judge(&o, sent.as_ref(), body, &mut buf, |id| {
+                    stats.error(&format!("check:{}", id.name()));
+                });
+                if v.is_ok() {
+                    stats.ok += 1;
+                    stats.record(Phase::Call, call_time);
+                }
+                v
+            }
+        };
+        let now = Instant::now();
+        match &verdict {
+            Ok(_) => stats.record(Phase::Total, now.saturating_duration_since(begin)),
+            Err(class) if !class.is_empty() => stats.error(class),
+            Err(_) => {}
+        }
+        stats.tick(now.saturating_duration_since(ctx.start).as_secs() as usize);
+        if ctx.keep {
+            res.exchanges.push(Exchange {
+                round,
+                connection: index,
+                request: i,
+                cmid: sent.map(|s| s.base.cmid),
+                count: verdict.as_ref().ok().copied(),
+                error: verdict.err(),
+            });
+        }
+    }
+    res
+}
+
+/// Runs the replay; `interrupt` completes on Ctrl-C (the partial report is still returned).
+pub async fn run(
+    config: &ReplayConfig,
+    interrupt: impl std::future::Future<Output = ()>,
+) -> Result<ReplayRun, String> {
+    let embedded = match &config.target {
+        Some(_) => None,
+        None => Some(start_embedded().await?),
+    };
+    let addr = match (&config.target, &embedded) {
+        (Some(a), _) => a.first().copied(),
+        (None, Some(h)) => Some(h.addr()),
+        (None, None) => None,
+    }
+    .ok_or("no target address")?;
+    let start = Instant::now();
+    let ctx = Arc::new(Ctx {
+        plan: config.plan.clone(),
+        addr,
+        mode: config.mode,
+        speed: config.speed,
+        client: config.client,
+        record: config.record.clone(),
+        keep: config.keep_exchanges,
+        start,
+    });
+    let (stop, stopped) = watch::channel(false);
+    let limit = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let mut merged = Stats::default();
+    let (mut reconnects, mut skipped) = (0, 0);
+    let mut exchanges = Vec::new();
+    let mut interrupted = false;
+    tokio::pin!(interrupt);
+    for round in 0..config.repeat {
+        let origin = Instant::now();
+        let mut tasks = JoinSet::new();
+        for index in 0..config.plan.connections.len() {
+            let (ctx, stopped, limit) = (ctx.clone(), stopped.clone(), limit.clone());
+            let paced = config.speed.is_some();
+            tasks.spawn(async move {
+                // Paced connections open on their schedule; unpaced ones as slots free up.
+                let _permit = if paced {
+                    None
+                } else {
+                    limit.acquire_owned().await.ok()
+                };
+                replay_connection(ctx, index, round, origin, stopped).await
+            });
+        }
+        loop {
+            tokio::select! {
+                done = tasks.join_next() => match done {
+                    Some(Ok(r)) => {
+                        merged.merge(&r.stats);
+                        reconnects += r.reconnects;
+                        skipped += r.skipped;
+                        exchanges.extend(r.exchanges);
+                    }
+                    Some(Err(_)) => {}
+                    None => break,
+                },
+                () = &mut interrupt, if !interrupted => {
+                    interrupted = true;
+                    let _ = stop.send(true);
+                }
+            }
+        }
+        if interrupted {
+            break;
+        }
+    }
+    let duration = start.elapsed();
+    if let Some(h) = embedded {
+        let _ = h.stop().await;
+    }
+    exchanges.sort_by_key(|e| (e.round, e.connection, e.request));
+    let secs = duration.as_secs_f64().max(1e-9);
+    let report = ReplayReport {
+        format: REPORT_FORMAT.into(),
+        capture: config.capture_label.clone(),
+        target: config.target_label.clone(),
+        embedded: config.target.is_none(),
+        mode: config.mode,
+        speed: config.speed,
+        repeat: config.repeat,
+        connections: config.plan.connections.len(),
+        requests: config.plan.requests(),
+        capture_secs: config.plan.span().as_secs_f64(),
+        skipped,
+        duration_secs: secs,
+        interrupted,
+        sent: merged.sent,
+        ok: merged.ok,
+        failed: merged.failed(),
+        errors: merged.errors.clone(),
+        reconnects,
+        throughput: merged.ok as f64 / secs,
+        phases: Phase::ALL
+            .iter()
+            .map(|p| {
+                (
+                    p.name().to_owned(),
+                    PhaseSummary::of(&merged.phases[*p as usize]),
+                )
+            })
+            .collect(),
+        timeline: merged.timeline,
+    };
+    Ok(ReplayRun { report, exchanges })
+}
+
+/// The exit status a report calls for: 130 when interrupted, else its worst failure class (a
+/// check 1, no connection 3, RPC 4, an HRESULT 5), else 0.
+pub fn exit_of(report: &ReplayReport) -> Exit {
+    Exit::of_run(report.interrupted, report.failed, report.errors.keys())
+}

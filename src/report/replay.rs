@@ -1,0 +1,85 @@
+//! Printing a replay report as text: what was replayed, totals, latency per phase, errors.
+
+use std::io::{self, Write};
+
+use crate::replay::{ReplayMode, ReplayReport};
+
+/// Writes the report as text.
+pub fn text(w: &mut dyn Write, r: &ReplayReport) -> io::Result<()> {
+    let pacing = match r.speed {
+        Some(1.0) => "at the captured pace".to_owned(),
+        Some(s) => format!("at {s}x the captured pace"),
+        None => "as fast as possible".to_owned(),
+    };
+    let mode = match r.mode {
+        ReplayMode::Verbatim => "verbatim",
+        ReplayMode::Restamp => "re-stamped",
+    };
+    writeln!(
+        w,
+        "kmsharness replay: {} against {}, {mode}, {pacing}",
+        r.capture, r.target
+    )?;
+    writeln!(
+        w,
+        "  {} connections, {} requests over {:.3} s captured; {} round{}; {:.3} s{}",
+        r.connections,
+        r.requests,
+        r.capture_secs,
+        r.repeat,
+        if r.repeat == 1 { "" } else { "s" },
+        r.duration_secs,
+        if r.interrupted { " (interrupted)" } else { "" }
+    )?;
+    writeln!(w)?;
+    writeln!(
+        w,
+        "  activations  {:>12} sent  {:>12} ok  {:>10} failed",
+        r.sent, r.ok, r.failed
+    )?;
+    writeln!(
+        w,
+        "  throughput   {:>12.0} validated activations/s",
+        r.throughput
+    )?;
+    if r.skipped > 0 {
+        writeln!(
+            w,
+            "  skipped      {:>12} (requests that do not decode cannot be re-stamped)",
+            r.skipped
+        )?;
+    }
+    if r.reconnects > 0 {
+        writeln!(
+            w,
+            "  reconnects   {:>12} (the host closed connections the capture kept open)",
+            r.reconnects
+        )?;
+    }
+    writeln!(w)?;
+    writeln!(
+        w,
+        "  latency µs       count       p50       p90       p99     p99.9    p99.99       max"
+    )?;
+    for name in ["connect", "bind", "call", "total"] {
+        let Some(p) = r.phases.get(name) else {
+            continue;
+        };
+        if p.count == 0 {
+            continue;
+        }
+        writeln!(
+            w,
+            "  {:<10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            name, p.count, p.p50, p.p90, p.p99, p.p999, p.p9999, p.max
+        )?;
+    }
+    if !r.errors.is_empty() {
+        writeln!(w)?;
+        writeln!(w, "  errors")?;
+        for (k, v) in &r.errors {
+            writeln!(w, "    {k:<30} {v}")?;
+        }
+    }
+    Ok(())
+}

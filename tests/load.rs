@@ -1,0 +1,1096 @@
+//! `load` over loopback (issue 4, Proof): closed and open loop against the bundled host and
+//! against hosts with injected faults or delay, with consistent counts (sent = ok + failed,
+//! histogram count = ok); a host delay showing in open-loop percentiles but not as lost
+//! requests; latency counted from the scheduled start (coordinated omission); errors classified
+//! by name; `report merge` equal to the sum of the histograms, exactly, through JSON; an
+//! interrupted run still reporting; the HdrHistogram interval log; the report against its
+//! checked-in schema; mix files and option validation.
+//!
+//! Every host listens on port 0 of 127.0.0.1, every run is bounded by a request count or by
+//! at most 2.5 s (the interrupted run's 10 s is cut at 0.5 s), and every await by a deadline.
+//! Tests that compare latencies with a threshold hold [`CPU`] exclusively.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::Deserializer;
+use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+use kmsharness::catalog::{self, AppKind};
+use kmsharness::cli::load::LoadOpts;
+use kmsharness::load::fleet::Fleet;
+use kmsharness::load::mix::{EMBEDDED_KEY_GROUPS, Mix};
+use kmsharness::load::schedule::Pacing;
+use kmsharness::load::stats::{PhaseSummary, base64_decode};
+use kmsharness::load::{self, LoadConfig, LoadReport, Mode, start_embedded};
+use kmsharness::net::client::ClientConfig;
+use kmsharness::proto::faults::{Fault, FaultSet};
+use kmsharness::serve::{RunningHost, ServeConfig, start};
+use serde_json::Value;
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/// Upper bound on any one awaited step: a failing test fails instead of hanging.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+const PHASES: [&str; 4] = ["connect", "bind", "call", "total"];
+
+/// Runs saturate both cores while they last; the tests that measure latency against a
+/// threshold take this exclusively, the others share it, so that no closed loop of this module
+/// runs beside them.
+static CPU: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+async fn bounded<F: Future>(what: &str, future: F) -> F::Output {
+    tokio::time::timeout(DEADLINE, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no result within {DEADLINE:?}"))
+}
+
+/// A closed-loop run of `requests` activations over 4 connections against `target` (the
+/// bundled host when `None`), no warm-up, the default mix.
+fn config(target: Option<SocketAddr>, requests: u64) -> LoadConfig {
+    LoadConfig {
+        target: target.map(|a| vec![a]),
+        target_label: target.map_or_else(|| "embedded".to_owned(), |a| a.to_string()),
+        clients: 200,
+        mix: Mix::default_mix(),
+        mode: Mode::Fresh,
+        connections: 4,
+        pacing: Pacing {
+            rate: None,
+            duration: None,
+            requests: Some(requests),
+            warmup: Duration::ZERO,
+        },
+        client: ClientConfig::default(),
+        seed: 1,
+        progress: false,
+        templates: None,
+        hdr_log: None,
+        threads: 2,
+    }
+}
+
+/// Runs `config` to its end.
+async fn run(config: &LoadConfig) -> LoadReport {
+    bounded("load run", load::run(config, std::future::pending::<()>()))
+        .await
+        .unwrap_or_else(|e| panic!("load run: {e}"))
+}
+
+/// The report without its base64 histograms, for assertion messages.
+fn brief(r: &LoadReport) -> String {
+    let phases: Vec<String> = r
+        .phases
+        .iter()
+        .map(|(k, p)| {
+            format!(
+                "{k}: n={} p50={} p99={} max={}",
+                p.count, p.p50, p.p99, p.max
+            )
+        })
+        .collect();
+    format!(
+        "sent {} ok {} failed {} errors {:?} reconnects {} {:.3} s interrupted {} timeline {:?} [{}]",
+        r.sent,
+        r.ok,
+        r.failed,
+        r.errors,
+        r.reconnects,
+        r.duration_secs,
+        r.interrupted,
+        r.timeline,
+        phases.join("; ")
+    )
+}
+
+/// What holds for every report: counts add up and the latency histograms hold validated
+/// activations only.
+fn assert_consistent(r: &LoadReport) {
+    let b = brief(r);
+    assert_eq!(r.format, load::REPORT_FORMAT);
+    assert_eq!(r.sent, r.ok + r.failed, "sent = ok + failed: {b}");
+    assert_eq!(
+        PHASES.iter().copied().collect::<BTreeSet<_>>(),
+        r.phases.keys().map(String::as_str).collect(),
+        "{b}"
+    );
+    assert_eq!(r.phases["total"].count, r.ok, "total count = ok: {b}");
+    assert_eq!(r.phases["call"].count, r.ok, "call count = ok: {b}");
+    // Every counted activation ends in exactly one second of the timeline.
+    assert_eq!(r.timeline.iter().sum::<u64>(), r.sent, "timeline: {b}");
+    for (name, p) in &r.phases {
+        let h = p.decode().unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(h.len(), p.count, "{name}: {b}");
+        assert_eq!(&PhaseSummary::of(&h), p, "{name} re-summarised");
+        if p.count > 0 {
+            assert!(
+                p.min <= p.p50 && p.p50 <= p.p99 && p.p99 <= p.max,
+                "{name}: {b}"
+            );
+        }
+    }
+    if r.ok > 0 {
+        assert!(r.throughput > 0.0, "{b}");
+    }
+}
+
+/// The bundled host's key groups (the default mix is fully served), `faults` injected, replies
+/// delayed by `delay` when `Fault::Delay` is among them.
+async fn host(faults: FaultSet, delay: Duration) -> RunningHost {
+    let mut config = ServeConfig::default();
+    config.listen.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.listen.delay = delay;
+    config.faults = faults;
+    config.host.key_groups = EMBEDDED_KEY_GROUPS
+        .iter()
+        .map(|g| catalog::host_key_group(g).unwrap())
+        .collect();
+    bounded("start host", start(config)).await.unwrap()
+}
+
+async fn stop(host: RunningHost) {
+    bounded("stop host", host.stop()).await.unwrap();
+}
+
+/// `load`'s command line, parsed as the binary parses it.
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    opts: LoadOpts,
+}
+
+/// The validated config of `load ARGS...`, or the validation error.
+fn cli(args: &[&str]) -> Result<LoadConfig, String> {
+    let argv = std::iter::once("load").chain(args.iter().copied());
+    Cli::try_parse_from(argv)
+        .unwrap_or_else(|e| panic!("load {args:?}: {e}"))
+        .opts
+        .config()
+}
+
+/// A file in the temporary directory, unique to this test, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str) -> TempFile {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let file = format!("kmsharness-load-{}-{nanos}-{name}", std::process::id());
+        TempFile(std::env::temp_dir().join(file))
+    }
+
+    fn with(name: &str, text: &str) -> TempFile {
+        let f = TempFile::new(name);
+        std::fs::write(&f.0, text).unwrap();
+        f
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn arg(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Closed loop against the bundled host
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_loop_fresh_sends_exactly_the_requests_asked() {
+    let _cpu = CPU.read().await;
+    let r = run(&config(None, 500)).await;
+    assert_consistent(&r);
+    let b = brief(&r);
+    assert_eq!(r.sent, 500, "{b}");
+    assert_eq!((r.ok, r.failed), (500, 0), "{b}");
+    assert!(r.errors.is_empty(), "{b}");
+    assert!(r.embedded && r.target == "embedded" && r.mode == Mode::Fresh);
+    assert_eq!((r.rate, r.merged, r.interrupted), (None, 1, false));
+    // A connection and a bind per activation.
+    assert_eq!(r.phases["connect"].count, 500, "{b}");
+    assert_eq!(r.phases["bind"].count, 500, "{b}");
+    assert_eq!(r.reconnects, 0);
+    // What a client waits includes every phase (each ok activation has one of each; the
+    // histograms keep 3 significant digits).
+    let p = &r.phases;
+    let phases = p["connect"].mean + p["bind"].mean + p["call"].mean;
+    assert!(p["total"].mean >= 0.99 * phases, "{b}");
+    if let Some(cpu) = &r.cpu {
+        assert!(
+            cpu.includes_embedded_host && cpu.process_secs > 0.0,
+            "{cpu:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_loop_reuse_for_a_bounded_time_after_warmup() {
+    let _cpu = CPU.read().await;
+    let mut c = config(None, 0);
+    c.mode = Mode::Reuse;
+    c.pacing = Pacing {
+        rate: None,
+        duration: Some(Duration::from_millis(700)),
+        requests: None,
+        warmup: Duration::from_millis(300),
+    };
+    let started = Instant::now();
+    let r = run(&c).await;
+    let took = started.elapsed();
+    assert_consistent(&r);
+    let b = brief(&r);
+    assert!(r.ok > 100, "{b}");
+    assert_eq!(r.failed, 0, "{b}");
+    assert!(r.errors.is_empty(), "{b}");
+    assert_eq!(r.mode, Mode::Reuse);
+    assert!((r.warmup_secs - 0.3).abs() < 1e-9);
+    assert!(r.duration_secs >= 0.7 && r.duration_secs < 2.0, "{b}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    // Each worker connected once, on its first activation, during the warm-up: not counted.
+    assert_eq!(r.phases["connect"].count, 0, "{b}");
+    assert_eq!(r.phases["bind"].count, 0, "{b}");
+    assert_eq!(r.reconnects, 0);
+    let expected = r.ok as f64 / r.duration_secs;
+    assert!((r.throughput - expected).abs() < 1e-6 * expected, "{b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_loop_reuse_sends_exactly_the_requests_asked() {
+    let _cpu = CPU.read().await;
+    let mut c = config(None, 500);
+    c.mode = Mode::Reuse;
+    let r = run(&c).await;
+    assert_consistent(&r);
+    let b = brief(&r);
+    assert_eq!((r.sent, r.ok, r.failed), (500, 500, 0), "{b}");
+    assert_eq!(r.phases["connect"].count, 4, "{b}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Open loop: a host delay shows in the percentiles, not as lost requests
+
+/// 500 activations/s for 2 s against a host answering after 300 ms: every activation sent is
+/// answered (the schedule does not slow down), and the delay shows in the percentiles; the same
+/// run against the same host without the delay has a p99 far below it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_delay_shows_in_percentiles_not_as_lost_requests() {
+    let _cpu = CPU.write().await;
+    let delay = Duration::from_millis(300);
+    let open = |addr: SocketAddr| {
+        let mut c = config(Some(addr), 0);
+        // With the delay, 150 activations are in flight at any time. Every worker connects
+        // and binds during the warm-up, so the measured 2 s hold activations only.
+        c.connections = 160;
+        c.mode = Mode::Reuse;
+        c.pacing = Pacing {
+            rate: Some(500.0),
+            duration: Some(Duration::from_secs(2)),
+            requests: None,
+            warmup: Duration::from_millis(500),
+        };
+        c
+    };
+    let mut reports = Vec::new();
+    for faults in [FaultSet::NONE, FaultSet::NONE.with(Fault::Delay)] {
+        let h = host(faults, delay).await;
+        reports.push(run(&open(h.addr())).await);
+        stop(h).await;
+    }
+    let (f, s) = (&reports[0], &reports[1]);
+    for (what, r) in [("undelayed", f), ("delayed", s)] {
+        assert_consistent(r);
+        let b = brief(r);
+        // Nothing lost: everything the schedule called for was sent and answered.
+        assert!(
+            r.sent.abs_diff(1000) <= 200,
+            "{what}: about 500/s × 2 s: {b}"
+        );
+        assert_eq!(r.ok, r.sent, "{what}: {b}");
+        assert!(r.errors.is_empty(), "{what}: {b}");
+        assert_eq!(r.rate, Some(500.0));
+        // Answers spread over the run, not bunched at its end.
+        assert!(r.timeline.len() >= 2 && r.timeline[1] > 300, "{what}: {b}");
+    }
+    let (sp, fp) = (&s.phases["total"], &f.phases["total"]);
+    assert!(sp.p50 >= 300_000, "delayed total p50: {}", brief(s));
+    assert!(s.phases["call"].p50 >= 300_000, "{}", brief(s));
+    // Without the delay: a few ms on an idle machine (debug build); the bounds leave room for
+    // a machine shared with other builds.
+    assert!(fp.p50 * 10 < sp.p50, "undelayed total p50: {}", brief(f));
+    assert!(fp.p99 < 200_000, "undelayed total p99: {}", brief(f));
+}
+
+/// Two connections, 200 activations/s scheduled, 100 ms per reply: the host answers ~20/s, so
+/// requests queue. Latency counted from the scheduled start grows with the queue (what the
+/// clients would wait); the call itself stays near the host's 100 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_latency_counts_from_the_scheduled_start() {
+    let _cpu = CPU.write().await;
+    let h = host(
+        FaultSet::NONE.with(Fault::Delay),
+        Duration::from_millis(100),
+    )
+    .await;
+    let mut c = config(Some(h.addr()), 20);
+    c.mode = Mode::Reuse;
+    c.connections = 2;
+    c.pacing.rate = Some(200.0);
+    let started = Instant::now();
+    let r = run(&c).await;
+    let took = started.elapsed();
+    stop(h).await;
+    assert_consistent(&r);
+    let b = brief(&r);
+    assert_eq!((r.sent, r.ok), (20, 20), "{b}");
+    // 20 activations, 2 at a time, 100 ms each: about a second.
+    assert!(took >= Duration::from_millis(950), "took {took:?}");
+    let (call, total) = (&r.phases["call"], &r.phases["total"]);
+    assert!(
+        (100_000..200_000).contains(&call.p50),
+        "call p50 near 100 ms: {b}"
+    );
+    // The last activation was scheduled at 95 ms and answered after ~1 s.
+    assert!(total.p99 >= 700_000, "total p99 well above 100 ms: {b}");
+    assert!(total.p50 >= 300_000, "total p50: {b}");
+    assert!(total.p99 > 3 * call.p99, "{b}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Faults classified by name
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_hmac_is_classified_as_the_hmac_check() {
+    let _cpu = CPU.read().await;
+    // Every product of the default mix speaks V6, the only version with an HMAC.
+    let mix = Mix::default_mix();
+    for s in mix.shares() {
+        assert_eq!(s.sku.protocol(), Some(6), "{}", s.sku.name);
+    }
+    let h = host(FaultSet::NONE.with(Fault::WrongHmac), Duration::ZERO).await;
+    let r = run(&config(Some(h.addr()), 100)).await;
+    stop(h).await;
+    assert_consistent(&r);
+    let b = brief(&r);
+    assert_eq!((r.sent, r.ok, r.failed), (100, 0, 100), "{b}");
+    assert_eq!(
+        r.errors,
+        BTreeMap::from([("check:hmac".to_owned(), 100)]),
+        "{b}"
+    );
+    assert_eq!(r.phases["total"].count, 0);
+    assert_eq!(r.throughput, 0.0);
+}
+
+/// A host refusing every activation (0xC004F041): all counted under that HRESULT.
+async fn refused_run() -> LoadReport {
+    let h = host(FaultSet::NONE.with(Fault::RefuseAll), Duration::ZERO).await;
+    let r = run(&config(Some(h.addr()), 100)).await;
+    stop(h).await;
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_classified_by_hresult() {
+    let _cpu = CPU.read().await;
+    let r = refused_run().await;
+    assert_consistent(&r);
+    let b = brief(&r);
+    assert_eq!((r.sent, r.ok, r.failed), (100, 0, 100), "{b}");
+    assert_eq!(r.errors.get("hresult:0xC004F041"), Some(&100), "{b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_not_also_counted_as_failed_checks() {
+    let _cpu = CPU.read().await;
+    let r = refused_run().await;
+    assert_eq!(
+        r.errors,
+        BTreeMap::from([("hresult:0xC004F041".to_owned(), 100)]),
+        "{}",
+        brief(&r)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_the_host_refuses_exits_with_refused() {
+    let _cpu = CPU.read().await;
+    let r = refused_run().await;
+    assert_eq!(
+        kmsharness::cli::load::exit_of(&r),
+        kmsharness::cli::exit::Exit::Refused,
+        "{}",
+        brief(&r)
+    );
+}
+
+/// A host holding only the Windows key group refuses the Office share of the default mix with
+/// 0xC004F042 and activates the rest. One connection, so the machines asking are exactly
+/// tickets 0..n of the fleet.
+async fn windows_only_run() -> (LoadReport, u64) {
+    let mut serve = ServeConfig::default();
+    serve.listen.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    let h = bounded("start host", start(serve)).await.unwrap();
+    let mut c = config(Some(h.addr()), 300);
+    c.clients = 100;
+    c.connections = 1;
+    let r = run(&c).await;
+    stop(h).await;
+    let fleet = Fleet::new(c.clients, &c.mix, c.seed);
+    let office = (0..300)
+        .filter(|&i| fleet.get(i).sku.application().map(|a| a.kind) != Some(AppKind::Windows))
+        .count() as u64;
+    assert!(
+        office > 30 && office < 150,
+        "Office share of the mix: {office}"
+    );
+    (r, office)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn products_the_host_cannot_activate_are_refused_by_name() {
+    let _cpu = CPU.read().await;
+    let (r, office) = windows_only_run().await;
+    assert_consistent(&r);
+    let b = brief(&r);
+    assert_eq!(r.sent, 300, "{b}");
+    assert_eq!(r.errors.get("hresult:0xC004F042"), Some(&office), "{b}");
+    assert_eq!((r.ok, r.failed), (300 - office, office), "{b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn products_the_host_cannot_activate_are_one_error_class() {
+    let _cpu = CPU.read().await;
+    let (r, office) = windows_only_run().await;
+    assert_eq!(
+        r.errors,
+        BTreeMap::from([("hresult:0xC004F042".to_owned(), office)]),
+        "{}",
+        brief(&r)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. report merge
+
+/// Asserts `merged` holds, phase by phase, exactly the sum of the histograms of `parts`.
+fn assert_histograms_added(merged: &LoadReport, parts: &[&LoadReport]) {
+    for name in PHASES {
+        let mut sum: Histogram<u64> = parts[0].phases[name].decode().unwrap();
+        for p in &parts[1..] {
+            sum.add(p.phases[name].decode().unwrap()).unwrap();
+        }
+        let m = &merged.phases[name];
+        let got = m.decode().unwrap();
+        let counts: u64 = parts.iter().map(|p| p.phases[name].count).sum();
+        assert_eq!(
+            (m.count, got.len(), sum.len()),
+            (counts, counts, counts),
+            "{name}"
+        );
+        if counts > 0 {
+            assert_eq!(m.p50, sum.value_at_quantile(0.5), "{name} p50");
+            assert_eq!(m.p99, sum.value_at_quantile(0.99), "{name} p99");
+            assert_eq!(m.p999, sum.value_at_quantile(0.999), "{name} p99.9");
+            assert_eq!((m.min, m.max), (sum.min(), sum.max()), "{name} min/max");
+        }
+        let a: Vec<(u64, u64)> = got
+            .iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect();
+        let e: Vec<(u64, u64)> = sum
+            .iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect();
+        assert_eq!(a, e, "{name}: every bucket");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_merge_adds_histograms_exactly() {
+    let _cpu = CPU.read().await;
+    let h = bounded("start embedded", start_embedded()).await.unwrap();
+    let a = run(&config(Some(h.addr()), 200)).await;
+    let mut cb = config(Some(h.addr()), 300);
+    cb.connections = 2;
+    cb.seed = 2;
+    let b = run(&cb).await;
+    stop(h).await;
+    assert_consistent(&a);
+    assert_consistent(&b);
+
+    let m = LoadReport::merge(&[a.clone(), b.clone()]).unwrap();
+    assert_consistent(&m);
+    let mb = brief(&m);
+    assert_eq!((m.sent, m.ok, m.failed), (500, 500, 0), "{mb}");
+    assert_eq!((m.merged, m.clients, m.connections), (2, 400, 6));
+    assert_eq!(m.duration_secs, a.duration_secs.max(b.duration_secs));
+    assert_histograms_added(&m, &[&a, &b]);
+
+    // Through JSON, as `report merge` reads the files: the same histograms and counts.
+    let parsed: Vec<LoadReport> = [&a, &b]
+        .iter()
+        .map(|r| serde_json::from_str(&serde_json::to_string_pretty(r).unwrap()).unwrap())
+        .collect();
+    for (p, r) in parsed.iter().zip([&a, &b]) {
+        assert_eq!(
+            (p.sent, p.ok, &p.errors, &p.timeline),
+            (r.sent, r.ok, &r.errors, &r.timeline)
+        );
+        for name in PHASES {
+            assert_eq!(p.phases[name].histogram, r.phases[name].histogram);
+        }
+    }
+    let mj = LoadReport::merge(&parsed).unwrap();
+    assert_histograms_added(&mj, &[&a, &b]);
+    for name in PHASES {
+        assert_eq!(
+            mj.phases[name].histogram, m.phases[name].histogram,
+            "{name}"
+        );
+        assert_eq!(mj.phases[name].p99, m.phases[name].p99, "{name}");
+    }
+    assert_eq!(
+        (
+            mj.sent,
+            mj.ok,
+            mj.failed,
+            &mj.errors,
+            &mj.timeline,
+            mj.merged
+        ),
+        (m.sent, m.ok, m.failed, &m.errors, &m.timeline, m.merged)
+    );
+    // A merge of merges is a merge of all.
+    let mm = LoadReport::merge(&[m.clone(), a.clone()]).unwrap();
+    assert_eq!((mm.merged, mm.sent), (3, 700));
+    assert_histograms_added(&mm, &[&a, &b, &a]);
+
+    // Not a load report of this format: rejected, naming which.
+    let mut wrong = b.clone();
+    wrong.format = "kmsharness-load/2".into();
+    let e = LoadReport::merge(&[a.clone(), wrong]).unwrap_err();
+    assert!(
+        e.contains("report 2") && e.contains("kmsharness-load/2"),
+        "{e}"
+    );
+    assert!(LoadReport::merge(&[]).is_err());
+    let mut corrupt = a.clone();
+    corrupt.phases.get_mut("total").unwrap().histogram = "not base64!".into();
+    let e = LoadReport::merge(&[corrupt]).unwrap_err();
+    assert!(e.contains("total"), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Interrupted run
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_run_still_reports() {
+    let _cpu = CPU.read().await;
+    let mut c = config(None, 0);
+    c.pacing = Pacing {
+        rate: None,
+        duration: Some(Duration::from_secs(10)),
+        requests: None,
+        warmup: Duration::ZERO,
+    };
+    let started = Instant::now();
+    let r = bounded(
+        "interrupted run",
+        load::run(&c, tokio::time::sleep(Duration::from_millis(500))),
+    )
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    assert_consistent(&r);
+    let b = brief(&r);
+    assert!(r.interrupted, "{b}");
+    assert!(r.sent > 0 && r.failed == 0, "{b}");
+    assert!(took < Duration::from_secs(3), "stopped after {took:?}");
+    assert!(r.duration_secs >= 0.5 && r.duration_secs < 3.0, "{b}");
+    let json = serde_json::to_string(&r).unwrap();
+    let back: LoadReport = serde_json::from_str(&json).unwrap();
+    assert!(back.interrupted);
+    assert_eq!(
+        kmsharness::cli::load::exit_of(&r),
+        kmsharness::cli::exit::Exit::Interrupted
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. --hdr-log
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hdr_log_is_an_interval_log_of_total_latency() {
+    let _cpu = CPU.read().await;
+    let log = TempFile::new("total.hlog");
+    let mut c = config(None, 300);
+    c.hdr_log = Some(log.path().to_owned());
+    let r = run(&c).await;
+    assert_consistent(&r);
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let first_interval = lines
+        .iter()
+        .position(|l| l.starts_with("Tag=total,"))
+        .unwrap_or_else(|| panic!("no interval line:\n{text}"));
+    assert!(first_interval >= 2, "{text}");
+    assert!(
+        lines[..first_interval].iter().all(|l| l.starts_with('#')),
+        "{text}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("#[StartTime: ")),
+        "{text}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("#[BaseTime: ")),
+        "{text}"
+    );
+
+    let mut intervals = 0;
+    let mut recorded = 0;
+    let mut max = 0;
+    for entry in IntervalLogIterator::new(text.as_bytes()) {
+        match entry.unwrap_or_else(|e| panic!("{e:?} in\n{text}")) {
+            LogEntry::Interval(i) => {
+                assert_eq!(i.tag().map(|t| t.as_str()), Some("total"));
+                let bytes = base64_decode(i.encoded_histogram()).unwrap();
+                let h: Histogram<u64> = Deserializer::new().deserialize(&mut &bytes[..]).unwrap();
+                assert_eq!(i.max(), h.max() as f64, "interval max is in µs");
+                intervals += 1;
+                recorded += h.len();
+                max = max.max(h.max());
+            }
+            LogEntry::StartTime(_) | LogEntry::BaseTime(_) => {}
+        }
+    }
+    assert!(intervals >= 1, "{text}");
+    // The intervals together hold every validated activation's total latency.
+    assert_eq!(recorded, r.ok, "{}", brief(&r));
+    assert_eq!(max, r.phases["total"].max);
+
+    // A log that cannot be written fails the run, naming the file.
+    let mut c = config(None, 10);
+    let bad = std::env::temp_dir().join("kmsharness-no-such-dir/x.hlog");
+    c.hdr_log = Some(bad.clone());
+    let e = bounded("run", load::run(&c, std::future::pending::<()>()))
+        .await
+        .unwrap_err();
+    assert!(e.contains(&bad.display().to_string()), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. The report against its schema
+
+fn schema() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/load-report.schema.json");
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// The error classes `docs/load-report.schema.json` allows (its `propertyNames` pattern, which
+/// this test checks it still says).
+fn known_error_class(k: &str) -> bool {
+    let hex8 = |s: &str| s.len() == 8 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F'));
+    matches!(
+        k,
+        "timeout" | "refused" | "reset" | "closed" | "io" | "protocol" | "undecodable"
+    ) || k
+        .strip_prefix("fault:")
+        .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric()))
+        || k.strip_prefix("hresult:0x").is_some_and(hex8)
+        || k.strip_prefix("check:").is_some_and(|s| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+}
+
+const ERROR_CLASS_PATTERN: &str = "^(timeout|refused|reset|closed|io|protocol|undecodable|fault:[A-Za-z0-9]+|hresult:0x[0-9A-F]{8}|check:[a-z0-9_]+)$";
+
+/// Validates `v` against `schema`, the subset of draft 2020-12 the report schema uses; any
+/// other validation keyword fails the test, so none is silently ignored.
+fn validate(root: &Value, schema: &Value, v: &Value, at: &str, errors: &mut Vec<String>) {
+    let Some(obj) = schema.as_object() else {
+        panic!("{at}: schema is not an object");
+    };
+    for (key, s) in obj {
+        match key.as_str() {
+            "$schema" | "$id" | "$defs" | "title" | "description" | "contentEncoding" => {}
+            "$ref" => {
+                let name = s.as_str().unwrap().strip_prefix("#/$defs/").unwrap();
+                validate(root, &root["$defs"][name], v, at, errors);
+            }
+            "type" => {
+                let types: Vec<&str> = match s {
+                    Value::String(t) => vec![t.as_str()],
+                    Value::Array(a) => a.iter().map(|t| t.as_str().unwrap()).collect(),
+                    _ => panic!("{at}: type"),
+                };
+                let fits = |t: &str| match t {
+                    "null" => v.is_null(),
+                    "boolean" => v.is_boolean(),
+                    "string" => v.is_string(),
+                    "number" => v.is_number(),
+                    "integer" => v.is_u64() || v.is_i64(),
+                    "object" => v.is_object(),
+                    "array" => v.is_array(),
+                    other => panic!("{at}: type {other}"),
+                };
+                if !types.iter().any(|t| fits(t)) {
+                    errors.push(format!("{at}: {v} is not {types:?}"));
+                }
+            }
+            "const" => {
+                if v != s {
+                    errors.push(format!("{at}: {v} is not {s}"));
+                }
+            }
+            "enum" => {
+                if !s.as_array().unwrap().contains(v) {
+                    errors.push(format!("{at}: {v} is not one of {s}"));
+                }
+            }
+            "minimum" | "exclusiveMinimum" => {
+                if let (Some(x), Some(min)) = (v.as_f64(), s.as_f64())
+                    && (x < min || (key == "exclusiveMinimum" && x == min))
+                {
+                    errors.push(format!("{at}: {x} is below {key} {min}"));
+                }
+            }
+            "required" => {
+                for r in s.as_array().unwrap() {
+                    let r = r.as_str().unwrap();
+                    if v.is_object() && v.get(r).is_none() {
+                        errors.push(format!("{at}: {r} missing"));
+                    }
+                }
+            }
+            "properties" => {
+                if let Some(fields) = v.as_object() {
+                    for (k, sub) in s.as_object().unwrap() {
+                        if let Some(x) = fields.get(k) {
+                            validate(root, sub, x, &format!("{at}.{k}"), errors);
+                        }
+                    }
+                }
+            }
+            "additionalProperties" => {
+                let declared = obj.get("properties").and_then(Value::as_object);
+                if let Some(fields) = v.as_object() {
+                    for (k, x) in fields {
+                        if declared.is_some_and(|d| d.contains_key(k)) {
+                            continue;
+                        }
+                        match s {
+                            Value::Bool(false) => errors.push(format!("{at}: {k} not in schema")),
+                            Value::Bool(true) => {}
+                            sub => validate(root, sub, x, &format!("{at}.{k}"), errors),
+                        }
+                    }
+                }
+            }
+            "propertyNames" => {
+                assert_eq!(s["pattern"], ERROR_CLASS_PATTERN, "{at}: propertyNames");
+                for k in v.as_object().into_iter().flat_map(|o| o.keys()) {
+                    if !known_error_class(k) {
+                        errors.push(format!("{at}: {k:?} is not an error class"));
+                    }
+                }
+            }
+            "items" => {
+                for (i, x) in v.as_array().into_iter().flatten().enumerate() {
+                    validate(root, s, x, &format!("{at}[{i}]"), errors);
+                }
+            }
+            "anyOf" => {
+                let fits = s.as_array().unwrap().iter().any(|sub| {
+                    let mut e = Vec::new();
+                    validate(root, sub, v, at, &mut e);
+                    e.is_empty()
+                });
+                if !fits {
+                    errors.push(format!("{at}: {v} fits none of anyOf"));
+                }
+            }
+            other => panic!("{at}: the test validator does not know {other:?}"),
+        }
+    }
+}
+
+fn assert_fits_schema(r: &LoadReport) {
+    let root = schema();
+    let v = serde_json::to_value(r).unwrap();
+    let mut errors = Vec::new();
+    validate(&root, &root, &v, "report", &mut errors);
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object().unwrap().keys().cloned().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_matches_its_schema() {
+    let _cpu = CPU.read().await;
+    let root = schema();
+    assert_eq!(
+        root["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    let props = &root["properties"];
+    let phase_props = &root["$defs"]["PhaseSummary"]["properties"];
+    let cpu_props = &root["$defs"]["CpuReport"]["properties"];
+    // Every field documented.
+    for (what, p) in [
+        ("report", props),
+        ("phase", phase_props),
+        ("cpu", cpu_props),
+    ] {
+        for (k, s) in p.as_object().unwrap() {
+            let d = s["description"].as_str().unwrap_or_default();
+            assert!(d.len() > 10, "{what}.{k} has no description");
+        }
+    }
+    // Every property required (the report always writes every field, null when absent).
+    for s in [
+        &root,
+        &root["$defs"]["PhaseSummary"],
+        &root["$defs"]["CpuReport"],
+    ] {
+        let required: BTreeSet<String> = s["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(required, keys(&s["properties"]));
+    }
+
+    let ok = run(&config(None, 50)).await;
+    let h = host(FaultSet::NONE.with(Fault::WrongHmac), Duration::ZERO).await;
+    let mut c = config(Some(h.addr()), 20);
+    c.mode = Mode::Reuse;
+    c.pacing.rate = Some(1000.0);
+    let failing = run(&c).await;
+    stop(h).await;
+    assert!(!failing.errors.is_empty());
+    let merged = LoadReport::merge(&[ok.clone(), failing.clone()]).unwrap();
+
+    for r in [&ok, &failing, &merged] {
+        let v = serde_json::to_value(r).unwrap();
+        assert_eq!(keys(&v), keys(props), "top-level keys");
+        for name in PHASES {
+            assert_eq!(keys(&v["phases"][name]), keys(phase_props), "phase {name}");
+        }
+        assert_eq!(keys(&v["phases"]), keys(&props["phases"]["properties"]));
+        if !v["cpu"].is_null() {
+            assert_eq!(keys(&v["cpu"]), keys(cpu_props));
+        }
+        assert_fits_schema(r);
+    }
+    // The validator does catch what the schema forbids.
+    let mut v = serde_json::to_value(&ok).unwrap();
+    v["extra"] = Value::Bool(true);
+    v["mode"] = "sometimes".into();
+    v["errors"] = serde_json::json!({"check:hmac": 1, "weird": 2});
+    v["phases"]["total"]["p99"] = Value::from(-1);
+    let mut errors = Vec::new();
+    validate(&root, &root, &v, "report", &mut errors);
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. Fleet, mix files, templates and option validation
+
+#[test]
+fn mix_files_parse_and_unknown_products_are_named() {
+    let toml = TempFile::with(
+        "mix.toml",
+        "[[products]]\nproduct = \"Windows 10/11 Enterprise\"\nweight = 3\n\n\
+         [[products]]\nproduct = \"Office LTSC Professional Plus 2021\"\nweight = 1\n",
+    );
+    let json = TempFile::with(
+        "mix.json",
+        r#"{"products": [{"product": "Windows Server 2022 Datacenter", "weight": 2},
+                         {"product": "fbdb3e18-a8ef-4fb3-9183-dffd60bd0984", "weight": 5}]}"#,
+    );
+    let names = |c: &LoadConfig| -> Vec<(&str, u32)> {
+        c.mix
+            .shares()
+            .iter()
+            .map(|s| (s.sku.name, s.weight))
+            .collect()
+    };
+    let c = cli(&["--mix", toml.arg(), "-q"]).unwrap();
+    assert_eq!(
+        names(&c),
+        [
+            ("Windows 10/11 Enterprise", 3),
+            ("Office LTSC Professional Plus 2021", 1)
+        ]
+    );
+    let c = cli(&["--mix", json.arg(), "-q"]).unwrap();
+    assert_eq!(
+        names(&c),
+        [
+            ("Windows Server 2022 Datacenter", 2),
+            ("Office LTSC Professional Plus 2021", 5)
+        ]
+    );
+    assert_eq!(c.mix.total(), 7);
+
+    let unknown = TempFile::with(
+        "unknown.json",
+        r#"{"products": [{"product": "Windows 10/11 Enterprise", "weight": 1},
+                         {"product": "Windows 95 Plus", "weight": 1}]}"#,
+    );
+    let e = cli(&["--mix", unknown.arg()]).unwrap_err();
+    assert!(
+        e.contains("Windows 95 Plus") && e.contains(unknown.arg()),
+        "{e}"
+    );
+    let typo = TempFile::with("typo.toml", "[[products]]\nprodcut = \"x\"\nweight = 1\n");
+    let e = cli(&["--mix", typo.arg()]).unwrap_err();
+    assert!(e.contains(typo.arg()), "{e}");
+    let zero = TempFile::with(
+        "zero.json",
+        r#"{"products": [{"product": "Windows 10/11 Enterprise", "weight": 0}]}"#,
+    );
+    assert!(cli(&["--mix", zero.arg()]).is_err());
+    let missing = TempFile::new("missing.toml");
+    let e = cli(&["--mix", missing.arg()]).unwrap_err();
+    assert!(e.contains("--mix") && e.contains(missing.arg()), "{e}");
+}
+
+#[test]
+fn options_are_validated() {
+    for args in [
+        &["--connections", "0"][..],
+        &["--rate", "0"],
+        &["--rate=-5"],
+        &["--rate", "inf"],
+        &["--rate", "NaN"],
+        &["--duration", "25h"],
+        &["--duration=-1s"],
+        &["--duration", "soon"],
+        &["--warmup", "25h"],
+        &["--requests", "0"],
+        &["--clients", "0"],
+        &["--read-timeout", "0"],
+    ] {
+        let e = cli(args).err();
+        assert!(e.is_some(), "load {args:?} accepted");
+        // The message names the option.
+        let flag = args[0].split('=').next().unwrap();
+        assert!(e.unwrap().contains(flag), "load {args:?}");
+    }
+    for args in [
+        &["--ndr64", "2"][..],
+        &["--mode", "sometimes"],
+        &["-c", "x"],
+    ] {
+        let argv = std::iter::once("load").chain(args.iter().copied());
+        assert!(Cli::try_parse_from(argv).is_err(), "load {args:?} parsed");
+    }
+
+    let c = cli(&["-q"]).unwrap();
+    let p = c.pacing;
+    assert_eq!(
+        (p.duration, p.requests, p.rate),
+        (Some(Duration::from_secs(10)), None, None)
+    );
+    assert_eq!(p.warmup, Duration::from_secs(1));
+    assert_eq!((c.clients, c.connections, c.mode), (1000, 64, Mode::Fresh));
+    assert!(c.target.is_none() && c.target_label == "embedded" && !c.progress);
+    let c = cli(&[
+        "-q",
+        "--duration",
+        "24h",
+        "-n",
+        "5",
+        "-r",
+        "250",
+        "--mode",
+        "reuse",
+    ])
+    .unwrap();
+    assert_eq!(c.pacing.duration, Some(Duration::from_secs(24 * 3600)));
+    assert_eq!(
+        (c.pacing.requests, c.pacing.rate, c.mode),
+        (Some(5), Some(250.0), Mode::Reuse)
+    );
+    // --requests alone bounds the run; no default duration is added.
+    let c = cli(&["-q", "-n", "5", "--warmup", "0s"]).unwrap();
+    assert_eq!((c.pacing.duration, c.pacing.warmup), (None, Duration::ZERO));
+}
+
+/// The fleet's machines keep their IDs: however often each asks, the host counts each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_machine_is_counted_once_however_often_it_asks() {
+    let _cpu = CPU.read().await;
+    let h = bounded("start embedded", start_embedded()).await.unwrap();
+    let mut c = config(Some(h.addr()), 120);
+    c.clients = 40;
+    c.mix = Mix::new(&[("Windows 10/11 Enterprise", 1)]).unwrap();
+    c.mode = Mode::Reuse;
+    let r = run(&c).await;
+    let count = h.service.count(AppKind::Windows);
+    stop(h).await;
+    assert_consistent(&r);
+    assert_eq!((r.sent, r.ok), (120, 120), "{}", brief(&r));
+    assert_eq!(count, 40);
+}
+
+/// Captured requests as templates, re-stamped per machine, for each protocol version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capture_templates_are_restamped_and_activate() {
+    let _cpu = CPU.read().await;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures");
+    for name in [
+        "vlmcs-vlmcsd-v4.pcap",
+        "vlmcs-vlmcsd-v5.pcap",
+        "vlmcs-vlmcsd-v6-n30-one-connection.pcap",
+    ] {
+        let path = dir.join(name);
+        let mut c = cli(&[
+            "-q",
+            "--from-capture",
+            path.to_str().unwrap(),
+            "-n",
+            "60",
+            "--warmup",
+            "0s",
+            "-c",
+            "2",
+            "--clients",
+            "20",
+        ])
+        .unwrap();
+        assert!(
+            c.templates.as_ref().is_some_and(|t| !t.is_empty()),
+            "{name}"
+        );
+        c.threads = 2;
+        let r = run(&c).await;
+        assert_consistent(&r);
+        assert_eq!((r.sent, r.ok), (60, 60), "{name}: {}", brief(&r));
+    }
+    let empty = TempFile::with("empty.pcap", "");
+    assert!(cli(&["--from-capture", empty.arg()]).is_err());
+}
