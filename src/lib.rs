@@ -11,6 +11,7 @@ pub mod activate;
 pub mod capture;
 pub mod catalog;
 pub mod cli;
+pub mod conform;
 pub mod crypto;
 pub mod epid;
 pub mod inspect;

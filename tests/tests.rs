@@ -6,6 +6,7 @@ mod pykms_log;
 
 mod allocation;
 mod captures;
+mod conform;
 mod inspect;
 mod load;
 mod network;

@@ -1,0 +1,509 @@
+//! Running the suite: which cases apply, in which order (state-changing ones first and one at
+//! a time, then the independent ones concurrently, then load-heavy ones alone), the bundled
+//! host, and the report.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::cli::exit::Exit;
+use crate::serve::{RunningHost, ServeConfig, VirtualClock};
+
+use super::checks::{Mismatch, validate_checks};
+use super::fingerprint::{Evidence, Verdict, verdict};
+use super::steps::{CaseRun, Env};
+use super::vector::{Capability, Case, Level, Profile, Step, VectorFile};
+
+/// The report format identifier.
+pub const REPORT_FORMAT: &str = "kmsharness-conform/1";
+
+/// Key groups of the bundled host: a genuine Windows Server 2022 host that also holds an
+/// Office host key, so that Office cases run.
+pub const BUNDLED_KEY_GROUPS: &[&str] = &[
+    "Volume License for Windows Server 2022",
+    "Volume License for Office LTSC 2021",
+];
+
+/// Idle timeout of the bundled host: short, so that the idle case finishes quickly.
+pub const BUNDLED_IDLE: Duration = Duration::from_secs(2);
+
+/// Longest any one case may take before it is failed.
+pub const CASE_DEADLINE: Duration = Duration::from_secs(120);
+
+/// What to run and how.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The vector files, in order.
+    pub vectors: Vec<VectorFile>,
+    /// The profile to hold the host to.
+    pub profile: Profile,
+    /// Only these case ids (all when empty).
+    pub cases: Vec<String>,
+    /// Only these families (all when empty).
+    pub categories: Vec<String>,
+    /// Run state-changing cases against a real host.
+    pub allow_state_changes: bool,
+    /// The host has counted nobody yet.
+    pub fresh_host: bool,
+    /// TCP handshake limit.
+    pub connect_timeout: Duration,
+    /// Reply limit.
+    pub read_timeout: Duration,
+    /// Independent cases in flight at once.
+    pub concurrency: usize,
+}
+
+impl RunConfig {
+    /// Defaults around a set of vectors.
+    pub fn new(vectors: Vec<VectorFile>) -> RunConfig {
+        RunConfig {
+            vectors,
+            profile: Profile::Genuine,
+            cases: Vec::new(),
+            categories: Vec::new(),
+            allow_state_changes: false,
+            fresh_host: false,
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(5),
+            concurrency: 16,
+        }
+    }
+
+    /// Checks the selection names real cases and families, and every check name is known.
+    pub fn validate(&self) -> Result<(), String> {
+        for c in &self.cases {
+            if !self
+                .vectors
+                .iter()
+                .any(|f| f.cases.iter().any(|x| &x.id == c))
+            {
+                return Err(format!("--case {c}: no such case (see --list)"));
+            }
+        }
+        for c in &self.categories {
+            if !self.vectors.iter().any(|f| &f.family == c) {
+                let names: Vec<&str> = self.vectors.iter().map(|f| f.family.as_str()).collect();
+                return Err(format!(
+                    "--category {c}: no such family; families: {}",
+                    names.join(", ")
+                ));
+            }
+        }
+        for f in &self.vectors {
+            for case in &f.cases {
+                for step in &case.steps {
+                    let expect = match step {
+                        Step::Bind(b) => Some(&b.expect),
+                        Step::Activate(a) => Some(&a.expect),
+                        Step::Send(s) => Some(&s.expect),
+                        Step::Receive { expect, .. } => Some(expect),
+                        _ => None,
+                    };
+                    if let Some(sel) = expect.and_then(|e| e.checks.as_ref()) {
+                        validate_checks(sel).map_err(|e| format!("case {}: {e}", case.id))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The host the suite runs against.
+#[derive(Debug, Clone)]
+pub struct HostUnderTest {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// How reports name it.
+    pub label: String,
+    /// Its virtual clock, when it has one the runner can move.
+    pub clock: Option<Arc<VirtualClock>>,
+    /// Whether it has counted nobody yet.
+    pub fresh: bool,
+    /// Whether state changes are allowed regardless of the option (the bundled host).
+    pub disposable: bool,
+}
+
+/// The bundled host's configuration: loopback, a free port, a virtual clock, a genuine
+/// Windows Server 2022 host with an Office LTSC 2021 key, a short idle timeout.
+pub fn bundled_config() -> ServeConfig {
+    let mut config = ServeConfig::default();
+    config.listen.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
+    config.listen.idle_timeout = BUNDLED_IDLE;
+    config.virtual_clock = true;
+    config.host.key_groups = BUNDLED_KEY_GROUPS
+        .iter()
+        .filter_map(|g| crate::catalog::host_key_group(g))
+        .collect();
+    config
+}
+
+/// The host under test for a running bundled host.
+pub fn bundled_target(host: &RunningHost) -> HostUnderTest {
+    HostUnderTest {
+        addr: host.addr(),
+        label: format!("bundled host ({})", host.addr()),
+        clock: host.virtual_clock().cloned(),
+        fresh: true,
+        disposable: true,
+    }
+}
+
+/// How a case ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Every step held.
+    Pass,
+    /// A step did not.
+    Fail,
+    /// Not run.
+    Skip,
+}
+
+/// Why a case failed: the step and what did not hold.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    /// 1-based step number.
+    pub step: usize,
+    /// The step's kind.
+    pub kind: &'static str,
+    /// What did not hold.
+    pub mismatches: Vec<Mismatch>,
+}
+
+/// One case's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseResult {
+    /// Case id.
+    pub id: String,
+    /// Family (file stem).
+    pub family: String,
+    /// Family title.
+    pub category: String,
+    /// Case title.
+    pub title: String,
+    /// Level.
+    pub level: Level,
+    /// Where the expectation comes from.
+    pub source: String,
+    /// Whether it changes host state.
+    pub state_changing: bool,
+    /// Outcome.
+    pub status: Status,
+    /// Why it was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip_reason: Option<String>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    /// Tells the case found.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<Evidence>,
+    /// Time taken.
+    pub millis: u64,
+}
+
+/// Counts by outcome.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Summary {
+    /// Cases selected.
+    pub total: usize,
+    /// Passed.
+    pub passed: usize,
+    /// Failed.
+    pub failed: usize,
+    /// Skipped.
+    pub skipped: usize,
+    /// Failed `must` cases.
+    pub must_failed: usize,
+    /// Failed `should` cases.
+    pub should_failed: usize,
+    /// Failed `informational` cases.
+    pub informational_failed: usize,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct SuiteReport {
+    /// [`REPORT_FORMAT`].
+    pub format: &'static str,
+    /// The host.
+    pub target: String,
+    /// The profile.
+    pub profile: Profile,
+    /// Whether state-changing cases were allowed.
+    pub state_changes: bool,
+    /// Seconds the run took.
+    pub seconds: f64,
+    /// Counts.
+    pub summary: Summary,
+    /// Which host this looks like, and why.
+    pub verdict: Verdict,
+    /// Every selected case, in vector order.
+    pub cases: Vec<CaseResult>,
+    /// 0 when no `must` case failed, 1 otherwise.
+    pub exit_status: u8,
+}
+
+impl SuiteReport {
+    /// The exit status.
+    pub fn exit(&self) -> Exit {
+        if self.summary.must_failed == 0 {
+            Exit::Success
+        } else {
+            Exit::ChecksFailed
+        }
+    }
+
+    /// The ids of the failed cases.
+    pub fn failed_ids(&self) -> Vec<&str> {
+        self.cases
+            .iter()
+            .filter(|c| c.status == Status::Fail)
+            .map(|c| c.id.as_str())
+            .collect()
+    }
+}
+
+fn step_kind(s: &Step) -> &'static str {
+    match s {
+        Step::Connect { .. } => "connect",
+        Step::Open { .. } => "open",
+        Step::Bind(_) => "bind",
+        Step::Activate(_) => "activate",
+        Step::Send(_) => "send",
+        Step::Receive { .. } => "receive",
+        Step::Close { .. } => "close",
+        Step::Wait { .. } => "wait",
+        Step::AdvanceClock { .. } => "advance_clock",
+        Step::Concurrent { .. } => "concurrent",
+        Step::Fingerprint { .. } => "fingerprint",
+    }
+}
+
+/// Runs one case's steps until one fails.
+pub async fn run_case(env: &Env, case: &Case) -> (Option<Failure>, Vec<Evidence>) {
+    let mut run = CaseRun::new(env, &case.id);
+    let steps = async {
+        for (i, step) in case.steps.iter().enumerate() {
+            let mismatches = run.step(step).await;
+            if !mismatches.is_empty() {
+                return Some(Failure {
+                    step: i + 1,
+                    kind: step_kind(step),
+                    mismatches,
+                });
+            }
+        }
+        None
+    };
+    let failure = match tokio::time::timeout(CASE_DEADLINE, steps).await {
+        Ok(f) => f,
+        Err(_) => Some(Failure {
+            step: 0,
+            kind: "case",
+            mismatches: vec![Mismatch::new(
+                "case duration",
+                format!("within {} s", CASE_DEADLINE.as_secs()),
+                "still running",
+            )],
+        }),
+    };
+    (failure, run.evidence)
+}
+
+/// Why a case does not run, if it does not.
+fn skip_reason(case: &Case, config: &RunConfig, host: &HostUnderTest) -> Option<String> {
+    if !case.profiles.contains(&config.profile) {
+        return Some(format!("not in the {} profile", config.profile));
+    }
+    if case.state_changing && !host.disposable && !config.allow_state_changes {
+        return Some("changes host state (use --allow-state-changes)".into());
+    }
+    for need in &case.requires {
+        match need {
+            Capability::VirtualClock if host.clock.is_none() => {
+                return Some("needs a virtual clock (the bundled host has one)".into());
+            }
+            Capability::FreshHost if !(host.fresh || config.fresh_host) => {
+                return Some("needs a host that has counted nobody yet (--fresh-host)".into());
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Runs the selected cases against `host`.
+pub async fn run_suite(config: &RunConfig, host: &HostUnderTest) -> SuiteReport {
+    let started = Instant::now();
+    let env = Env {
+        addr: host.addr,
+        clock: host.clock.clone(),
+        connect_timeout: config.connect_timeout,
+        read_timeout: config.read_timeout,
+    };
+    let selected: Vec<(&VectorFile, &Case)> = config
+        .vectors
+        .iter()
+        .flat_map(|f| f.cases.iter().map(move |c| (f, c)))
+        // --case and --category add up: the named cases and every case of the named families.
+        .filter(|(f, c)| {
+            (config.cases.is_empty() && config.categories.is_empty())
+                || config.cases.contains(&c.id)
+                || config.categories.contains(&f.family)
+        })
+        .collect();
+    let mut results: Vec<Option<CaseResult>> = vec![None; selected.len()];
+    let blank = |f: &VectorFile, c: &Case| CaseResult {
+        id: c.id.clone(),
+        family: f.family.clone(),
+        category: f.title.clone(),
+        title: c.title.clone(),
+        level: c.level,
+        source: c.source.clone(),
+        state_changing: c.state_changing,
+        status: Status::Skip,
+        skip_reason: None,
+        failure: None,
+        evidence: Vec::new(),
+        millis: 0,
+    };
+    let mut sequential = Vec::new();
+    let mut concurrent = Vec::new();
+    let mut exclusive = Vec::new();
+    for (i, (f, c)) in selected.iter().enumerate() {
+        if let Some(reason) = skip_reason(c, config, host) {
+            let mut r = blank(f, c);
+            r.skip_reason = Some(reason);
+            results[i] = Some(r);
+        } else if c.state_changing {
+            sequential.push(i);
+        } else if c.exclusive {
+            exclusive.push(i);
+        } else {
+            concurrent.push(i);
+        }
+    }
+    let finish = |i: usize, failure: Option<Failure>, evidence: Vec<Evidence>, t: Duration| {
+        let (f, c) = selected[i];
+        let mut r = blank(f, c);
+        r.status = if failure.is_some() {
+            Status::Fail
+        } else {
+            Status::Pass
+        };
+        r.failure = failure;
+        r.evidence = evidence;
+        r.millis = t.as_millis() as u64;
+        r
+    };
+    // State-changing cases first, in order: the counting cases need a host nobody else has
+    // counted on yet, and each expects the state the previous one left.
+    for i in sequential {
+        let t = Instant::now();
+        let (failure, evidence) = run_case(&env, selected[i].1).await;
+        results[i] = Some(finish(i, failure, evidence, t.elapsed()));
+    }
+    // Independent cases concurrently, at most `concurrency` at a time.
+    let limit = Arc::new(tokio::sync::Semaphore::new(config.concurrency.max(1)));
+    let mut running = Vec::new();
+    for i in concurrent {
+        let env = env.clone();
+        let case = selected[i].1.clone();
+        let limit = limit.clone();
+        running.push((
+            i,
+            tokio::spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                let t = Instant::now();
+                let (failure, evidence) = run_case(&env, &case).await;
+                (failure, evidence, t.elapsed())
+            }),
+        ));
+    }
+    for (i, handle) in running {
+        let (failure, evidence, t) = match handle.await {
+            Ok(r) => r,
+            Err(e) => (
+                Some(Failure {
+                    step: 0,
+                    kind: "case",
+                    mismatches: vec![Mismatch::new("case", "to complete", e.to_string())],
+                }),
+                Vec::new(),
+                Duration::ZERO,
+            ),
+        };
+        results[i] = Some(finish(i, failure, evidence, t));
+    }
+    for i in exclusive {
+        let t = Instant::now();
+        let (failure, evidence) = run_case(&env, selected[i].1).await;
+        results[i] = Some(finish(i, failure, evidence, t.elapsed()));
+    }
+    let cases: Vec<CaseResult> = results.into_iter().flatten().collect();
+    let mut summary = Summary {
+        total: cases.len(),
+        ..Summary::default()
+    };
+    let mut evidence = Vec::new();
+    for c in &cases {
+        match c.status {
+            Status::Pass => summary.passed += 1,
+            Status::Skip => summary.skipped += 1,
+            Status::Fail => {
+                summary.failed += 1;
+                match c.level {
+                    Level::Must => summary.must_failed += 1,
+                    Level::Should => summary.should_failed += 1,
+                    Level::Informational => summary.informational_failed += 1,
+                }
+            }
+        }
+        evidence.extend(c.evidence.iter().cloned());
+        if c.status == Status::Fail && c.evidence.is_empty() {
+            let case = selected.iter().find(|(_, x)| x.id == c.id).map(|(_, x)| *x);
+            if let Some(case) = case
+                && (case.suggests.is_some() || case.level == Level::Informational)
+            {
+                let what = c
+                    .failure
+                    .as_ref()
+                    .and_then(|f| f.mismatches.first())
+                    .map_or(String::new(), |m| {
+                        format!(": {} expected {}, got {}", m.what, m.expected, m.actual)
+                    });
+                evidence.push(Evidence {
+                    case: c.id.clone(),
+                    observation: format!("{}{what}", c.title),
+                    suggests: case.suggests.clone(),
+                });
+            }
+        }
+    }
+    let exit_status = if summary.must_failed == 0 { 0 } else { 1 };
+    SuiteReport {
+        format: REPORT_FORMAT,
+        target: host.label.clone(),
+        profile: config.profile,
+        state_changes: host.disposable || config.allow_state_changes,
+        seconds: started.elapsed().as_secs_f64(),
+        summary,
+        verdict: verdict(evidence),
+        cases,
+        exit_status,
+    }
+}
+
+/// Whether the host accepts a TCP connection at all (else: exit status 3).
+pub async fn reachable(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("{addr}: {e}")),
+        Err(_) => Err(format!("{addr}: no answer within {timeout:?}")),
+    }
+}
