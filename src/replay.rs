@@ -36,9 +36,8 @@ use crate::capture::{self, Stream, Timestamp, conversation};
 use crate::cli::exit::Exit;
 use crate::load::schedule::restamp;
 use crate::load::stats::{Phase, PhaseSummary, Stats};
-use crate::load::worker::judge;
-use crate::net::client::{ClientConfig, Connection, NetError};
-use crate::net::framing::ReadError;
+use crate::load::worker::{call_reconnecting, judge};
+use crate::net::client::{ClientConfig, Connection};
 use crate::proto::client::{ResponseBuf, SentRequest, encode_request};
 use crate::proto::client_session::ClientRpcOptions;
 use crate::proto::host::ReceivedRequest;
@@ -424,45 +423,23 @@ async fn replay_connection(
             }
         };
         stats.sent += 1;
-        let mut attempt = 0;
-        let outcome = loop {
-            attempt += 1;
-            let reused = conn.is_some();
-            let c = match conn.as_mut() {
-                Some(c) => c,
-                None => {
-                    let t0 = Instant::now();
-                    let mut c = match Connection::connect(ctx.addr, client, 2).await {
-                        Ok(c) => c,
-                        Err(e) => break Err(e),
-                    };
-                    let t1 = Instant::now();
-                    if let Some(r) = &ctx.record {
-                        c.record(r.clone());
-                    }
-                    if let Err(e) = c.bind().await {
-                        break Err(e);
-                    }
-                    stats.record(Phase::Connect, t1 - t0);
-                    stats.record(Phase::Bind, t1.elapsed());
-                    conn.insert(c)
-                }
-            };
-            let t2 = Instant::now();
-            match c.call(&kms).await {
-                Err(NetError::Read {
-                    source: ReadError::Closed,
-                    ..
-                }) if reused && attempt == 1 => {
-                    // The host closed a connection the capture kept open (py-kms closes after
-                    // each response): a new one, as the client would have opened.
-                    conn = None;
-                    res.reconnects += 1;
-                }
-                Err(e) => break Err(e),
-                Ok(o) => break Ok((o, t2.elapsed())),
+        let outcome = call_reconnecting(
+            &mut conn,
+            ctx.addr,
+            client,
+            ctx.record.as_ref(),
+            None,
+            &kms,
+            &mut res.reconnects,
+        )
+        .await
+        .map(|(o, times)| {
+            if let Some((connect, bind)) = times.opened {
+                stats.record(Phase::Connect, connect);
+                stats.record(Phase::Bind, bind);
             }
-        };
+            (o, times.call)
+        });
         let verdict = match outcome {
             Err(e) => {
                 conn = None;

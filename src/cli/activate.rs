@@ -263,15 +263,9 @@ pub fn main(opts: &ActivateOpts) -> super::exit::Exit {
         eprintln!("kmsharness activate: --record cannot be combined with --grab");
         return Exit::Usage;
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime("activate", Some(1)) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("kmsharness activate: cannot start the async runtime: {e}");
-            return Exit::LocalIo;
-        }
+        Err(exit) => return exit,
     };
     runtime.block_on(async {
         let addrs = match crate::activate::addresses(&config.target, config.prefer).await {

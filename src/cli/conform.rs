@@ -148,15 +148,9 @@ pub fn main(opts: &ConformOpts) -> Exit {
             return Exit::Usage;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime("conform", None) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("kmsharness conform: cannot start the async runtime: {e}");
-            return Exit::LocalIo;
-        }
+        Err(exit) => return exit,
     };
     runtime.block_on(async {
         match target {

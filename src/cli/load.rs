@@ -15,7 +15,6 @@ use crate::proto::client_session::ClientRpcOptions;
 use crate::serve::parse_secs;
 
 use super::exit::Exit;
-use super::target::{IpPreference, Target};
 
 /// Default measured time when neither `--duration` nor `--requests` bounds the run.
 pub const DEFAULT_DURATION_SECS: u64 = 10;
@@ -222,33 +221,14 @@ pub fn main(opts: &LoadOpts) -> Exit {
             return Exit::Usage;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.threads.max(1))
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime("load", Some(config.threads.max(1))) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("kmsharness load: cannot start the async runtime: {e}");
-            return Exit::LocalIo;
-        }
+        Err(exit) => return exit,
     };
     runtime.block_on(async {
-        if let Some(t) = &opts.target {
-            let target: Target = match t.parse() {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("kmsharness load: --target: {e}");
-                    return Exit::Usage;
-                }
-            };
-            match crate::activate::addresses(&target, IpPreference::Any).await {
-                Ok(a) => config.target = Some(a),
-                Err(e) => {
-                    eprintln!("kmsharness load: {target}: {e}");
-                    return Exit::Connection;
-                }
-            }
+        match super::resolve_target("load", opts.target.as_deref()).await {
+            Ok(t) => config.target = t,
+            Err(exit) => return exit,
         }
         let interrupt = async {
             let _ = tokio::signal::ctrl_c().await;

@@ -11,7 +11,6 @@ use crate::net::client::ClientConfig;
 use crate::replay::{Plan, ReplayConfig, ReplayMode, ReplayReport, exit_of};
 
 use super::exit::Exit;
-use super::target::{IpPreference, Target};
 
 /// Largest speed factor accepted (a million times faster is already "as fast as possible").
 pub const MAX_SPEED: f64 = 1_000_000.0;
@@ -169,32 +168,14 @@ pub fn main(opts: &ReplayOpts) -> Exit {
             }
         }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime("replay", None) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("kmsharness replay: cannot start the async runtime: {e}");
-            return Exit::LocalIo;
-        }
+        Err(exit) => return exit,
     };
     runtime.block_on(async {
-        if let Some(t) = &opts.target {
-            let target: Target = match t.parse() {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("kmsharness replay: --target: {e}");
-                    return Exit::Usage;
-                }
-            };
-            match crate::activate::addresses(&target, IpPreference::Any).await {
-                Ok(a) => config.target = Some(a),
-                Err(e) => {
-                    eprintln!("kmsharness replay: {target}: {e}");
-                    return Exit::Connection;
-                }
-            }
+        match super::resolve_target("replay", opts.target.as_deref()).await {
+            Ok(t) => config.target = t,
+            Err(exit) => return exit,
         }
         let interrupt = async {
             let _ = tokio::signal::ctrl_c().await;

@@ -321,15 +321,9 @@ pub fn main(opts: &ServeOpts) -> Exit {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .try_init();
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime("serve", None) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("kmsharness serve: cannot start the async runtime: {e}");
-            return Exit::LocalIo;
-        }
+        Err(exit) => return exit,
     };
     runtime.block_on(async {
         let host = match crate::serve::start(config).await {

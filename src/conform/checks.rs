@@ -148,37 +148,6 @@ pub const RPC_CHECKS: &[CheckId] = &[
     CheckId::ReturnValue,
 ];
 
-/// Every check, by name.
-fn check_by_name(name: &str) -> Option<CheckId> {
-    use CheckId::*;
-    [
-        RpcPacketType,
-        RpcCallId,
-        RpcContextId,
-        RpcFragmentFlags,
-        RpcMultiplexFlag,
-        RpcCancelCount,
-        RpcBindResults,
-        NdrCounts,
-        NdrPadding,
-        ReturnValue,
-        Decrypt,
-        Version,
-        MachineId,
-        Timestamp,
-        Mac,
-        Hash,
-        Ivs,
-        IvNotIdentical,
-        Hmac,
-        EpidLength,
-        EpidTermination,
-        ResponseSize,
-    ]
-    .into_iter()
-    .find(|c| c.name() == name)
-}
-
 /// Whether a vector's check selection names only known checks and groups.
 pub fn validate_checks(sel: &CheckSel) -> Result<(), String> {
     match sel {
@@ -189,7 +158,7 @@ pub fn validate_checks(sel: &CheckSel) -> Result<(), String> {
             )),
         },
         CheckSel::Names(names) => names.iter().try_for_each(|n| {
-            check_by_name(n)
+            CheckId::from_name(n)
                 .map(|_| ())
                 .ok_or(format!("unknown check {n:?}"))
         }),

@@ -1,14 +1,16 @@
 //! The one generic load worker: takes tickets, builds each machine's request, connects and
 //! binds (fresh mode) or reuses its connection, calls, verifies every check, records.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::RngExt;
 
 use crate::activate::now_filetime;
-use crate::net::client::{Connection, NetError};
+use crate::capture::record::Recorder;
+use crate::net::client::{ClientConfig, Connection, NetError};
 use crate::net::framing::ReadError;
 use crate::proto::checks::CheckId;
 use crate::proto::client::{ResponseBuf, SentRequest, decode_response, encode_request};
@@ -81,6 +83,68 @@ pub fn judge(
     }
 }
 
+/// How long the steps of one activation took.
+#[derive(Debug, Clone, Copy)]
+pub struct CallTimes {
+    /// TCP connect and bind (with alter_context), when a connection was opened for it.
+    pub opened: Option<(Duration, Duration)>,
+    /// The call itself.
+    pub call: Duration,
+}
+
+/// Sends `kms` over `conn`, opening a connection (connect and bind) first when there is none,
+/// and once more over a new one when a reused connection turns out to have been closed by the
+/// host (py-kms closes after each response; Windows and vlmcs then simply reconnect).
+/// `attach` records newly opened connections; `recording` pauses or resumes a connection's
+/// recording for this call.
+pub async fn call_reconnecting(
+    conn: &mut Option<Connection>,
+    addr: SocketAddr,
+    client: ClientConfig,
+    attach: Option<&Arc<Recorder>>,
+    recording: Option<bool>,
+    kms: &[u8],
+    reconnects: &mut u64,
+) -> Result<(CallOutcome, CallTimes), NetError> {
+    let mut opened = None;
+    for attempt in 1..=2 {
+        let reused = conn.is_some();
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => {
+                let t0 = Instant::now();
+                let mut c = Connection::connect(addr, client, 2).await?;
+                let t1 = Instant::now();
+                if let Some(r) = attach {
+                    c.record(r.clone());
+                }
+                c.bind().await?;
+                opened = Some((t1 - t0, t1.elapsed()));
+                conn.insert(c)
+            }
+        };
+        if let Some(on) = recording {
+            c.set_recording(on);
+        }
+        let t2 = Instant::now();
+        match c.call(kms).await {
+            Err(NetError::Read {
+                source: ReadError::Closed,
+                ..
+            }) if reused && attempt == 1 => {
+                *conn = None;
+                *reconnects += 1;
+            }
+            Err(e) => return Err(e),
+            Ok(o) => {
+                let call = t2.elapsed();
+                return Ok((o, CallTimes { opened, call }));
+            }
+        }
+    }
+    unreachable!("the second attempt always returns")
+}
+
 /// Runs tickets until the schedule says stop.
 pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
     let mut out = WorkerResult::default();
@@ -120,52 +184,31 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
             stats.sent += 1;
         }
         let mut failed: Option<String> = None;
-        let mut attempt = 0;
-        let outcome = loop {
-            attempt += 1;
-            let reused = conn.is_some();
-            let c = match conn.as_mut() {
-                Some(c) => c,
-                None => {
-                    let t0 = Instant::now();
-                    let mut c = match Connection::connect(addr, shared.client, 2).await {
-                        Ok(c) => c,
-                        Err(e) => break Err(e),
-                    };
-                    let t1 = Instant::now();
-                    // Fresh connections are recorded when their activation is sampled; reused
-                    // ones always (their bind), and then only their sampled activations.
-                    if let Some(s) = &shared.record
-                        && (sampled.is_some() || !shared.fresh)
-                    {
-                        c.record(s.recorder.clone());
-                    }
-                    if let Err(e) = c.bind().await {
-                        break Err(e);
-                    }
-                    if recorded {
-                        stats.record(Phase::Connect, t1 - t0);
-                        stats.record(Phase::Bind, t1.elapsed());
-                    }
-                    conn.insert(c)
-                }
-            };
-            c.set_recording(sampled.is_some());
-            let t2 = Instant::now();
-            match c.call(&kms).await {
-                Err(NetError::Read {
-                    source: ReadError::Closed,
-                    ..
-                }) if reused && attempt == 1 => {
-                    // The host closes after each response (py-kms does): a new connection,
-                    // as Windows and vlmcs would open.
-                    conn = None;
-                    out.reconnects += 1;
-                }
-                Err(e) => break Err(e),
-                Ok(o) => break Ok((o, t2.elapsed())),
+        // Fresh connections are recorded when their activation is sampled; reused ones always
+        // (their bind), and then only their sampled activations.
+        let attach = shared
+            .record
+            .as_ref()
+            .filter(|_| sampled.is_some() || !shared.fresh)
+            .map(|s| &s.recorder);
+        let recording = shared.record.as_ref().map(|_| sampled.is_some());
+        let outcome = call_reconnecting(
+            &mut conn,
+            addr,
+            shared.client,
+            attach,
+            recording,
+            &kms,
+            &mut out.reconnects,
+        )
+        .await
+        .map(|(o, times)| {
+            if let (true, Some((connect, bind))) = (recorded, times.opened) {
+                stats.record(Phase::Connect, connect);
+                stats.record(Phase::Bind, bind);
             }
-        };
+            (o, times.call)
+        });
         match outcome {
             Err(e) => {
                 failed = Some(e.class().to_owned());

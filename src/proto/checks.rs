@@ -112,6 +112,11 @@ impl CheckId {
         CheckId::ClientTime,
     ];
 
+    /// The check with this stable name.
+    pub fn from_name(name: &str) -> Option<CheckId> {
+        CheckId::ALL.iter().copied().find(|c| c.name() == name)
+    }
+
     /// The stable snake_case name used in reports and JSON.
     pub fn name(self) -> &'static str {
         match self {

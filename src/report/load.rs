@@ -62,30 +62,5 @@ pub fn text(w: &mut dyn Write, r: &LoadReport) -> io::Result<()> {
             r.reconnects
         )?;
     }
-    writeln!(w)?;
-    writeln!(
-        w,
-        "  latency µs       count       p50       p90       p99     p99.9    p99.99       max"
-    )?;
-    for name in ["connect", "bind", "call", "total"] {
-        let Some(p) = r.phases.get(name) else {
-            continue;
-        };
-        if p.count == 0 {
-            continue;
-        }
-        writeln!(
-            w,
-            "  {:<10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-            name, p.count, p.p50, p.p90, p.p99, p.p999, p.p9999, p.max
-        )?;
-    }
-    if !r.errors.is_empty() {
-        writeln!(w)?;
-        writeln!(w, "  errors")?;
-        for (k, v) in &r.errors {
-            writeln!(w, "    {k:<30} {v}")?;
-        }
-    }
-    Ok(())
+    super::latency_and_errors(w, &r.phases, &r.errors)
 }

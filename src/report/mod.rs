@@ -5,3 +5,40 @@ pub mod conform;
 pub mod inspect;
 pub mod load;
 pub mod replay;
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use crate::load::stats::PhaseSummary;
+
+/// The latency table (per phase: count and percentiles, µs) and the error classes, as `load`
+/// and `replay` print them.
+pub fn latency_and_errors(
+    w: &mut dyn Write,
+    phases: &BTreeMap<String, PhaseSummary>,
+    errors: &BTreeMap<String, u64>,
+) -> io::Result<()> {
+    writeln!(w)?;
+    writeln!(
+        w,
+        "  latency µs       count       p50       p90       p99     p99.9    p99.99       max"
+    )?;
+    for name in ["connect", "bind", "call", "total"] {
+        let Some(p) = phases.get(name).filter(|p| p.count > 0) else {
+            continue;
+        };
+        writeln!(
+            w,
+            "  {:<10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            name, p.count, p.p50, p.p90, p.p99, p.p999, p.p9999, p.max
+        )?;
+    }
+    if !errors.is_empty() {
+        writeln!(w)?;
+        writeln!(w, "  errors")?;
+        for (k, v) in errors {
+            writeln!(w, "    {k:<30} {v}")?;
+        }
+    }
+    Ok(())
+}
