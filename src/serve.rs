@@ -92,6 +92,8 @@ pub struct ServeConfig {
     pub virtual_clock: bool,
     /// Keep the client table in this file across restarts.
     pub state: Option<PathBuf>,
+    /// How often the state file is written while running (when it changed).
+    pub state_interval: Duration,
     /// Accept control commands (advance the virtual clock, read counts) on this address.
     pub control: Option<SocketAddr>,
     /// Log one line per request.
@@ -106,6 +108,7 @@ impl Default for ServeConfig {
             faults: FaultSet::NONE,
             virtual_clock: false,
             state: None,
+            state_interval: STATE_SAVE_INTERVAL,
             control: None,
             log: false,
         }
@@ -205,7 +208,12 @@ pub struct RunningHost {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     control_task: Option<JoinHandle<()>>,
+    save_task: Option<JoinHandle<()>>,
 }
+
+/// How often a running host writes its state file by default (besides at shutdown), so that a
+/// crash loses at most this much of the client table.
+pub const STATE_SAVE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Writes `bytes` to `path` atomically: a temporary file beside it, synced, then renamed.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -261,10 +269,30 @@ pub async fn start(config: ServeConfig) -> Result<RunningHost, String> {
         }
         None => (None, None),
     };
+    let every = config.state_interval.max(Duration::from_millis(10));
+    let save_task = config.state.clone().map(|path| {
+        let service = service.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            let mut last = Vec::new();
+            loop {
+                tick.tick().await;
+                let bytes = service.state_bytes();
+                if bytes != last {
+                    if let Err(e) = write_atomically(&path, &bytes) {
+                        tracing::warn!(path = %path.display(), "cannot save the state file: {e}");
+                    }
+                    last = bytes;
+                }
+            }
+        })
+    });
     Ok(RunningHost {
         addrs,
         control,
         service,
+        save_task,
         state: config.state,
         stop: Some(stop),
         task,
@@ -300,6 +328,9 @@ impl RunningHost {
             let _ = s.send(());
         }
         if let Some(t) = self.control_task.take() {
+            t.abort();
+        }
+        if let Some(t) = self.save_task.take() {
             t.abort();
         }
         let _ = (&mut self.task).await;

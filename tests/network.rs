@@ -1014,6 +1014,28 @@ async fn state_file_keeps_the_table_across_restarts() {
     );
 }
 
+/// A running host writes its state periodically: a crash (no orderly stop) loses at most one
+/// interval of the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_file_is_written_while_running() {
+    let state = TempState::new("periodic");
+    let mut config = stateful(state.path());
+    config.state_interval = Duration::from_millis(50);
+    let host = start_host(config.clone()).await;
+    assert_eq!(counts(&activate(host.addr(), &["-n", "2"]).await), [1, 2]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !state.path().exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Read the file while the host still runs, as a restart after a crash would.
+    let bytes = std::fs::read(state.path()).expect("state written while running");
+    let restored = kmsharness::proto::kms_host::decode_state(&bytes).unwrap();
+    let twin = start_host(stateful(state.path())).await;
+    assert_eq!(twin.service.count(AppKind::Windows), 2, "{restored:?}");
+    twin.stop().await.unwrap();
+    host.stop().await.unwrap();
+}
+
 // ---------------------------------------------------------------------------------------------
 // 7. Connection limit
 
