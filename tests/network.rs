@@ -598,7 +598,7 @@ async fn robust_host(idle: Duration) -> RunningHost {
 const SHORT_IDLE: Duration = Duration::from_millis(300);
 const LONG_IDLE: Duration = Duration::from_secs(20);
 /// Longest wait for a reply or a close that should come at once.
-const PROMPT: Duration = Duration::from_secs(3);
+const PROMPT: Duration = Duration::from_secs(10);
 
 /// A raw connection: bytes out, whole PDUs in.
 struct Raw {

@@ -267,16 +267,19 @@ async fn speed_scales_the_captured_pacing() {
     let at: Vec<Duration> = plan.connections[0].requests.iter().map(|r| r.at).collect();
     assert_eq!(at[1] - at[0], gap, "the plan keeps the captured gap");
     let host = embedded().await;
-    for (args, low, high) in [
-        (vec!["--speed", "10"], 0.19, 0.7),
-        (vec!["--speed", "4", "--verbatim"], 0.49, 1.0),
-        (vec!["--max"], 0.0, 0.15),
+    // Lower bounds follow from the pacing (the captured gap divided by the speed); the order of
+    // the three runs shows the speed scales it. No absolute upper bound: machines differ.
+    let mut took = Vec::new();
+    for (args, low) in [
+        (vec!["--speed", "4", "--verbatim"], 0.49),
+        (vec!["--speed", "10"], 0.19),
+        (vec!["--max"], 0.0),
     ] {
         let mut argv = vec![file.arg()];
         argv.extend(&args);
         let t = Instant::now();
         let r = replay_against(&host, cli(&argv).unwrap()).await;
-        let took = t.elapsed().as_secs_f64();
+        let secs = t.elapsed().as_secs_f64();
         assert_eq!(
             (r.report.sent, r.report.ok),
             (2, 2),
@@ -284,10 +287,15 @@ async fn speed_scales_the_captured_pacing() {
             brief(&r)
         );
         assert!(
-            (low..high).contains(&took),
-            "{args:?}: took {took:.3} s, expected {low}..{high}"
+            secs >= low,
+            "{args:?}: took {secs:.3} s, at least {low} expected"
         );
+        took.push(secs);
     }
+    assert!(
+        took[0] > took[1] && took[1] > took[2],
+        "speed 4, 10, max took {took:?}"
+    );
     host.stop().await.unwrap();
 }
 
