@@ -846,10 +846,10 @@ impl Inspection {
             self.fail(Exit::ChecksFailed);
         }
         BindReport {
-            kind: packet_type_name(b.kind),
+            kind: crate::wire::rpc::pdu_name(b.kind),
             call_id: b.call_id,
             flags: b.flags.0,
-            reply: b.reply.map(packet_type_name),
+            reply: b.reply.map(crate::wire::rpc::pdu_name),
             reply_flags: b.flags.1,
             assoc_group: b.assoc_group,
             contexts,
@@ -1121,7 +1121,7 @@ fn first_pdu(stream: &Stream) -> FirstPdu {
             }
             _ => FirstPdu::Other(format!(
                 "a DCE/RPC {}, not a bind",
-                packet_type_name(p.header.packet_type)
+                crate::wire::rpc::pdu_name(p.header.packet_type)
             )),
         },
     }
@@ -1172,24 +1172,6 @@ fn swap_roles(conn: &mut Connection) {
 
 // ---------------------------------------------------------------------------------------------
 // Names
-
-/// The snake_case name of a PDU type.
-pub fn packet_type_name(t: PacketType) -> &'static str {
-    match t {
-        PacketType::Request => "request",
-        PacketType::Response => "response",
-        PacketType::Fault => "fault",
-        PacketType::Bind => "bind",
-        PacketType::BindAck => "bind_ack",
-        PacketType::BindNak => "bind_nak",
-        PacketType::AlterContext => "alter_context",
-        PacketType::AlterContextResp => "alter_context_resp",
-        PacketType::Shutdown => "shutdown",
-        PacketType::CoCancel => "co_cancel",
-        PacketType::Orphaned => "orphaned",
-        PacketType::Unknown(_) => "unknown PDU type",
-    }
-}
 
 fn ack_result_name(r: AckResult) -> &'static str {
     match r {

@@ -589,8 +589,8 @@ mod test {
     #[test]
     fn test_emit_ipv4_header_checksum_verifies() {
         let seg = Segment {
-            src: "10.0.0.1:50000".parse().unwrap(),
-            dst: "10.0.0.2:1688".parse().unwrap(),
+            src: "127.0.0.1:50000".parse().unwrap(),
+            dst: "127.0.0.2:1688".parse().unwrap(),
             seq: 1,
             ack: 2,
             flags: tcp_flags::ACK | tcp_flags::PSH,
