@@ -892,13 +892,6 @@ impl<'a> Pdu<'a> {
         out[start + field::FRAG_LEN.start..start + field::FRAG_LEN.end]
             .copy_from_slice(&frag_len.to_le_bytes());
     }
-
-    /// The encoded length of this PDU.
-    pub fn buffer_len(&self) -> usize {
-        let mut v = Vec::new();
-        self.emit(&mut v);
-        v.len()
-    }
 }
 
 fn check_version<T: AsRef<[u8]>>(h: &Header<T>) -> Result<()> {
