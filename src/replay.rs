@@ -20,7 +20,6 @@
 //! - every call is judged by [`crate::load::worker::judge`], the same verdict `load` gives, and
 //!   measured into [`Stats`].
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,7 +34,7 @@ use crate::capture::record::Recorder;
 use crate::capture::{self, Stream, Timestamp, conversation};
 use crate::cli::exit::Exit;
 use crate::load::schedule::restamp;
-use crate::load::stats::{Phase, PhaseSummary, Stats};
+use crate::load::stats::{Outcome, Phase, Stats};
 use crate::load::worker::{call_reconnecting, judge};
 use crate::net::client::{ClientConfig, Connection};
 use crate::proto::client::{ResponseBuf, SentRequest, encode_request};
@@ -287,23 +286,10 @@ pub struct ReplayReport {
     pub duration_secs: f64,
     /// Whether Ctrl-C cut the replay short.
     pub interrupted: bool,
-    /// Requests sent.
-    pub sent: u64,
-    /// Answered with a response passing every check.
-    pub ok: u64,
-    /// Sent and not ok.
-    pub failed: u64,
-    /// Failures by class, as in load reports (plus `unverifiable`: a response to a verbatim
-    /// request that does not decode).
-    pub errors: BTreeMap<String, u64>,
-    /// Connections re-opened because the host closed one the capture kept open.
-    pub reconnects: u64,
-    /// Validated activations per second.
-    pub throughput: f64,
-    /// Latency per phase, microseconds (connect, bind, call, total from the scheduled start).
-    pub phases: BTreeMap<String, PhaseSummary>,
-    /// Answers per second since the start.
-    pub timeline: Vec<u64>,
+    /// Counts, errors, throughput, latency (connect, bind, call, total from the scheduled
+    /// start) and timeline.
+    #[serde(flatten)]
+    pub outcome: Outcome,
 }
 
 /// A replay's report and, when asked for, every exchange.
@@ -569,22 +555,7 @@ pub async fn run(
         skipped,
         duration_secs: secs,
         interrupted,
-        sent: merged.sent,
-        ok: merged.ok,
-        failed: merged.failed(),
-        errors: merged.errors.clone(),
-        reconnects,
-        throughput: merged.ok as f64 / secs,
-        phases: Phase::ALL
-            .iter()
-            .map(|p| {
-                (
-                    p.name().to_owned(),
-                    PhaseSummary::of(&merged.phases[*p as usize]),
-                )
-            })
-            .collect(),
-        timeline: merged.timeline,
+        outcome: Outcome::of(&merged, reconnects, secs),
     };
     Ok(ReplayRun { report, exchanges })
 }
@@ -592,5 +563,9 @@ pub async fn run(
 /// The exit status a report calls for: 130 when interrupted, else its worst failure class (a
 /// check 1, no connection 3, RPC 4, an HRESULT 5), else 0.
 pub fn exit_of(report: &ReplayReport) -> Exit {
-    Exit::of_run(report.interrupted, report.failed, report.errors.keys())
+    Exit::of_run(
+        report.interrupted,
+        report.outcome.failed,
+        report.outcome.errors.keys(),
+    )
 }

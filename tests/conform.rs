@@ -5,8 +5,8 @@
 //!
 //! Every host listens on port 0 of 127.0.0.1, and every wait is bounded.
 
+use crate::common::bounded;
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,15 +18,6 @@ use kmsharness::conform::vector::{self, Profile, STEP_KINDS};
 use kmsharness::conform::{bundled_config, bundled_target};
 use kmsharness::proto::faults::{Fault, FaultSet};
 use kmsharness::serve::{RunningHost, ServeConfig, start};
-
-/// Upper bound on one suite run: a failing test fails instead of hanging.
-const DEADLINE: Duration = Duration::from_secs(120);
-
-async fn bounded<F: Future>(what: &str, future: F) -> F::Output {
-    tokio::time::timeout(DEADLINE, future)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: no result within {DEADLINE:?}"))
-}
 
 fn suite(profile: Profile) -> RunConfig {
     let mut config = RunConfig::new(vector::load(None).unwrap());

@@ -10,8 +10,8 @@
 //! at most 2.5 s (the interrupted run's 10 s is cut at 0.5 s), and every await by a deadline.
 //! Tests that compare latencies with a threshold hold [`CPU`] exclusively.
 
+use crate::common::bounded;
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -35,21 +35,12 @@ use serde_json::Value;
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// Upper bound on any one awaited step: a failing test fails instead of hanging.
-const DEADLINE: Duration = Duration::from_secs(30);
-
 const PHASES: [&str; 4] = ["connect", "bind", "call", "total"];
 
 /// Runs saturate both cores while they last; the tests that measure latency against a
 /// threshold take this exclusively, the others share it, so that no closed loop of this module
 /// runs beside them.
 static CPU: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
-
-async fn bounded<F: Future>(what: &str, future: F) -> F::Output {
-    tokio::time::timeout(DEADLINE, future)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: no result within {DEADLINE:?}"))
-}
 
 /// A closed-loop run of `requests` activations over 4 connections against `target` (the
 /// bundled host when `None`), no warm-up, the default mix.
@@ -86,6 +77,7 @@ async fn run(config: &LoadConfig) -> LoadReport {
 /// The report without its base64 histograms, for assertion messages.
 fn brief(r: &LoadReport) -> String {
     let phases: Vec<String> = r
+        .outcome
         .phases
         .iter()
         .map(|(k, p)| {
@@ -97,14 +89,14 @@ fn brief(r: &LoadReport) -> String {
         .collect();
     format!(
         "sent {} ok {} failed {} errors {:?} reconnects {} {:.3} s interrupted {} timeline {:?} [{}]",
-        r.sent,
-        r.ok,
-        r.failed,
-        r.errors,
-        r.reconnects,
+        r.outcome.sent,
+        r.outcome.ok,
+        r.outcome.failed,
+        r.outcome.errors,
+        r.outcome.reconnects,
         r.duration_secs,
         r.interrupted,
-        r.timeline,
+        r.outcome.timeline,
         phases.join("; ")
     )
 }
@@ -114,17 +106,31 @@ fn brief(r: &LoadReport) -> String {
 fn assert_consistent(r: &LoadReport) {
     let b = brief(r);
     assert_eq!(r.format, load::REPORT_FORMAT);
-    assert_eq!(r.sent, r.ok + r.failed, "sent = ok + failed: {b}");
+    assert_eq!(
+        r.outcome.sent,
+        r.outcome.ok + r.outcome.failed,
+        "sent = ok + failed: {b}"
+    );
     assert_eq!(
         PHASES.iter().copied().collect::<BTreeSet<_>>(),
-        r.phases.keys().map(String::as_str).collect(),
+        r.outcome.phases.keys().map(String::as_str).collect(),
         "{b}"
     );
-    assert_eq!(r.phases["total"].count, r.ok, "total count = ok: {b}");
-    assert_eq!(r.phases["call"].count, r.ok, "call count = ok: {b}");
+    assert_eq!(
+        r.outcome.phases["total"].count, r.outcome.ok,
+        "total count = ok: {b}"
+    );
+    assert_eq!(
+        r.outcome.phases["call"].count, r.outcome.ok,
+        "call count = ok: {b}"
+    );
     // Every counted activation ends in exactly one second of the timeline.
-    assert_eq!(r.timeline.iter().sum::<u64>(), r.sent, "timeline: {b}");
-    for (name, p) in &r.phases {
+    assert_eq!(
+        r.outcome.timeline.iter().sum::<u64>(),
+        r.outcome.sent,
+        "timeline: {b}"
+    );
+    for (name, p) in &r.outcome.phases {
         let h = p.decode().unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(h.len(), p.count, "{name}: {b}");
         assert_eq!(&PhaseSummary::of(&h), p, "{name} re-summarised");
@@ -135,8 +141,8 @@ fn assert_consistent(r: &LoadReport) {
             );
         }
     }
-    if r.ok > 0 {
-        assert!(r.throughput > 0.0, "{b}");
+    if r.outcome.ok > 0 {
+        assert!(r.outcome.throughput > 0.0, "{b}");
     }
 }
 
@@ -217,18 +223,18 @@ async fn closed_loop_fresh_sends_exactly_the_requests_asked() {
     let r = run(&config(None, 500)).await;
     assert_consistent(&r);
     let b = brief(&r);
-    assert_eq!(r.sent, 500, "{b}");
-    assert_eq!((r.ok, r.failed), (500, 0), "{b}");
-    assert!(r.errors.is_empty(), "{b}");
+    assert_eq!(r.outcome.sent, 500, "{b}");
+    assert_eq!((r.outcome.ok, r.outcome.failed), (500, 0), "{b}");
+    assert!(r.outcome.errors.is_empty(), "{b}");
     assert!(r.embedded && r.target == "embedded" && r.mode == Mode::Fresh);
     assert_eq!((r.rate, r.merged, r.interrupted), (None, 1, false));
     // A connection and a bind per activation.
-    assert_eq!(r.phases["connect"].count, 500, "{b}");
-    assert_eq!(r.phases["bind"].count, 500, "{b}");
-    assert_eq!(r.reconnects, 0);
+    assert_eq!(r.outcome.phases["connect"].count, 500, "{b}");
+    assert_eq!(r.outcome.phases["bind"].count, 500, "{b}");
+    assert_eq!(r.outcome.reconnects, 0);
     // What a client waits includes every phase (each ok activation has one of each; the
     // histograms keep 3 significant digits).
-    let p = &r.phases;
+    let p = &r.outcome.phases;
     let phases = p["connect"].mean + p["bind"].mean + p["call"].mean;
     assert!(p["total"].mean >= 0.99 * phases, "{b}");
     if let Some(cpu) = &r.cpu {
@@ -255,9 +261,9 @@ async fn closed_loop_reuse_for_a_bounded_time_after_warmup() {
     let took = started.elapsed();
     assert_consistent(&r);
     let b = brief(&r);
-    assert!(r.ok > 100, "{b}");
-    assert_eq!(r.failed, 0, "{b}");
-    assert!(r.errors.is_empty(), "{b}");
+    assert!(r.outcome.ok > 100, "{b}");
+    assert_eq!(r.outcome.failed, 0, "{b}");
+    assert!(r.outcome.errors.is_empty(), "{b}");
     assert_eq!(r.mode, Mode::Reuse);
     assert!((r.warmup_secs - 0.3).abs() < 1e-9);
     assert!(r.duration_secs >= 0.7, "{b}");
@@ -265,11 +271,14 @@ async fn closed_loop_reuse_for_a_bounded_time_after_warmup() {
     // by its stopping at all (the test's deadline).
     let _ = took;
     // Each worker connected once, on its first activation, during the warm-up: not counted.
-    assert_eq!(r.phases["connect"].count, 0, "{b}");
-    assert_eq!(r.phases["bind"].count, 0, "{b}");
-    assert_eq!(r.reconnects, 0);
-    let expected = r.ok as f64 / r.duration_secs;
-    assert!((r.throughput - expected).abs() < 1e-6 * expected, "{b}");
+    assert_eq!(r.outcome.phases["connect"].count, 0, "{b}");
+    assert_eq!(r.outcome.phases["bind"].count, 0, "{b}");
+    assert_eq!(r.outcome.reconnects, 0);
+    let expected = r.outcome.ok as f64 / r.duration_secs;
+    assert!(
+        (r.outcome.throughput - expected).abs() < 1e-6 * expected,
+        "{b}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,8 +289,12 @@ async fn closed_loop_reuse_sends_exactly_the_requests_asked() {
     let r = run(&c).await;
     assert_consistent(&r);
     let b = brief(&r);
-    assert_eq!((r.sent, r.ok, r.failed), (500, 500, 0), "{b}");
-    assert_eq!(r.phases["connect"].count, 4, "{b}");
+    assert_eq!(
+        (r.outcome.sent, r.outcome.ok, r.outcome.failed),
+        (500, 500, 0),
+        "{b}"
+    );
+    assert_eq!(r.outcome.phases["connect"].count, 4, "{b}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -320,18 +333,21 @@ async fn open_loop_delay_shows_in_percentiles_not_as_lost_requests() {
         let b = brief(r);
         // Nothing lost: everything the schedule called for was sent and answered.
         assert!(
-            r.sent.abs_diff(1000) <= 200,
+            r.outcome.sent.abs_diff(1000) <= 200,
             "{what}: about 500/s × 2 s: {b}"
         );
-        assert_eq!(r.ok, r.sent, "{what}: {b}");
-        assert!(r.errors.is_empty(), "{what}: {b}");
+        assert_eq!(r.outcome.ok, r.outcome.sent, "{what}: {b}");
+        assert!(r.outcome.errors.is_empty(), "{what}: {b}");
         assert_eq!(r.rate, Some(500.0));
         // Answers spread over the run, not bunched at its end.
-        assert!(r.timeline.len() >= 2 && r.timeline[1] > 300, "{what}: {b}");
+        assert!(
+            r.outcome.timeline.len() >= 2 && r.outcome.timeline[1] > 300,
+            "{what}: {b}"
+        );
     }
-    let (sp, fp) = (&s.phases["total"], &f.phases["total"]);
+    let (sp, fp) = (&s.outcome.phases["total"], &f.outcome.phases["total"]);
     assert!(sp.p50 >= 300_000, "delayed total p50: {}", brief(s));
-    assert!(s.phases["call"].p50 >= 300_000, "{}", brief(s));
+    assert!(s.outcome.phases["call"].p50 >= 300_000, "{}", brief(s));
     // Without the delay: a few ms on an idle machine (debug build); the bounds leave room for
     // a machine shared with other builds.
     // Relative, not absolute: the delay is what separates the two runs.
@@ -359,10 +375,10 @@ async fn open_loop_latency_counts_from_the_scheduled_start() {
     stop(h).await;
     assert_consistent(&r);
     let b = brief(&r);
-    assert_eq!((r.sent, r.ok), (20, 20), "{b}");
+    assert_eq!((r.outcome.sent, r.outcome.ok), (20, 20), "{b}");
     // 20 activations, 2 at a time, 100 ms each: about a second.
     assert!(took >= Duration::from_millis(950), "took {took:?}");
-    let (call, total) = (&r.phases["call"], &r.phases["total"]);
+    let (call, total) = (&r.outcome.phases["call"], &r.outcome.phases["total"]);
     assert!(
         call.p50 >= 100_000,
         "call p50 at least the 100 ms delay: {b}"
@@ -389,14 +405,18 @@ async fn wrong_hmac_is_classified_as_the_hmac_check() {
     stop(h).await;
     assert_consistent(&r);
     let b = brief(&r);
-    assert_eq!((r.sent, r.ok, r.failed), (100, 0, 100), "{b}");
     assert_eq!(
-        r.errors,
+        (r.outcome.sent, r.outcome.ok, r.outcome.failed),
+        (100, 0, 100),
+        "{b}"
+    );
+    assert_eq!(
+        r.outcome.errors,
         BTreeMap::from([("check:hmac".to_owned(), 100)]),
         "{b}"
     );
-    assert_eq!(r.phases["total"].count, 0);
-    assert_eq!(r.throughput, 0.0);
+    assert_eq!(r.outcome.phases["total"].count, 0);
+    assert_eq!(r.outcome.throughput, 0.0);
 }
 
 /// A host refusing every activation (0xC004F041): all counted under that HRESULT.
@@ -413,8 +433,16 @@ async fn refusals_are_classified_by_hresult() {
     let r = refused_run().await;
     assert_consistent(&r);
     let b = brief(&r);
-    assert_eq!((r.sent, r.ok, r.failed), (100, 0, 100), "{b}");
-    assert_eq!(r.errors.get("hresult:0xC004F041"), Some(&100), "{b}");
+    assert_eq!(
+        (r.outcome.sent, r.outcome.ok, r.outcome.failed),
+        (100, 0, 100),
+        "{b}"
+    );
+    assert_eq!(
+        r.outcome.errors.get("hresult:0xC004F041"),
+        Some(&100),
+        "{b}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -422,7 +450,7 @@ async fn refusals_are_not_also_counted_as_failed_checks() {
     let _cpu = CPU.read().await;
     let r = refused_run().await;
     assert_eq!(
-        r.errors,
+        r.outcome.errors,
         BTreeMap::from([("hresult:0xC004F041".to_owned(), 100)]),
         "{}",
         brief(&r)
@@ -470,9 +498,17 @@ async fn products_the_host_cannot_activate_are_refused_by_name() {
     let (r, office) = windows_only_run().await;
     assert_consistent(&r);
     let b = brief(&r);
-    assert_eq!(r.sent, 300, "{b}");
-    assert_eq!(r.errors.get("hresult:0xC004F042"), Some(&office), "{b}");
-    assert_eq!((r.ok, r.failed), (300 - office, office), "{b}");
+    assert_eq!(r.outcome.sent, 300, "{b}");
+    assert_eq!(
+        r.outcome.errors.get("hresult:0xC004F042"),
+        Some(&office),
+        "{b}"
+    );
+    assert_eq!(
+        (r.outcome.ok, r.outcome.failed),
+        (300 - office, office),
+        "{b}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -480,7 +516,7 @@ async fn products_the_host_cannot_activate_are_one_error_class() {
     let _cpu = CPU.read().await;
     let (r, office) = windows_only_run().await;
     assert_eq!(
-        r.errors,
+        r.outcome.errors,
         BTreeMap::from([("hresult:0xC004F042".to_owned(), office)]),
         "{}",
         brief(&r)
@@ -493,13 +529,13 @@ async fn products_the_host_cannot_activate_are_one_error_class() {
 /// Asserts `merged` holds, phase by phase, exactly the sum of the histograms of `parts`.
 fn assert_histograms_added(merged: &LoadReport, parts: &[&LoadReport]) {
     for name in PHASES {
-        let mut sum: Histogram<u64> = parts[0].phases[name].decode().unwrap();
+        let mut sum: Histogram<u64> = parts[0].outcome.phases[name].decode().unwrap();
         for p in &parts[1..] {
-            sum.add(p.phases[name].decode().unwrap()).unwrap();
+            sum.add(p.outcome.phases[name].decode().unwrap()).unwrap();
         }
-        let m = &merged.phases[name];
+        let m = &merged.outcome.phases[name];
         let got = m.decode().unwrap();
-        let counts: u64 = parts.iter().map(|p| p.phases[name].count).sum();
+        let counts: u64 = parts.iter().map(|p| p.outcome.phases[name].count).sum();
         assert_eq!(
             (m.count, got.len(), sum.len()),
             (counts, counts, counts),
@@ -539,7 +575,11 @@ async fn report_merge_adds_histograms_exactly() {
     let m = LoadReport::merge(&[a.clone(), b.clone()]).unwrap();
     assert_consistent(&m);
     let mb = brief(&m);
-    assert_eq!((m.sent, m.ok, m.failed), (500, 500, 0), "{mb}");
+    assert_eq!(
+        (m.outcome.sent, m.outcome.ok, m.outcome.failed),
+        (500, 500, 0),
+        "{mb}"
+    );
     assert_eq!((m.merged, m.clients, m.connections), (2, 400, 6));
     assert_eq!(m.duration_secs, a.duration_secs.max(b.duration_secs));
     assert_histograms_added(&m, &[&a, &b]);
@@ -551,36 +591,59 @@ async fn report_merge_adds_histograms_exactly() {
         .collect();
     for (p, r) in parsed.iter().zip([&a, &b]) {
         assert_eq!(
-            (p.sent, p.ok, &p.errors, &p.timeline),
-            (r.sent, r.ok, &r.errors, &r.timeline)
+            (
+                p.outcome.sent,
+                p.outcome.ok,
+                &p.outcome.errors,
+                &p.outcome.timeline
+            ),
+            (
+                r.outcome.sent,
+                r.outcome.ok,
+                &r.outcome.errors,
+                &r.outcome.timeline
+            )
         );
         for name in PHASES {
-            assert_eq!(p.phases[name].histogram, r.phases[name].histogram);
+            assert_eq!(
+                p.outcome.phases[name].histogram,
+                r.outcome.phases[name].histogram
+            );
         }
     }
     let mj = LoadReport::merge(&parsed).unwrap();
     assert_histograms_added(&mj, &[&a, &b]);
     for name in PHASES {
         assert_eq!(
-            mj.phases[name].histogram, m.phases[name].histogram,
+            mj.outcome.phases[name].histogram, m.outcome.phases[name].histogram,
             "{name}"
         );
-        assert_eq!(mj.phases[name].p99, m.phases[name].p99, "{name}");
+        assert_eq!(
+            mj.outcome.phases[name].p99, m.outcome.phases[name].p99,
+            "{name}"
+        );
     }
     assert_eq!(
         (
-            mj.sent,
-            mj.ok,
-            mj.failed,
-            &mj.errors,
-            &mj.timeline,
+            mj.outcome.sent,
+            mj.outcome.ok,
+            mj.outcome.failed,
+            &mj.outcome.errors,
+            &mj.outcome.timeline,
             mj.merged
         ),
-        (m.sent, m.ok, m.failed, &m.errors, &m.timeline, m.merged)
+        (
+            m.outcome.sent,
+            m.outcome.ok,
+            m.outcome.failed,
+            &m.outcome.errors,
+            &m.outcome.timeline,
+            m.merged
+        )
     );
     // A merge of merges is a merge of all.
     let mm = LoadReport::merge(&[m.clone(), a.clone()]).unwrap();
-    assert_eq!((mm.merged, mm.sent), (3, 700));
+    assert_eq!((mm.merged, mm.outcome.sent), (3, 700));
     assert_histograms_added(&mm, &[&a, &b, &a]);
 
     // Not a load report of this format: rejected, naming which.
@@ -593,7 +656,7 @@ async fn report_merge_adds_histograms_exactly() {
     );
     assert!(LoadReport::merge(&[]).is_err());
     let mut corrupt = a.clone();
-    corrupt.phases.get_mut("total").unwrap().histogram = "not base64!".into();
+    corrupt.outcome.phases.get_mut("total").unwrap().histogram = "not base64!".into();
     let e = LoadReport::merge(&[corrupt]).unwrap_err();
     assert!(e.contains("total"), "{e}");
 }
@@ -622,7 +685,7 @@ async fn interrupted_run_still_reports() {
     assert_consistent(&r);
     let b = brief(&r);
     assert!(r.interrupted, "{b}");
-    assert!(r.sent > 0 && r.failed == 0, "{b}");
+    assert!(r.outcome.sent > 0 && r.outcome.failed == 0, "{b}");
     // The run was for 10 s; stopping well before shows the interrupt was obeyed.
     assert!(took < Duration::from_secs(9), "stopped after {took:?}");
     assert!(r.duration_secs >= 0.5 && r.duration_secs < 9.0, "{b}");
@@ -685,8 +748,8 @@ async fn hdr_log_is_an_interval_log_of_total_latency() {
     }
     assert!(intervals >= 1, "{text}");
     // The intervals together hold every validated activation's total latency.
-    assert_eq!(recorded, r.ok, "{}", brief(&r));
-    assert_eq!(max, r.phases["total"].max);
+    assert_eq!(recorded, r.outcome.ok, "{}", brief(&r));
+    assert_eq!(max, r.outcome.phases["total"].max);
 
     // A log that cannot be written fails the run, naming the file.
     let mut c = config(None, 10);
@@ -892,7 +955,7 @@ async fn report_matches_its_schema() {
     c.pacing.rate = Some(1000.0);
     let failing = run(&c).await;
     stop(h).await;
-    assert!(!failing.errors.is_empty());
+    assert!(!failing.outcome.errors.is_empty());
     let merged = LoadReport::merge(&[ok.clone(), failing.clone()]).unwrap();
 
     for r in [&ok, &failing, &merged] {
@@ -1056,7 +1119,7 @@ async fn each_machine_is_counted_once_however_often_it_asks() {
     let count = h.service.count(AppKind::Windows);
     stop(h).await;
     assert_consistent(&r);
-    assert_eq!((r.sent, r.ok), (120, 120), "{}", brief(&r));
+    assert_eq!((r.outcome.sent, r.outcome.ok), (120, 120), "{}", brief(&r));
     assert_eq!(count, 40);
 }
 
@@ -1092,7 +1155,12 @@ async fn capture_templates_are_restamped_and_activate() {
         c.threads = 2;
         let r = run(&c).await;
         assert_consistent(&r);
-        assert_eq!((r.sent, r.ok), (60, 60), "{name}: {}", brief(&r));
+        assert_eq!(
+            (r.outcome.sent, r.outcome.ok),
+            (60, 60),
+            "{name}: {}",
+            brief(&r)
+        );
     }
     let empty = TempFile::with("empty.pcap", "");
     assert!(cli(&["--from-capture", empty.arg()]).is_err());

@@ -6,8 +6,8 @@
 //!
 //! Every host listens on port 0 of 127.0.0.1 or ::1, and every wait is bounded.
 
+use crate::common::bounded;
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -40,15 +40,7 @@ mod dns;
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// Upper bound on any one awaited step: a failing test fails instead of hanging.
-const DEADLINE: Duration = Duration::from_secs(30);
 const DAY: i64 = 86_400;
-
-async fn bounded<F: Future>(what: &str, future: F) -> F::Output {
-    tokio::time::timeout(DEADLINE, future)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: no result within {DEADLINE:?}"))
-}
 
 /// `activate`'s command line, parsed as the binary parses it.
 #[derive(Parser)]

@@ -8,12 +8,11 @@
 //!
 //! Every host listens on port 0 of a loopback address, and every await is bounded.
 
+use crate::common::{Memory, bounded};
 use std::collections::BTreeSet;
-use std::future::Future;
-use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -30,28 +29,6 @@ use kmsharness::wire::rpc::split_pdu;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-const DEADLINE: Duration = Duration::from_secs(30);
-
-async fn bounded<F: Future>(what: &str, future: F) -> F::Output {
-    tokio::time::timeout(DEADLINE, future)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: no result within {DEADLINE:?}"))
-}
-
-/// An in-memory file a recorder writes and the test reads back.
-#[derive(Clone, Default)]
-struct Memory(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Memory {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 impl Memory {
     fn recorder(&self) -> Arc<Recorder> {
@@ -510,9 +487,12 @@ async fn load_recorded(mode: Mode, requests: u64, every: u64) -> (Vec<u8>, u64) 
     )
     .await
     .unwrap();
-    assert_eq!((report.sent, report.ok), (requests, requests));
+    assert_eq!(
+        (report.outcome.sent, report.outcome.ok),
+        (requests, requests)
+    );
     rec.finish().unwrap();
-    (mem.bytes(), report.ok)
+    (mem.bytes(), report.outcome.ok)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

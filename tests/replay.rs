@@ -5,12 +5,11 @@
 //!
 //! Every host listens on port 0 of 127.0.0.1, and every await is bounded.
 
+use crate::common::{Memory, bounded};
 use std::collections::BTreeSet;
-use std::future::Future;
-use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -28,14 +27,6 @@ use kmsharness::wire::kms::{RequestBase, Version};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-const DEADLINE: Duration = Duration::from_secs(30);
-
-async fn bounded<F: Future>(what: &str, future: F) -> F::Output {
-    tokio::time::timeout(DEADLINE, future)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: no result within {DEADLINE:?}"))
-}
 
 #[derive(Parser)]
 struct Cli {
@@ -63,20 +54,6 @@ fn all_captures() -> Vec<PathBuf> {
     out.sort();
     assert!(out.len() >= 18, "{out:?}");
     out
-}
-
-/// An in-memory file a recorder writes and the test reads back.
-#[derive(Clone, Default)]
-struct Memory(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Memory {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 /// A temporary file, removed on drop.
@@ -124,7 +101,12 @@ fn brief(r: &ReplayRun) -> String {
     let rep = &r.report;
     format!(
         "sent {} ok {} failed {} errors {:?} skipped {} reconnects {}",
-        rep.sent, rep.ok, rep.failed, rep.errors, rep.skipped, rep.reconnects
+        rep.outcome.sent,
+        rep.outcome.ok,
+        rep.outcome.failed,
+        rep.outcome.errors,
+        rep.skipped,
+        rep.outcome.reconnects
     )
 }
 
@@ -178,12 +160,12 @@ async fn every_capture_replays_verbatim_and_restamped_with_every_check_passing()
         let r = replay_against(&host, c).await;
         let what = format!("{name} verbatim");
         assert_eq!(
-            (r.report.sent, r.report.ok),
+            (r.report.outcome.sent, r.report.outcome.ok),
             (n as u64, n as u64),
             "{what}: {}",
             brief(&r)
         );
-        assert!(r.report.errors.is_empty(), "{what}: {}", brief(&r));
+        assert!(r.report.outcome.errors.is_empty(), "{what}: {}", brief(&r));
         assert_eq!(r.report.connections, plan.connections.len(), "{what}");
         assert_eq!(exit_of(&r.report), Exit::Success, "{what}");
         let sent: Vec<Guid> = r.exchanges.iter().map(|e| e.cmid.unwrap()).collect();
@@ -204,7 +186,7 @@ async fn every_capture_replays_verbatim_and_restamped_with_every_check_passing()
         let r = replay_against(&host, c).await;
         let what = format!("{name} restamped");
         assert_eq!(
-            (r.report.sent, r.report.ok),
+            (r.report.outcome.sent, r.report.outcome.ok),
             (n as u64, n as u64),
             "{what}: {}",
             brief(&r)
@@ -281,7 +263,7 @@ async fn speed_scales_the_captured_pacing() {
         let r = replay_against(&host, cli(&argv).unwrap()).await;
         let secs = t.elapsed().as_secs_f64();
         assert_eq!(
-            (r.report.sent, r.report.ok),
+            (r.report.outcome.sent, r.report.outcome.ok),
             (2, 2),
             "{args:?}: {}",
             brief(&r)
@@ -307,7 +289,7 @@ async fn repeat_sends_every_round_and_only_restamping_grows_the_count() {
         let host = embedded().await;
         let r = replay_against(&host, cli(&[p, mode, "--max", "--repeat", "3"]).unwrap()).await;
         assert_eq!(
-            (r.report.sent, r.report.ok),
+            (r.report.outcome.sent, r.report.outcome.ok),
             (6, 6),
             "{mode}: {}",
             brief(&r)
@@ -339,7 +321,7 @@ async fn a_recorded_replay_replays_again() {
     c.record = Some(Recorder::create(&out.0).unwrap());
     let rec = c.record.clone().unwrap();
     let r = replay_against(&host, c).await;
-    assert_eq!(r.report.ok, 30, "{}", brief(&r));
+    assert_eq!(r.report.outcome.ok, 30, "{}", brief(&r));
     rec.finish().unwrap();
     host.stop().await.unwrap();
     // The recording holds the 30 connections with the same request bodies.
@@ -450,7 +432,17 @@ async fn failures_are_classified_and_set_the_exit_status() {
     let r = bounded("replay", run(&c, std::future::pending::<()>()))
         .await
         .unwrap();
-    assert_eq!((r.report.sent, r.report.ok), (2, 0), "{}", brief(&r));
-    assert_eq!(r.report.errors.get("refused"), Some(&2), "{}", brief(&r));
+    assert_eq!(
+        (r.report.outcome.sent, r.report.outcome.ok),
+        (2, 0),
+        "{}",
+        brief(&r)
+    );
+    assert_eq!(
+        r.report.outcome.errors.get("refused"),
+        Some(&2),
+        "{}",
+        brief(&r)
+    );
     assert_eq!(exit_of(&r.report), Exit::Connection);
 }

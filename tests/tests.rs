@@ -1,6 +1,8 @@
 //! Integration tests, one binary with a module per area (as ripgrep and fd do).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "support/common.rs"]
+mod common;
 #[path = "support/pykms_log.rs"]
 mod pykms_log;
 

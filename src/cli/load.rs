@@ -209,7 +209,11 @@ fn write_json(path: &PathBuf, report: &LoadReport) -> Result<(), String> {
 /// The exit status a report calls for: 130 when interrupted, else its worst failure class (a
 /// check 1, no connection 3, RPC 4, an HRESULT 5), else 0.
 pub fn exit_of(report: &LoadReport) -> Exit {
-    Exit::of_run(report.interrupted, report.failed, report.errors.keys())
+    Exit::of_run(
+        report.interrupted,
+        report.outcome.failed,
+        report.outcome.errors.keys(),
+    )
 }
 
 /// Runs `load`.

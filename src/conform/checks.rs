@@ -134,20 +134,6 @@ pub struct EvalCtx<'a> {
     pub default_reply: &'a [ReplyKind],
 }
 
-/// The RPC checks of an activation call.
-pub const RPC_CHECKS: &[CheckId] = &[
-    CheckId::RpcPacketType,
-    CheckId::RpcCallId,
-    CheckId::RpcContextId,
-    CheckId::RpcFragmentFlags,
-    CheckId::RpcMultiplexFlag,
-    CheckId::RpcCancelCount,
-    CheckId::RpcBindResults,
-    CheckId::NdrCounts,
-    CheckId::NdrPadding,
-    CheckId::ReturnValue,
-];
-
 /// Whether a vector's check selection names only known checks and groups.
 pub fn validate_checks(sel: &CheckSel) -> Result<(), String> {
     match sel {
@@ -499,14 +485,8 @@ fn select_checks(sel: &CheckSel, checks: &[Check], out: &mut Vec<Mismatch>) {
     let wanted: Vec<&Check> = match sel {
         CheckSel::Group(g) => match g.as_str() {
             "none" => return,
-            "rpc" => checks
-                .iter()
-                .filter(|c| RPC_CHECKS.contains(&c.id))
-                .collect(),
-            "kms" => checks
-                .iter()
-                .filter(|c| !RPC_CHECKS.contains(&c.id))
-                .collect(),
+            "rpc" => checks.iter().filter(|c| c.id.is_rpc()).collect(),
+            "kms" => checks.iter().filter(|c| !c.id.is_rpc()).collect(),
             _ => checks.iter().collect(),
         },
         CheckSel::Names(names) => {

@@ -24,7 +24,7 @@ use crate::serve::{RunningHost, ServeConfig};
 use self::fleet::Fleet;
 use self::mix::Mix;
 use self::schedule::{Pacing, Sampling, Shared, Templates};
-use self::stats::{Phase, PhaseSummary, Stats};
+use self::stats::{Outcome, PhaseSummary, Stats};
 
 /// Connection handling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -104,24 +104,9 @@ pub struct LoadReport {
     pub duration_secs: f64,
     /// Whether Ctrl-C cut the run short.
     pub interrupted: bool,
-    /// Activations sent (after warm-up).
-    pub sent: u64,
-    /// Answered with a response passing every check.
-    pub ok: u64,
-    /// Sent and not ok.
-    pub failed: u64,
-    /// Failures by class (`timeout`, `refused`, `reset`, `closed`, `protocol`,
-    /// `fault:…`, `hresult:0x…`, `check:<name>`, `undecodable`).
-    pub errors: BTreeMap<String, u64>,
-    /// Connections re-opened because the host closed a reused one.
-    pub reconnects: u64,
-    /// Validated activations per second.
-    pub throughput: f64,
-    /// Latency per phase, microseconds.
-    pub phases: BTreeMap<String, PhaseSummary>,
-    /// Answers per second since the start; the warm-up's seconds are there, empty (its
-    /// activations are not counted).
-    pub timeline: Vec<u64>,
+    /// Counts, errors, throughput, latency and timeline.
+    #[serde(flatten)]
+    pub outcome: Outcome,
     /// CPU time, when the platform reports it.
     pub cpu: Option<CpuReport>,
     /// Number of reports merged into this one (1 for a single run).
@@ -149,22 +134,7 @@ impl LoadReport {
             warmup_secs: config.pacing.warmup.as_secs_f64(),
             duration_secs: secs,
             interrupted,
-            sent: stats.sent,
-            ok: stats.ok,
-            failed: stats.failed(),
-            errors: stats.errors.clone(),
-            reconnects,
-            throughput: stats.ok as f64 / secs,
-            phases: Phase::ALL
-                .iter()
-                .map(|p| {
-                    (
-                        p.name().to_owned(),
-                        PhaseSummary::of(&stats.phases[*p as usize]),
-                    )
-                })
-                .collect(),
-            timeline: stats.timeline.clone(),
+            outcome: Outcome::of(stats, reconnects, secs),
             cpu,
             merged: 1,
         }
@@ -187,7 +157,7 @@ impl LoadReport {
                     r.format
                 ));
             }
-            for (name, p) in &r.phases {
+            for (name, p) in &r.outcome.phases {
                 let h = p
                     .decode()
                     .map_err(|e| format!("report {}: phase {name}: {e}", i + 1))?;
@@ -203,10 +173,10 @@ impl LoadReport {
             if i == 0 {
                 continue;
             }
-            out.sent += r.sent;
-            out.ok += r.ok;
-            out.failed += r.failed;
-            out.reconnects += r.reconnects;
+            out.outcome.sent += r.outcome.sent;
+            out.outcome.ok += r.outcome.ok;
+            out.outcome.failed += r.outcome.failed;
+            out.outcome.reconnects += r.outcome.reconnects;
             out.clients += r.clients;
             out.connections += r.connections;
             out.interrupted |= r.interrupted;
@@ -215,13 +185,13 @@ impl LoadReport {
                 (Some(a), Some(b)) => Some(a + b),
                 _ => None,
             };
-            for (k, v) in &r.errors {
-                *out.errors.entry(k.clone()).or_insert(0) += v;
+            for (k, v) in &r.outcome.errors {
+                *out.outcome.errors.entry(k.clone()).or_insert(0) += v;
             }
-            if out.timeline.len() < r.timeline.len() {
-                out.timeline.resize(r.timeline.len(), 0);
+            if out.outcome.timeline.len() < r.outcome.timeline.len() {
+                out.outcome.timeline.resize(r.outcome.timeline.len(), 0);
             }
-            for (a, b) in out.timeline.iter_mut().zip(&r.timeline) {
+            for (a, b) in out.outcome.timeline.iter_mut().zip(&r.outcome.timeline) {
                 *a += b;
             }
             out.cpu = match (&out.cpu, &r.cpu) {
@@ -233,13 +203,13 @@ impl LoadReport {
                 _ => None,
             };
         }
-        out.phases = phases
+        out.outcome.phases = phases
             .iter()
             .map(|(k, h)| (k.clone(), PhaseSummary::of(h)))
             .collect();
-        out.throughput = out.ok as f64 / out.duration_secs.max(1e-9);
+        out.outcome.throughput = out.outcome.ok as f64 / out.duration_secs.max(1e-9);
         if let Some(c) = &mut out.cpu {
-            c.micros_per_activation = c.process_secs * 1e6 / out.ok.max(1) as f64;
+            c.micros_per_activation = c.process_secs * 1e6 / out.outcome.ok.max(1) as f64;
         }
         out.merged = reports.iter().map(|r| r.merged).sum();
         Ok(out)

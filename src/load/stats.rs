@@ -136,6 +136,53 @@ impl Stats {
     }
 }
 
+/// What a run's activations came to: the part of a report `load` and `replay` share (each
+/// flattens it into its own JSON object).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Outcome {
+    /// Activations sent (after warm-up).
+    pub sent: u64,
+    /// Answered with a response passing every check.
+    pub ok: u64,
+    /// Sent and not ok.
+    pub failed: u64,
+    /// Failures by class (`timeout`, `refused`, `reset`, `closed`, `protocol`, `fault:…`,
+    /// `hresult:0x…`, `check:<name>`, `undecodable`, `unverifiable`).
+    pub errors: BTreeMap<String, u64>,
+    /// Connections re-opened because the host closed one that was to be reused.
+    pub reconnects: u64,
+    /// Validated activations per second.
+    pub throughput: f64,
+    /// Latency per phase, microseconds (validated activations only).
+    pub phases: BTreeMap<String, PhaseSummary>,
+    /// Answers per second since the start; warm-up seconds are there, empty.
+    pub timeline: Vec<u64>,
+}
+
+impl Outcome {
+    /// The outcome of merged worker stats over `secs` measured seconds.
+    pub fn of(stats: &Stats, reconnects: u64, secs: f64) -> Outcome {
+        Outcome {
+            sent: stats.sent,
+            ok: stats.ok,
+            failed: stats.failed(),
+            errors: stats.errors.clone(),
+            reconnects,
+            throughput: stats.ok as f64 / secs.max(1e-9),
+            phases: Phase::ALL
+                .iter()
+                .map(|p| {
+                    (
+                        p.name().to_owned(),
+                        PhaseSummary::of(&stats.phases[*p as usize]),
+                    )
+                })
+                .collect(),
+            timeline: stats.timeline.clone(),
+        }
+    }
+}
+
 /// A histogram summarised for a report, with its full data for merging.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PhaseSummary {

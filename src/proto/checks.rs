@@ -112,6 +112,41 @@ impl CheckId {
         CheckId::ClientTime,
     ];
 
+    /// Whether this is a check on the RPC layer of a reply (header, stub, return value).
+    pub fn is_rpc(self) -> bool {
+        use CheckId::*;
+        matches!(
+            self,
+            RpcPacketType
+                | RpcCallId
+                | RpcContextId
+                | RpcFragmentFlags
+                | RpcMultiplexFlag
+                | RpcCancelCount
+                | RpcBindResults
+                | NdrCounts
+                | NdrPadding
+                | ReturnValue
+        )
+    }
+
+    /// Whether this is a check a host makes on a request (the others are a client's, on
+    /// replies).
+    pub fn is_request_side(self) -> bool {
+        use CheckId::*;
+        matches!(
+            self,
+            RequestSize
+                | VersionSupported
+                | MachineIdFormat
+                | VmFlag
+                | LicenseStatus
+                | Workstation
+                | RequiredClients
+                | ClientTime
+        )
+    }
+
     /// The check with this stable name.
     pub fn from_name(name: &str) -> Option<CheckId> {
         CheckId::ALL.iter().copied().find(|c| c.name() == name)
@@ -403,17 +438,7 @@ mod test {
     fn test_every_response_check_has_a_fault() {
         // The request-side checks are a host's; every other check must be breakable by one
         // fault of the reference host.
-        let host_side = [
-            CheckId::RequestSize,
-            CheckId::VersionSupported,
-            CheckId::MachineIdFormat,
-            CheckId::VmFlag,
-            CheckId::LicenseStatus,
-            CheckId::Workstation,
-            CheckId::RequiredClients,
-            CheckId::ClientTime,
-        ];
-        for id in CheckId::ALL.iter().filter(|c| !host_side.contains(c)) {
+        for id in CheckId::ALL.iter().filter(|c| !c.is_request_side()) {
             assert!(
                 crate::proto::faults::Fault::ALL
                     .iter()

@@ -6,18 +6,28 @@ pub mod inspect;
 pub mod load;
 pub mod replay;
 
-use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use crate::load::stats::PhaseSummary;
+use crate::load::stats::Outcome;
 
-/// The latency table (per phase: count and percentiles, µs) and the error classes, as `load`
-/// and `replay` print them.
-pub fn latency_and_errors(
-    w: &mut dyn Write,
-    phases: &BTreeMap<String, PhaseSummary>,
-    errors: &BTreeMap<String, u64>,
-) -> io::Result<()> {
+/// The counts and throughput lines of a `load` or `replay` outcome.
+pub fn outcome_counts(w: &mut dyn Write, o: &Outcome) -> io::Result<()> {
+    writeln!(
+        w,
+        "  activations  {:>12} sent  {:>12} ok  {:>10} failed",
+        o.sent, o.ok, o.failed
+    )?;
+    writeln!(
+        w,
+        "  throughput   {:>12.0} validated activations/s",
+        o.throughput
+    )
+}
+
+/// The latency table (per phase: count and percentiles, µs) and the error classes of a `load`
+/// or `replay` outcome.
+pub fn latency_and_errors(w: &mut dyn Write, o: &Outcome) -> io::Result<()> {
+    let (phases, errors) = (&o.phases, &o.errors);
     writeln!(w)?;
     writeln!(
         w,

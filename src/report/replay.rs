@@ -32,16 +32,7 @@ pub fn text(w: &mut dyn Write, r: &ReplayReport) -> io::Result<()> {
         if r.interrupted { " (interrupted)" } else { "" }
     )?;
     writeln!(w)?;
-    writeln!(
-        w,
-        "  activations  {:>12} sent  {:>12} ok  {:>10} failed",
-        r.sent, r.ok, r.failed
-    )?;
-    writeln!(
-        w,
-        "  throughput   {:>12.0} validated activations/s",
-        r.throughput
-    )?;
+    super::outcome_counts(w, &r.outcome)?;
     if r.skipped > 0 {
         writeln!(
             w,
@@ -49,12 +40,12 @@ pub fn text(w: &mut dyn Write, r: &ReplayReport) -> io::Result<()> {
             r.skipped
         )?;
     }
-    if r.reconnects > 0 {
+    if r.outcome.reconnects > 0 {
         writeln!(
             w,
             "  reconnects   {:>12} (the host closed connections the capture kept open)",
-            r.reconnects
+            r.outcome.reconnects
         )?;
     }
-    super::latency_and_errors(w, &r.phases, &r.errors)
+    super::latency_and_errors(w, &r.outcome)
 }
