@@ -5,7 +5,7 @@
 use crate::proto::checks::Checks;
 use crate::proto::client::{ResponseBuf, decode_response};
 use crate::proto::host::{ReceivedRequest, decode_request};
-use crate::proto::rpc::{check_bind_reply, check_response};
+use crate::proto::rpc::{ReplyHead, check_bind_reply, check_response};
 use crate::wire::codec::Error;
 use crate::wire::kms::{FileTime, Version};
 use crate::wire::ndr::{ActivationRequest, ActivationResponse, Syntax};
@@ -388,14 +388,19 @@ fn activation(
         (None, _) => Reply::Missing,
         (Some((pdu, reply_call)), request) => {
             if let Some(status) = reply_call.fault {
-                rpc_checks = check_response(&pending.pdu, pdu, reply_call.flags, None);
+                rpc_checks =
+                    check_response(&pending.pdu, &ReplyHead::of(pdu), reply_call.flags, None);
                 Reply::Fault(status)
             } else {
                 match ActivationResponse::parse(syntax.unwrap_or(Syntax::Ndr32), &reply_call.stub) {
                     Err(e) => Reply::Undecodable(e),
                     Ok(stub) => {
-                        rpc_checks =
-                            check_response(&pending.pdu, pdu, reply_call.flags, Some(&stub));
+                        rpc_checks = check_response(
+                            &pending.pdu,
+                            &ReplyHead::of(pdu),
+                            reply_call.flags,
+                            Some(&stub),
+                        );
                         if stub.max_count.is_none() {
                             Reply::Refused(stub.hresult)
                         } else {

@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use crate::catalog;
 use crate::net::framing::{PduReader, ReadError};
 use crate::proto::client::{ResponseBuf, decode_response, encode_request};
-use crate::proto::rpc::{check_bind_reply, check_response};
+use crate::proto::rpc::{ReplyHead, check_bind_reply, check_response};
 use crate::serve::VirtualClock;
 use crate::wire::Guid;
 use crate::wire::kms::{FileTime, RequestBase, Version, Workstation};
@@ -1083,16 +1083,9 @@ async fn read_call_reply(
     let Some((h, ctx, cancel)) = first else {
         return (Observed::error("no reply"), None);
     };
-    let as_received = Pdu {
+    let as_received = ReplyHead {
         header: h,
-        body: Body::Response(crate::wire::rpc::Response {
-            alloc_hint: 0,
-            context_id: ctx,
-            cancel_count: cancel,
-            reserved: 0,
-            stub: &[],
-        }),
-        auth: &[],
+        call: Some((ctx, cancel)),
     };
     let mut obs = Observed::error(crate::wire::rpc::pdu_name(h.packet_type));
     obs.flags = Some(combined.0);

@@ -235,7 +235,8 @@ impl Connection {
         self.session.response_body()
     }
 
-    async fn round_trip(&mut self, phase: Phase) -> Result<&[u8], NetError> {
+    /// Sends (and records) what `out` holds, then empties it.
+    async fn send(&mut self, phase: Phase) -> Result<(), NetError> {
         let addr = self.addr;
         note(&mut self.flow, &self.out);
         self.stream
@@ -247,6 +248,11 @@ impl Connection {
                 source,
             })?;
         self.out.clear();
+        Ok(())
+    }
+
+    async fn round_trip(&mut self, phase: Phase) -> Result<&[u8], NetError> {
+        self.send(phase).await?;
         self.read(phase).await
     }
 
@@ -294,16 +300,7 @@ impl Connection {
     pub async fn call(&mut self, kms_request: &[u8]) -> Result<CallOutcome, NetError> {
         let addr = self.addr;
         self.session.request(kms_request, &mut self.out);
-        note(&mut self.flow, &self.out);
-        self.stream
-            .write_all(&self.out)
-            .await
-            .map_err(|source| NetError::Io {
-                addr,
-                phase: Phase::Call,
-                source,
-            })?;
-        self.out.clear();
+        self.send(Phase::Call).await?;
         loop {
             // The reader's buffer and the session are separate fields: no copy needed.
             let pdu = read_pdu(

@@ -11,7 +11,7 @@ use crate::wire::rpc::{
 };
 
 use super::checks::Checks;
-use super::rpc::{check_bind_reply, check_response};
+use super::rpc::{ReplyHead, check_bind_reply, check_response};
 
 /// How the client binds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -396,16 +396,9 @@ impl ClientSession {
         })?;
         // The reply as the checks see it: its real header, its context id and cancel count.
         let (first_header, first_ctx, first_cancel) = first;
-        let as_received = Pdu {
+        let as_received = ReplyHead {
             header: first_header,
-            body: Body::Response(crate::wire::rpc::Response {
-                alloc_hint: 0,
-                context_id: first_ctx,
-                cancel_count: first_cancel,
-                reserved: 0,
-                stub: &[],
-            }),
-            auth: &[],
+            call: Some((first_ctx, first_cancel)),
         };
         let outcome = if let Some(status) = fault {
             CallOutcome {

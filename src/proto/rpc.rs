@@ -3,7 +3,7 @@
 
 use crate::wire::HResult;
 use crate::wire::ndr::ActivationResponse;
-use crate::wire::rpc::{AckResult, Body, Flags, NDR32, NDR64, PacketType, Pdu};
+use crate::wire::rpc::{AckResult, Body, Flags, HeaderRepr, NDR32, NDR64, PacketType, Pdu};
 
 use super::checks::{Check, CheckId, Checks, Value};
 
@@ -11,9 +11,35 @@ fn packet_type_name(t: PacketType) -> Value {
     Value::Text(crate::wire::rpc::pdu_name(t))
 }
 
+/// What the checks on a call's reply need of it: the header as it came (its real packet type,
+/// even when the body was read as the response it should have been) and, for a response or
+/// fault, its context id and cancel count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyHead {
+    /// The reply's (first fragment's) header.
+    pub header: HeaderRepr,
+    /// Context id and cancel count, when the body carries them.
+    pub call: Option<(u16, u8)>,
+}
+
+impl ReplyHead {
+    /// The head of a parsed reply PDU.
+    pub fn of(pdu: &Pdu<'_>) -> ReplyHead {
+        let call = match &pdu.body {
+            Body::Response(r) => Some((r.context_id, r.cancel_count)),
+            Body::Fault(f) => Some((f.context_id, f.cancel_count)),
+            _ => None,
+        };
+        ReplyHead {
+            header: pdu.header,
+            call,
+        }
+    }
+}
+
 fn common(
     request: &Pdu<'_>,
-    reply: &Pdu<'_>,
+    reply: &HeaderRepr,
     flags: Flags,
     expected_type: PacketType,
     checks: &mut Checks,
@@ -21,12 +47,12 @@ fn common(
     checks.push(Check::equal(
         CheckId::RpcPacketType,
         packet_type_name(expected_type),
-        packet_type_name(reply.header.packet_type),
+        packet_type_name(reply.packet_type),
     ));
     checks.push(Check::equal(
         CheckId::RpcCallId,
         Value::Num(request.header.call_id.into()),
-        Value::Num(reply.header.call_id.into()),
+        Value::Num(reply.call_id.into()),
     ));
     checks.push(Check::new(
         CheckId::RpcFragmentFlags,
@@ -46,7 +72,7 @@ pub fn check_bind_reply(request: &Pdu<'_>, reply: &Pdu<'_>) -> Checks {
     };
     common(
         request,
-        reply,
+        &reply.header,
         reply.header.flags,
         expected_type,
         &mut checks,
@@ -85,16 +111,23 @@ pub fn check_bind_reply(request: &Pdu<'_>, reply: &Pdu<'_>) -> Checks {
 }
 
 /// Checks the reply to an activation request PDU: its header and, when it is a response, its
-/// stub (`stub` is the decoded activation response). `reply` is the reply's first fragment (or
-/// only PDU) and `flags` the flags of the whole reply (see [`crate::wire::rpc::Call::flags`]).
+/// stub (`stub` is the decoded activation response). `reply` is the head of the reply's first
+/// fragment (or only PDU) and `flags` the flags of the whole reply (see
+/// [`crate::wire::rpc::Call::flags`]).
 pub fn check_response(
     request: &Pdu<'_>,
-    reply: &Pdu<'_>,
+    reply: &ReplyHead,
     flags: Flags,
     stub: Option<&ActivationResponse<'_>>,
 ) -> Checks {
     let mut checks = Checks::new();
-    common(request, reply, flags, PacketType::Response, &mut checks);
+    common(
+        request,
+        &reply.header,
+        flags,
+        PacketType::Response,
+        &mut checks,
+    );
     checks.push(Check::equal(
         CheckId::RpcMultiplexFlag,
         Value::Bool(false),
@@ -104,16 +137,16 @@ pub fn check_response(
         Body::Request(r) => r.context_id,
         _ => 0,
     };
-    if let Body::Response(r) = &reply.body {
+    if let Some((context_id, cancel_count)) = reply.call {
         checks.push(Check::equal(
             CheckId::RpcContextId,
             Value::Num(req_ctx.into()),
-            Value::Num(r.context_id.into()),
+            Value::Num(context_id.into()),
         ));
         checks.push(Check::equal(
             CheckId::RpcCancelCount,
             Value::Num(0),
-            Value::Num(r.cancel_count.into()),
+            Value::Num(cancel_count.into()),
         ));
     }
     if let Some(stub) = stub {
