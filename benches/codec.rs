@@ -5,8 +5,10 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use kmsharness::proto::client::{ResponseBuf, decode_response, encode_request};
-use kmsharness::proto::host::{HostRandom, ResponseParams, decode_request, encode_response};
+use kmsharness::proto::client::message::{ResponseBuf, decode_response, encode_request};
+use kmsharness::proto::host::message::{
+    HostRandom, ResponseParams, decode_request, encode_response,
+};
 use kmsharness::wire::kms::{RequestBase, Version, epid_to_wire};
 
 fn bench_version(c: &mut Criterion, name: &str, version: Version) {

@@ -10,13 +10,13 @@ use kmsharness::epid::YearDay;
 use kmsharness::load::fleet::Fleet;
 use kmsharness::load::mix::Mix;
 use kmsharness::load::stats::{Phase, Stats};
-use kmsharness::proto::client::{ResponseBuf, decode_response, encode_request};
-use kmsharness::proto::client_session::{CallReply, ClientRpcOptions, ClientSession};
+use kmsharness::proto::client::message::{ResponseBuf, decode_response, encode_request};
+use kmsharness::proto::client::session::{CallReply, ClientRpcOptions, ClientSession};
 use kmsharness::proto::faults::FaultSet;
-use kmsharness::proto::host::HostRandom;
-use kmsharness::proto::host_engine::{Policy, activate};
-use kmsharness::proto::host_session::{HostRpcConfig, HostSession};
-use kmsharness::proto::kms_host::{HostConfig, KmsHost};
+use kmsharness::proto::host::engine::{Policy, activate};
+use kmsharness::proto::host::message::HostRandom;
+use kmsharness::proto::host::session::{HostRpcConfig, HostSession};
+use kmsharness::proto::host::{config::HostConfig, engine::KmsHost};
 use kmsharness::wire::kms::FileTime;
 
 fn bench(c: &mut Criterion) {

@@ -24,7 +24,7 @@ use crate::capture::{
 };
 use crate::catalog;
 use crate::cli::exit::Exit;
-use crate::proto::checks::{CheckId, Checks};
+use crate::proto::check::{CheckId, Checks};
 use crate::wire::kms::{self, FileTime, Version, Workstation};
 use crate::wire::ndr::Syntax;
 use crate::wire::rpc::{

@@ -18,9 +18,13 @@ use crate::catalog::AppKind;
 use crate::epid::YearDay;
 use crate::net::host::{KmsService, ListenConfig, Server};
 use crate::proto::faults::FaultSet;
-use crate::proto::host::HostRandom;
-use crate::proto::host_engine::{Handled, Policy, activate};
-use crate::proto::kms_host::{HostConfig, KmsHost, decode_state, encode_state};
+use crate::proto::host::engine::{Handled, Policy, activate};
+use crate::proto::host::message::HostRandom;
+use crate::proto::host::{
+    config::HostConfig,
+    engine::KmsHost,
+    state::{decode_state, encode_state},
+};
 use crate::wire::HResult;
 use crate::wire::kms::FileTime;
 

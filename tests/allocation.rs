@@ -1,8 +1,10 @@
 //! The message steps allocate nothing once their buffers exist: the host step and the client's
 //! build and verify run with zero heap allocations per message.
 
-use kmsharness::proto::client::{ResponseBuf, decode_response, encode_request};
-use kmsharness::proto::host::{HostRandom, ResponseParams, decode_request, encode_response};
+use kmsharness::proto::client::message::{ResponseBuf, decode_response, encode_request};
+use kmsharness::proto::host::message::{
+    HostRandom, ResponseParams, decode_request, encode_response,
+};
 use kmsharness::wire::kms::{RequestBase, Version, epid_to_wire};
 
 #[test]

@@ -21,8 +21,8 @@ use kmsharness::catalog::{self, AppKind};
 use kmsharness::cli::activate::ActivateOpts;
 use kmsharness::cli::target::IpPreference;
 use kmsharness::net::discovery::Resolver;
-use kmsharness::proto::checks::{CheckId, Value};
-use kmsharness::proto::client_session::{ClientRpcOptions, ClientSession};
+use kmsharness::proto::check::{CheckId, Value};
+use kmsharness::proto::client::session::{ClientRpcOptions, ClientSession};
 use kmsharness::proto::faults::{Fault, FaultSet};
 use kmsharness::serve::{RunningHost, ServeConfig, start};
 use kmsharness::wire::ndr::{ActivationRequest, Syntax};
@@ -1021,7 +1021,7 @@ async fn state_file_is_written_while_running() {
     }
     // Read the file while the host still runs, as a restart after a crash would.
     let bytes = std::fs::read(state.path()).expect("state written while running");
-    let restored = kmsharness::proto::kms_host::decode_state(&bytes).unwrap();
+    let restored = kmsharness::proto::host::state::decode_state(&bytes).unwrap();
     let twin = start_host(stateful(state.path())).await;
     assert_eq!(twin.service.count(AppKind::Windows), 2, "{restored:?}");
     twin.stop().await.unwrap();

@@ -2,8 +2,12 @@
 //! round-trips for generated messages of every kind.
 
 use kmsharness::epid::Epid;
-use kmsharness::proto::client::{ResponseBuf, SentRequest, decode_response, encode_request};
-use kmsharness::proto::host::{HostRandom, ResponseParams, decode_request, encode_response};
+use kmsharness::proto::client::message::{
+    ResponseBuf, SentRequest, decode_response, encode_request,
+};
+use kmsharness::proto::host::message::{
+    HostRandom, ResponseParams, decode_request, encode_response,
+};
 use kmsharness::wire::Guid;
 use kmsharness::wire::HResult;
 use kmsharness::wire::codec::Reader;

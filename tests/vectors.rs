@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use kmsharness::capture::{self, conversation};
 use kmsharness::crypto::{self, v4, v5, v6};
-use kmsharness::proto::client::cipher_for;
+use kmsharness::proto::client::message::cipher_for;
 use kmsharness::wire::kms::{FileTime, Format, REQUEST_BASE_LEN, split_envelope};
 use kmsharness::wire::ndr::{ActivationRequest, ActivationResponse};
 use kmsharness::wire::rpc::{Body, Pdu, split_pdu};

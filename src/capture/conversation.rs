@@ -2,10 +2,10 @@
 //! fragmented calls reassembled, binds paired with their acks, activation requests with their
 //! responses, and every message decrypted and checked.
 
-use crate::proto::checks::Checks;
-use crate::proto::client::{ResponseBuf, decode_response};
-use crate::proto::host::{ReceivedRequest, decode_request};
-use crate::proto::rpc::{ReplyHead, check_bind_reply, check_response};
+use crate::proto::check::Checks;
+use crate::proto::client::checks::{ReplyHead, check_bind_reply, check_response};
+use crate::proto::client::message::{ResponseBuf, decode_response};
+use crate::proto::host::message::{ReceivedRequest, decode_request};
 use crate::wire::codec::Error;
 use crate::wire::kms::{FileTime, Version};
 use crate::wire::ndr::{ActivationRequest, ActivationResponse, Syntax};

@@ -9,7 +9,7 @@ use crate::activate::{ActivateConfig, CmidSpec, WorkstationSpec};
 use crate::capture::record::Recorder;
 use crate::catalog;
 use crate::net::client::ClientConfig;
-use crate::proto::client_session::ClientRpcOptions;
+use crate::proto::client::session::ClientRpcOptions;
 use crate::wire::Guid;
 use crate::wire::kms::Version;
 

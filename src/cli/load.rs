@@ -11,7 +11,7 @@ use crate::load::mix::Mix;
 use crate::load::schedule::{Pacing, Sampling, Templates};
 use crate::load::{LoadConfig, LoadReport, Mode};
 use crate::net::client::ClientConfig;
-use crate::proto::client_session::ClientRpcOptions;
+use crate::proto::client::session::ClientRpcOptions;
 use crate::serve::parse_secs;
 
 use super::exit::Exit;

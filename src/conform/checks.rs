@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::proto::checks::{Check, CheckId};
+use crate::proto::check::{Check, CheckId};
 use crate::wire::HResult;
 use crate::wire::rpc::{AckResult, ContextResult, FaultStatus, NDR32, NDR64, RejectReason};
 

@@ -12,8 +12,8 @@ use tokio::net::TcpStream;
 
 use crate::catalog;
 use crate::net::framing::{PduReader, ReadError};
-use crate::proto::client::{ResponseBuf, decode_response, encode_request};
-use crate::proto::rpc::{ReplyHead, check_bind_reply, check_response};
+use crate::proto::client::checks::{ReplyHead, check_bind_reply, check_response};
+use crate::proto::client::message::{ResponseBuf, decode_response, encode_request};
 use crate::serve::VirtualClock;
 use crate::wire::Guid;
 use crate::wire::kms::{FileTime, RequestBase, Version, Workstation};
@@ -844,7 +844,7 @@ impl<'e> CaseRun<'e> {
     }
 
     fn template(&mut self, conn: &str, name: &str) -> Result<Vec<u8>, String> {
-        use crate::proto::client_session::{ClientRpcOptions, ClientSession};
+        use crate::proto::client::session::{ClientRpcOptions, ClientSession};
         let mut out = Vec::new();
         match name {
             "bind" => ClientSession::new(ClientRpcOptions::default()).bind(&mut out),

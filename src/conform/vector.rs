@@ -501,7 +501,7 @@ pub enum CheckSel {
     /// `all`, `rpc` (the RPC checks of a call), `kms` (the checks on the KMS response),
     /// `bind` (the checks on a bind reply) or `none`.
     Group(String),
-    /// These checks by name (see `proto::checks::CheckId::name`).
+    /// These checks by name (see `proto::check::CheckId::name`).
     Names(Vec<String>),
 }
 

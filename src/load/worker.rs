@@ -12,9 +12,9 @@ use crate::activate::now_filetime;
 use crate::capture::record::Recorder;
 use crate::net::client::{ClientConfig, Connection, NetError};
 use crate::net::framing::ReadError;
-use crate::proto::checks::CheckId;
-use crate::proto::client::{ResponseBuf, SentRequest, decode_response, encode_request};
-use crate::proto::client_session::{CallOutcome, CallReply};
+use crate::proto::check::CheckId;
+use crate::proto::client::message::{ResponseBuf, SentRequest, decode_response, encode_request};
+use crate::proto::client::session::{CallOutcome, CallReply};
 use crate::wire::rpc::FaultStatus;
 
 use super::schedule::{Shared, Ticket};

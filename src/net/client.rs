@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 
 use crate::capture::Direction;
 use crate::capture::record::{self, Flow, Recorder};
-use crate::proto::client_session::{
+use crate::proto::client::session::{
     BindOutcome, CallOutcome, ClientRpcOptions, ClientSession, RpcError,
 };
 

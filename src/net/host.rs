@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use crate::capture::Direction;
 use crate::capture::record::{self, Flow, Recorder};
 use crate::proto::faults::Fault;
-use crate::proto::host_session::{HostRpcConfig, HostSession};
+use crate::proto::host::session::{HostRpcConfig, HostSession};
 use crate::wire::HResult;
 use crate::wire::rpc::PacketType;
 

@@ -5,7 +5,7 @@
 use core::fmt;
 use core::str::FromStr;
 
-use super::checks::CheckId;
+use crate::proto::check::CheckId;
 
 /// Declares the fault list once: name, the check it trips (if any), and what it does.
 macro_rules! faults {

@@ -1,12 +1,14 @@
 //! Client and host sessions paired in memory: every negotiation option, every protocol version,
 //! and every injected fault tripping exactly the check it names.
 
-use crate::proto::checks::{Check, CheckId};
-use crate::proto::client::{ResponseBuf, decode_response, encode_request};
-use crate::proto::client_session::{CallReply, ClientRpcOptions, ClientSession};
+use crate::proto::check::{Check, CheckId};
+use crate::proto::client::message::{ResponseBuf, decode_response, encode_request};
+use crate::proto::client::session::{CallReply, ClientRpcOptions, ClientSession};
 use crate::proto::faults::{Fault, FaultSet};
-use crate::proto::host::{HostRandom, ResponseParams, decode_request, encode_response_with_faults};
-use crate::proto::host_session::{HostRpcConfig, HostSession};
+use crate::proto::host::message::{
+    HostRandom, ResponseParams, decode_request, encode_response_with_faults,
+};
+use crate::proto::host::session::{HostRpcConfig, HostSession};
 use crate::wire::Guid;
 use crate::wire::kms::{RequestBase, Version, Workstation, epid_to_wire};
 use crate::wire::ndr::Syntax;

@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use crate::activate::{ActivateReport, ExchangeReport, Outcome};
-use crate::proto::checks::Check;
+use crate::proto::check::Check;
 
 fn line(w: &mut dyn Write, name: &str, value: impl std::fmt::Display) -> io::Result<()> {
     writeln!(w, "{name:<32}: {value}")

@@ -45,7 +45,7 @@ use crate::inspect::{
     BindReport, CaptureInfo, ConnectionReport, ExchangeReport, FileErrorKind, InspectReport,
     Outcome, REPORT_FORMAT, Recognition, Summary, Utc, hex, syntax_name,
 };
-use crate::proto::checks::Checks;
+use crate::proto::check::Checks;
 
 /// The name of an exit status as JSON gives it.
 fn exit_name(e: Exit) -> &'static str {

@@ -5,7 +5,7 @@ use crate::wire::HResult;
 use crate::wire::ndr::ActivationResponse;
 use crate::wire::rpc::{AckResult, Body, Flags, HeaderRepr, NDR32, NDR64, PacketType, Pdu};
 
-use super::checks::{Check, CheckId, Checks, Value};
+use crate::proto::check::{Check, CheckId, Checks, Value};
 
 fn packet_type_name(t: PacketType) -> Value {
     Value::Text(crate::wire::rpc::pdu_name(t))

@@ -8,7 +8,7 @@ use crate::wire::kms::{
     response_len, split_envelope,
 };
 
-use super::checks::{Check, CheckId, Checks, Value};
+use crate::proto::check::{Check, CheckId, Checks, Value};
 
 /// The AES key schedule a format uses (V4 messages are not encrypted: its MAC key).
 pub fn cipher_for(format: Format) -> &'static crypto::rijndael::Rijndael {

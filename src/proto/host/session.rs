@@ -11,7 +11,7 @@ use crate::wire::rpc::{
     RejectReason, Response, SyntaxId,
 };
 
-use super::faults::{Fault, FaultSet};
+use crate::proto::faults::{Fault, FaultSet};
 
 /// What the host supports and how it misbehaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,9 +8,9 @@ use crate::wire::kms::{
     V6_REQUEST_LEN, V6Trailer, Version, peek_version,
 };
 
-use super::checks::{Check, CheckId, Checks, Value};
-use super::client::{SentRequest, cipher_for};
-use super::faults::{Fault, FaultSet};
+use crate::proto::check::{Check, CheckId, Checks, Value};
+use crate::proto::client::message::{SentRequest, cipher_for};
+use crate::proto::faults::{Fault, FaultSet};
 
 /// How far a client's clock may be from the host's before a genuine host refuses it with
 /// 0xC004F06C (vlmcsd's strict mode uses the same four hours).

@@ -10,8 +10,8 @@ use crate::wire::rpc::{
     NDR32, NDR64, PacketType, Pdu, RejectReason, Request, SyntaxId, WINDOWS_MAX_FRAG,
 };
 
-use super::checks::Checks;
-use super::rpc::{ReplyHead, check_bind_reply, check_response};
+use super::checks::{ReplyHead, check_bind_reply, check_response};
+use crate::proto::check::Checks;
 
 /// How the client binds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
