@@ -9,13 +9,14 @@ use rand::RngExt;
 use serde::Serialize;
 
 use crate::capture::record::Recorder;
-use crate::cli::exit::Exit;
-use crate::cli::target::{IpPreference, Target, resolve};
+use crate::exit::Exit;
 use crate::net::client::{BindReport, ClientConfig, Connection, NetError};
+use crate::net::discovery::{IpPreference, Target};
 use crate::proto::check::Check;
 use crate::proto::client::message::{ResponseBuf, decode_response, encode_request};
+use crate::proto::client::names::{random_dns_name, random_netbios_name};
 use crate::proto::client::session::CallReply;
-use crate::wire::kms::{FileTime, RequestBase, Version, Workstation};
+use crate::wire::kms::{RequestBase, Version, Workstation};
 use crate::wire::ndr::Syntax;
 use crate::wire::rpc::FaultStatus;
 use crate::wire::{Guid, HResult};
@@ -165,6 +166,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The name reports use (as in JSON).
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::ChecksFailed => "checks_failed",
+            Outcome::Refused => "refused",
+            Outcome::Rpc => "rpc",
+            Outcome::Connection => "connection",
+        }
+    }
+
     /// The exit status this outcome calls for.
     pub fn exit(self) -> Exit {
         match self {
@@ -225,45 +237,6 @@ pub struct ActivateReport {
 /// Report format identifier of `--json` output.
 pub const REPORT_FORMAT: &str = "kmsharness-activate/1";
 
-const DNS_HOSTS: &[&str] = &[
-    "desktop", "laptop", "ws", "pc", "build", "dev", "mail", "web", "db", "app", "lab", "kiosk",
-];
-const DNS_DOMAINS: &[&str] = &[
-    "corp", "office", "eng", "sales", "hq", "branch", "campus", "lab", "it", "finance",
-];
-const DNS_TLDS: &[&str] = &["example", "test", "internal", "local", "lan", "invalid"];
-
-/// A random DNS-style workstation name, e.g. `laptop-4821.eng.example`.
-pub fn random_dns_name<R: rand::Rng>(rng: &mut R) -> String {
-    let pick = |rng: &mut R, list: &[&'static str]| list[rng.random_range(0..list.len())];
-    let host = pick(rng, DNS_HOSTS);
-    let n: u16 = rng.random_range(1..10000);
-    let dom = pick(rng, DNS_DOMAINS);
-    let tld = pick(rng, DNS_TLDS);
-    format!("{host}-{n}.{dom}.{tld}")
-}
-
-/// A random NetBIOS-style name: up to 15 upper-case letters and digits.
-pub fn random_netbios_name<R: rand::Rng>(rng: &mut R) -> String {
-    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    let len = rng.random_range(6..=15);
-    (0..len)
-        .map(|i| {
-            let set = if i == 0 { &CHARS[..26] } else { CHARS };
-            char::from(set[rng.random_range(0..set.len())])
-        })
-        .collect()
-}
-
-/// The current time as a FILETIME, whole seconds as Windows clients send.
-pub fn now_filetime() -> FileTime {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    FileTime::from_unix_secs(secs)
-}
-
 impl ActivateConfig {
     /// The request base for one request.
     pub fn request_base<R: rand::Rng>(&self, rng: &mut R) -> RequestBase {
@@ -280,7 +253,7 @@ impl ActivateConfig {
                 CmidSpec::Fixed(g) => g,
             },
             required_clients: self.required_clients,
-            client_time: now_filetime(),
+            client_time: crate::clock::now_filetime(),
             previous_cmid: self.previous_cmid,
             workstation: Workstation::new(&match &self.workstation {
                 WorkstationSpec::RandomDns => random_dns_name(rng),
@@ -307,41 +280,6 @@ impl ActivateConfig {
             required_clients: b.required_clients,
         }
     }
-}
-
-/// The host addresses to try, in order: resolved names, or SRV targets by priority and weight.
-pub async fn addresses(target: &Target, prefer: IpPreference) -> Result<Vec<SocketAddr>, String> {
-    match target {
-        Target::Host { host, port } => resolve(host, *port, prefer).await,
-        Target::Srv { domain } => {
-            let resolver = crate::net::discovery::Resolver::system().map_err(|e| e.to_string())?;
-            addresses_from_srv(domain, &resolver, prefer).await
-        }
-    }
-}
-
-/// SRV discovery with a given resolver: every target's addresses, in RFC 2782 order.
-pub async fn addresses_from_srv(
-    domain: &str,
-    resolver: &crate::net::discovery::Resolver,
-    prefer: IpPreference,
-) -> Result<Vec<SocketAddr>, String> {
-    let records = crate::net::discovery::lookup(domain, resolver)
-        .await
-        .map_err(|e| e.to_string())?;
-    let ordered = crate::net::discovery::order(records, &mut rand::rng());
-    let mut out = Vec::new();
-    let mut last_err = None;
-    for t in ordered {
-        match resolve(&t.host, t.port, prefer).await {
-            Ok(a) => out.extend(a),
-            Err(e) => last_err = Some(e),
-        }
-    }
-    if out.is_empty() {
-        return Err(last_err.unwrap_or_else(|| format!("no usable host for _vlmcs._tcp.{domain}")));
-    }
-    Ok(out)
 }
 
 /// Connects to the first address that answers (falling back in order) and binds.
@@ -555,9 +493,19 @@ const GRAB_PRODUCTS: [(&str, &str); 3] = [
     ("office2013", "85dd8b5f-eaa4-4af3-a628-cce9e77c9a03"),
 ];
 
-/// `--grab FILE`: asks the host once per application and writes its ePIDs and hardware ID as a
-/// `serve --config` TOML file.
-pub async fn grab(config: &ActivateConfig, addrs: &[SocketAddr], path: &std::path::Path) -> Exit {
+/// What `--grab` found.
+#[derive(Debug, Clone)]
+pub struct Grab {
+    /// The host's ePIDs and hardware ID as a `serve --config` TOML file.
+    pub toml: String,
+    /// The worst exit status of the exchanges.
+    pub exit: Exit,
+    /// Applications the host gave no ePID for, with the exchange's outcome.
+    pub missing: Vec<(&'static str, Option<Outcome>)>,
+}
+
+/// `--grab FILE`: asks the host once per application for its ePIDs and hardware ID.
+pub async fn grab(config: &ActivateConfig, addrs: &[SocketAddr]) -> Grab {
     let mut toml = String::from(
         "# ePIDs and hardware ID grabbed from a KMS host by `kmsharness activate --grab`\n",
     );
@@ -565,6 +513,7 @@ pub async fn grab(config: &ActivateConfig, addrs: &[SocketAddr], path: &std::pat
     let mut hwid = None;
     let mut epids = Vec::new();
     let mut worst = Exit::Success;
+    let mut missing = Vec::new();
     for (app, sku) in GRAB_PRODUCTS {
         let Some(sku) = sku
             .parse::<Guid>()
@@ -589,10 +538,7 @@ pub async fn grab(config: &ActivateConfig, addrs: &[SocketAddr], path: &std::pat
             epids.push(format!("{app} = \"{}\"\n", r.epid));
             hwid = hwid.or(r.hwid.clone());
         } else {
-            eprintln!(
-                "kmsharness activate: no ePID for {app}: {:?}",
-                report.exchanges.first().map(|e| e.outcome)
-            );
+            missing.push((app, report.exchanges.first().map(|e| e.outcome)));
         }
     }
     if let Some(h) = hwid {
@@ -602,11 +548,9 @@ pub async fn grab(config: &ActivateConfig, addrs: &[SocketAddr], path: &std::pat
     for e in epids {
         toml.push_str(&e);
     }
-    match std::fs::write(path, toml) {
-        Ok(()) => worst,
-        Err(e) => {
-            eprintln!("kmsharness activate: cannot write {}: {e}", path.display());
-            Exit::LocalIo
-        }
+    Grab {
+        toml,
+        exit: worst,
+        missing,
     }
 }

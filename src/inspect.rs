@@ -23,7 +23,7 @@ use crate::capture::{
     self, Capture, CaptureError, Connection, Direction, Format, Stream, Timestamp,
 };
 use crate::catalog;
-use crate::cli::exit::Exit;
+use crate::exit::Exit;
 use crate::proto::check::{CheckId, Checks};
 use crate::wire::kms::{self, FileTime, Version, Workstation};
 use crate::wire::ndr::Syntax;

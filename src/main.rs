@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use kmsharness::cli;
 use kmsharness::cli::activate::ActivateOpts;
 use kmsharness::cli::conform::ConformOpts;
 use kmsharness::cli::inspect::InspectOpts;
@@ -44,14 +45,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let opts = Opts::parse();
-    let exit = match opts.command {
-        Command::Activate(a) => kmsharness::cli::activate::main(&a),
-        Command::Serve(s) => kmsharness::cli::serve::main(&s),
-        Command::Load(l) => kmsharness::cli::load::main(&l),
-        Command::Report(r) => kmsharness::cli::load::report_main(&r),
-        Command::Inspect(i) => kmsharness::cli::inspect::main(&i),
-        Command::Replay(r) => kmsharness::cli::replay::main(&r),
-        Command::Conform(c) => kmsharness::cli::conform::main(&c),
+    let (name, result) = match &opts.command {
+        Command::Activate(a) => ("activate", cli::activate::main(a)),
+        Command::Serve(s) => ("serve", cli::serve::main(s)),
+        Command::Load(l) => ("load", cli::load::main(l)),
+        Command::Report(r) => ("report merge", cli::load::report_main(r)),
+        Command::Inspect(i) => ("inspect", cli::inspect::main(i)),
+        Command::Replay(r) => ("replay", cli::replay::main(r)),
+        Command::Conform(c) => ("conform", cli::conform::main(c)),
     };
-    exit.into()
+    cli::finish(name, result).into()
 }

@@ -17,7 +17,7 @@
 //!   the speed, from the start of the round (latency counts from that scheduled time, free of
 //!   coordinated omission), or as fast as possible with at most `concurrency` connections at
 //!   once; rounds (`--repeat`) follow one another;
-//! - every call is judged by [`crate::load::worker::judge`], the same verdict `load` gives, and
+//! - every call is judged by [`crate::proto::verdict::judge`], the same verdict `load` gives, and
 //!   measured into [`Stats`].
 
 use std::net::SocketAddr;
@@ -29,18 +29,19 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::activate::now_filetime;
 use crate::capture::record::Recorder;
 use crate::capture::{self, Stream, Timestamp, conversation};
-use crate::cli::exit::Exit;
+use crate::clock::now_filetime;
+use crate::exit::Exit;
+use crate::host::{HostSetup, RunningHost};
 use crate::load::schedule::restamp;
 use crate::load::stats::{Outcome, Phase, Stats};
-use crate::load::worker::{call_reconnecting, judge};
+use crate::net::client::call_reconnecting;
 use crate::net::client::{ClientConfig, Connection};
 use crate::proto::client::message::{ResponseBuf, SentRequest, encode_request};
 use crate::proto::client::session::ClientRpcOptions;
 use crate::proto::host::message::ReceivedRequest;
-use crate::serve::{RunningHost, ServeConfig};
+use crate::proto::verdict::{Failure, Verdict, judge};
 use crate::wire::Guid;
 use crate::wire::ndr::{ActivationRequest, Syntax};
 use crate::wire::rpc::{Body, Call, Flags, NDR64, PacketType, Pdu, Reassembler, split_pdu};
@@ -251,10 +252,8 @@ pub struct Exchange {
     pub request: usize,
     /// The machine ID sent (`None` when a verbatim request does not decode).
     pub cmid: Option<Guid>,
-    /// The count of a response that passed every check.
-    pub count: Option<u32>,
-    /// The failure class otherwise (empty when only checks failed).
-    pub error: Option<String>,
+    /// The verdict: the count of a response that passed every check, or why not.
+    pub verdict: Verdict,
 }
 
 /// The report of a replay.
@@ -304,18 +303,18 @@ pub struct ReplayRun {
 /// The bundled host as `replay` starts it: loopback, a free port, every host key group (a
 /// capture may hold any product) and no client-clock rule (captured requests carry their
 /// capture time, which a genuine host refuses once it is more than four hours old).
-pub fn embedded_config() -> ServeConfig {
-    let mut config = ServeConfig::default();
+pub fn embedded_config() -> HostSetup {
+    let mut config = HostSetup::default();
     config.listen.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
-    config.listen.idle_timeout = crate::serve::EMBEDDED_IDLE;
+    config.listen.idle_timeout = crate::host::EMBEDDED_IDLE;
     config.host.key_groups = crate::catalog::HOST_KEY_GROUPS.iter().collect();
     config.host.max_clock_skew_secs = None;
     config
 }
 
 /// Starts the host of [`embedded_config`].
-pub async fn start_embedded() -> Result<RunningHost, String> {
-    crate::serve::start(embedded_config()).await
+pub async fn start_embedded() -> Result<RunningHost, crate::host::StartError> {
+    crate::host::start(embedded_config()).await
 }
 
 /// What one connection's replay gives back.
@@ -429,14 +428,14 @@ async fn replay_connection(
         let verdict = match outcome {
             Err(e) => {
                 conn = None;
-                Err(e.class().to_owned())
+                Verdict::Failed(e.failure())
             }
             Ok((o, call_time)) => {
                 let body = conn.as_ref().map_or(&[][..], |c| c.response_body());
                 let v = judge(&o, sent.as_ref(), body, &mut buf, |id| {
-                    stats.error(&format!("check:{}", id.name()));
+                    stats.error(Failure::Check(id));
                 });
-                if v.is_ok() {
+                if matches!(v, Verdict::Validated { .. }) {
                     stats.ok += 1;
                     stats.record(Phase::Call, call_time);
                 }
@@ -444,10 +443,12 @@ async fn replay_connection(
             }
         };
         let now = Instant::now();
-        match &verdict {
-            Ok(_) => stats.record(Phase::Total, now.saturating_duration_since(begin)),
-            Err(class) if !class.is_empty() => stats.error(class),
-            Err(_) => {}
+        match verdict {
+            Verdict::Validated { .. } => {
+                stats.record(Phase::Total, now.saturating_duration_since(begin))
+            }
+            Verdict::Failed(f) => stats.error(f),
+            Verdict::ChecksFailed => {}
         }
         stats.tick(now.saturating_duration_since(ctx.start).as_secs() as usize);
         if ctx.keep {
@@ -456,19 +457,29 @@ async fn replay_connection(
                 connection: index,
                 request: i,
                 cmid: sent.map(|s| s.base.cmid),
-                count: verdict.as_ref().ok().copied(),
-                error: verdict.err(),
+                verdict,
             });
         }
     }
     res
 }
 
+/// Why a replay could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The bundled host did not start.
+    #[error(transparent)]
+    Host(#[from] crate::host::StartError),
+    /// Neither a target nor the bundled host gave an address.
+    #[error("no target address")]
+    NoTarget,
+}
+
 /// Runs the replay; `interrupt` completes on Ctrl-C (the partial report is still returned).
 pub async fn run(
     config: &ReplayConfig,
     interrupt: impl std::future::Future<Output = ()>,
-) -> Result<ReplayRun, String> {
+) -> Result<ReplayRun, ReplayError> {
     let embedded = match &config.target {
         Some(_) => None,
         None => Some(start_embedded().await?),
@@ -478,7 +489,7 @@ pub async fn run(
         (None, Some(h)) => Some(h.addr()),
         (None, None) => None,
     }
-    .ok_or("no target address")?;
+    .ok_or(ReplayError::NoTarget)?;
     let start = Instant::now();
     let ctx = Arc::new(Ctx {
         plan: config.plan.clone(),
@@ -566,6 +577,6 @@ pub fn exit_of(report: &ReplayReport) -> Exit {
     Exit::of_run(
         report.interrupted,
         report.outcome.failed,
-        report.outcome.errors.keys(),
+        report.outcome.errors.keys().copied(),
     )
 }

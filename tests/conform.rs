@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use kmsharness::cli::conform::ConformOpts;
-use kmsharness::cli::exit::Exit;
 use kmsharness::conform::runner::{HostUnderTest, RunConfig, Status, SuiteReport, run_suite};
 use kmsharness::conform::vector::{self, Profile, STEP_KINDS};
 use kmsharness::conform::{bundled_config, bundled_target};
+use kmsharness::exit::Exit;
+use kmsharness::host::{HostSetup, RunningHost, start};
 use kmsharness::proto::faults::{Fault, FaultSet};
-use kmsharness::serve::{RunningHost, ServeConfig, start};
 
 fn suite(profile: Profile) -> RunConfig {
     let mut config = RunConfig::new(vector::load(None).unwrap());
@@ -25,14 +25,14 @@ fn suite(profile: Profile) -> RunConfig {
     config
 }
 
-async fn start_host(config: ServeConfig) -> RunningHost {
+async fn start_host(config: HostSetup) -> RunningHost {
     start(config)
         .await
         .unwrap_or_else(|e| panic!("bundled host: {e}"))
 }
 
 /// Runs the suite against a fresh bundled host started with `config`.
-async fn run_against(config: ServeConfig, run: &RunConfig) -> SuiteReport {
+async fn run_against(config: HostSetup, run: &RunConfig) -> SuiteReport {
     let host = start_host(config).await;
     let report = bounded("suite", run_suite(run, &bundled_target(&host))).await;
     host.stop().await.unwrap();
@@ -115,7 +115,7 @@ async fn bundled_host_passes_every_case_in_both_profiles() {
 }
 
 /// The bundled host with one fault (as `serve --fault` injects it).
-fn faulty(fault: Fault) -> ServeConfig {
+fn faulty(fault: Fault) -> HostSetup {
     let mut config = bundled_config();
     config.faults = FaultSet::NONE.with(fault);
     if fault == Fault::Delay {
@@ -476,15 +476,24 @@ fn opts(args: &[&str]) -> ConformOpts {
 fn command_line_selection_and_exit_statuses() {
     // Unknown case or family: usage error, nothing sent.
     assert_eq!(
-        kmsharness::cli::conform::main(&opts(&["--case", "no.such-case"])),
+        kmsharness::cli::finish(
+            "conform",
+            kmsharness::cli::conform::main(&opts(&["--case", "no.such-case"]))
+        ),
         Exit::Usage
     );
     assert_eq!(
-        kmsharness::cli::conform::main(&opts(&["--category", "nope"])),
+        kmsharness::cli::finish(
+            "conform",
+            kmsharness::cli::conform::main(&opts(&["--category", "nope"]))
+        ),
         Exit::Usage
     );
     assert_eq!(
-        kmsharness::cli::conform::main(&opts(&["--read-timeout", "0"])),
+        kmsharness::cli::finish(
+            "conform",
+            kmsharness::cli::conform::main(&opts(&["--read-timeout", "0"]))
+        ),
         Exit::Usage
     );
     // Nothing listens there: no connection.
@@ -493,7 +502,10 @@ fn command_line_selection_and_exit_statuses() {
         .local_addr()
         .unwrap();
     assert_eq!(
-        kmsharness::cli::conform::main(&opts(&["-t", &dead.to_string()])),
+        kmsharness::cli::finish(
+            "conform",
+            kmsharness::cli::conform::main(&opts(&["-t", &dead.to_string()]))
+        ),
         Exit::Connection
     );
     // Selection by case and by family against the bundled host, with a JUnit file.
@@ -511,11 +523,17 @@ fn command_line_selection_and_exit_statuses() {
         o.config().unwrap().cases,
         ["kms-messages.v4.echo".to_owned()]
     );
-    assert_eq!(kmsharness::cli::conform::main(&o), Exit::Success);
+    assert_eq!(
+        kmsharness::cli::finish("conform", kmsharness::cli::conform::main(&o)),
+        Exit::Success
+    );
     let xml = std::fs::read_to_string(&junit).unwrap();
     let _ = std::fs::remove_file(&junit);
     // The named case and the named family add up.
     assert!(xml.contains("tests=\"3\" failures=\"0\""), "{xml}");
     let o = opts(&["--category", "product-policy", "--profile", "emulator"]);
-    assert_eq!(kmsharness::cli::conform::main(&o), Exit::Success);
+    assert_eq!(
+        kmsharness::cli::finish("conform", kmsharness::cli::conform::main(&o)),
+        Exit::Success
+    );
 }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kmsharness::cli::exit::Exit;
+use kmsharness::exit::Exit;
 use kmsharness::inspect::{
     ExchangeReport, FileErrorKind, InspectConfig, InspectReport, Outcome, Recognition, Side,
     inspect,

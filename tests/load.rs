@@ -22,6 +22,7 @@ use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use kmsharness::catalog::{self, AppKind};
 use kmsharness::cli::load::LoadOpts;
+use kmsharness::host::{HostSetup, RunningHost, start};
 use kmsharness::load::fleet::Fleet;
 use kmsharness::load::mix::{EMBEDDED_KEY_GROUPS, Mix};
 use kmsharness::load::schedule::Pacing;
@@ -29,7 +30,6 @@ use kmsharness::load::stats::{PhaseSummary, base64_decode};
 use kmsharness::load::{self, LoadConfig, LoadReport, Mode, start_embedded};
 use kmsharness::net::client::ClientConfig;
 use kmsharness::proto::faults::{Fault, FaultSet};
-use kmsharness::serve::{RunningHost, ServeConfig, start};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ fn assert_consistent(r: &LoadReport) {
 /// The bundled host's key groups (the default mix is fully served), `faults` injected, replies
 /// delayed by `delay` when `Fault::Delay` is among them.
 async fn host(faults: FaultSet, delay: Duration) -> RunningHost {
-    let mut config = ServeConfig::default();
+    let mut config = HostSetup::default();
     config.listen.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.listen.delay = delay;
     config.faults = faults;
@@ -172,7 +172,7 @@ struct Cli {
 }
 
 /// The validated config of `load ARGS...`, or the validation error.
-fn cli(args: &[&str]) -> Result<LoadConfig, String> {
+fn cli(args: &[&str]) -> Result<LoadConfig, kmsharness::cli::Error> {
     let argv = std::iter::once("load").chain(args.iter().copied());
     Cli::try_parse_from(argv)
         .unwrap_or_else(|e| panic!("load {args:?}: {e}"))
@@ -412,7 +412,7 @@ async fn wrong_hmac_is_classified_as_the_hmac_check() {
     );
     assert_eq!(
         r.outcome.errors,
-        BTreeMap::from([("check:hmac".to_owned(), 100)]),
+        BTreeMap::from([(class("check:hmac"), 100)]),
         "{b}"
     );
     assert_eq!(r.outcome.phases["total"].count, 0);
@@ -439,7 +439,7 @@ async fn refusals_are_classified_by_hresult() {
         "{b}"
     );
     assert_eq!(
-        r.outcome.errors.get("hresult:0xC004F041"),
+        r.outcome.errors.get(&class("hresult:0xC004F041")),
         Some(&100),
         "{b}"
     );
@@ -451,7 +451,7 @@ async fn refusals_are_not_also_counted_as_failed_checks() {
     let r = refused_run().await;
     assert_eq!(
         r.outcome.errors,
-        BTreeMap::from([("hresult:0xC004F041".to_owned(), 100)]),
+        BTreeMap::from([(class("hresult:0xC004F041"), 100)]),
         "{}",
         brief(&r)
     );
@@ -463,7 +463,7 @@ async fn a_run_the_host_refuses_exits_with_refused() {
     let r = refused_run().await;
     assert_eq!(
         kmsharness::cli::load::exit_of(&r),
-        kmsharness::cli::exit::Exit::Refused,
+        kmsharness::exit::Exit::Refused,
         "{}",
         brief(&r)
     );
@@ -473,7 +473,7 @@ async fn a_run_the_host_refuses_exits_with_refused() {
 /// 0xC004F042 and activates the rest. One connection, so the machines asking are exactly
 /// tickets 0..n of the fleet.
 async fn windows_only_run() -> (LoadReport, u64) {
-    let mut serve = ServeConfig::default();
+    let mut serve = HostSetup::default();
     serve.listen.listen = vec!["127.0.0.1:0".parse().unwrap()];
     let h = bounded("start host", start(serve)).await.unwrap();
     let mut c = config(Some(h.addr()), 300);
@@ -500,7 +500,7 @@ async fn products_the_host_cannot_activate_are_refused_by_name() {
     let b = brief(&r);
     assert_eq!(r.outcome.sent, 300, "{b}");
     assert_eq!(
-        r.outcome.errors.get("hresult:0xC004F042"),
+        r.outcome.errors.get(&class("hresult:0xC004F042")),
         Some(&office),
         "{b}"
     );
@@ -517,7 +517,7 @@ async fn products_the_host_cannot_activate_are_one_error_class() {
     let (r, office) = windows_only_run().await;
     assert_eq!(
         r.outcome.errors,
-        BTreeMap::from([("hresult:0xC004F042".to_owned(), office)]),
+        BTreeMap::from([(class("hresult:0xC004F042"), office)]),
         "{}",
         brief(&r)
     );
@@ -649,7 +649,9 @@ async fn report_merge_adds_histograms_exactly() {
     // Not a load report of this format: rejected, naming which.
     let mut wrong = b.clone();
     wrong.format = "kmsharness-load/2".into();
-    let e = LoadReport::merge(&[a.clone(), wrong]).unwrap_err();
+    let e = LoadReport::merge(&[a.clone(), wrong])
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("report 2") && e.contains("kmsharness-load/2"),
         "{e}"
@@ -657,7 +659,7 @@ async fn report_merge_adds_histograms_exactly() {
     assert!(LoadReport::merge(&[]).is_err());
     let mut corrupt = a.clone();
     corrupt.outcome.phases.get_mut("total").unwrap().histogram = "not base64!".into();
-    let e = LoadReport::merge(&[corrupt]).unwrap_err();
+    let e = LoadReport::merge(&[corrupt]).unwrap_err().to_string();
     assert!(e.contains("total"), "{e}");
 }
 
@@ -694,7 +696,7 @@ async fn interrupted_run_still_reports() {
     assert!(back.interrupted);
     assert_eq!(
         kmsharness::cli::load::exit_of(&r),
-        kmsharness::cli::exit::Exit::Interrupted
+        kmsharness::exit::Exit::Interrupted
     );
 }
 
@@ -757,7 +759,8 @@ async fn hdr_log_is_an_interval_log_of_total_latency() {
     c.hdr_log = Some(bad.clone());
     let e = bounded("run", load::run(&c, std::future::pending::<()>()))
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains(&bad.display().to_string()), "{e}");
 }
 
@@ -1026,13 +1029,13 @@ fn mix_files_parse_and_unknown_products_are_named() {
         r#"{"products": [{"product": "Windows 10/11 Enterprise", "weight": 1},
                          {"product": "Windows 95 Plus", "weight": 1}]}"#,
     );
-    let e = cli(&["--mix", unknown.arg()]).unwrap_err();
+    let e = cli(&["--mix", unknown.arg()]).unwrap_err().to_string();
     assert!(
         e.contains("Windows 95 Plus") && e.contains(unknown.arg()),
         "{e}"
     );
     let typo = TempFile::with("typo.toml", "[[products]]\nprodcut = \"x\"\nweight = 1\n");
-    let e = cli(&["--mix", typo.arg()]).unwrap_err();
+    let e = cli(&["--mix", typo.arg()]).unwrap_err().to_string();
     assert!(e.contains(typo.arg()), "{e}");
     let zero = TempFile::with(
         "zero.json",
@@ -1040,7 +1043,7 @@ fn mix_files_parse_and_unknown_products_are_named() {
     );
     assert!(cli(&["--mix", zero.arg()]).is_err());
     let missing = TempFile::new("missing.toml");
-    let e = cli(&["--mix", missing.arg()]).unwrap_err();
+    let e = cli(&["--mix", missing.arg()]).unwrap_err().to_string();
     assert!(e.contains("--mix") && e.contains(missing.arg()), "{e}");
 }
 
@@ -1064,7 +1067,7 @@ fn options_are_validated() {
         assert!(e.is_some(), "load {args:?} accepted");
         // The message names the option.
         let flag = args[0].split('=').next().unwrap();
-        assert!(e.unwrap().contains(flag), "load {args:?}");
+        assert!(e.unwrap().to_string().contains(flag), "load {args:?}");
     }
     for args in [
         &["--ndr64", "2"][..],
@@ -1164,4 +1167,9 @@ async fn capture_templates_are_restamped_and_activate() {
     }
     let empty = TempFile::with("empty.pcap", "");
     assert!(cli(&["--from-capture", empty.arg()]).is_err());
+}
+
+/// A failure class by its report name.
+fn class(name: &str) -> kmsharness::proto::verdict::Failure {
+    name.parse().expect("a failure class name")
 }

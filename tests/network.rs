@@ -14,17 +14,15 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use kmsharness::activate::{
-    ActivateConfig, ActivateReport, ExchangeReport, Outcome, addresses_from_srv, run_with,
-};
+use kmsharness::activate::{ActivateConfig, ActivateReport, ExchangeReport, Outcome, run_with};
 use kmsharness::catalog::{self, AppKind};
 use kmsharness::cli::activate::ActivateOpts;
-use kmsharness::cli::target::IpPreference;
+use kmsharness::host::{HostSetup, RunningHost, start};
 use kmsharness::net::discovery::Resolver;
+use kmsharness::net::discovery::{IpPreference, addresses_from_srv};
 use kmsharness::proto::check::{CheckId, Value};
 use kmsharness::proto::client::session::{ClientRpcOptions, ClientSession};
 use kmsharness::proto::faults::{Fault, FaultSet};
-use kmsharness::serve::{RunningHost, ServeConfig, start};
 use kmsharness::wire::ndr::{ActivationRequest, Syntax};
 use kmsharness::wire::rpc::{
     AckResult, Body, FaultStatus, HeaderRepr, KMS_INTERFACE, PacketType, Pdu, ProviderReason,
@@ -110,13 +108,13 @@ async fn assert_still_serves(addr: SocketAddr, after: &str) {
 }
 
 /// A host on `listen` (port 0), otherwise the defaults.
-fn serve_config(listen: &str) -> ServeConfig {
-    let mut config = ServeConfig::default();
+fn serve_config(listen: &str) -> HostSetup {
+    let mut config = HostSetup::default();
     config.listen.listen = vec![listen.parse().unwrap()];
     config
 }
 
-async fn start_host(config: ServeConfig) -> RunningHost {
+async fn start_host(config: HostSetup) -> RunningHost {
     bounded("start", start(config))
         .await
         .unwrap_or_else(|e| panic!("start: {e}"))
@@ -255,7 +253,7 @@ async fn matrix_of_versions_syntaxes_features_families_and_connections() {
 // 2. Count semantics
 
 /// A host with a virtual clock, Windows and Office 2016 host keys, and no clock-skew rule.
-fn counting_host() -> ServeConfig {
+fn counting_host() -> HostSetup {
     let mut config = serve_config("127.0.0.1:0");
     config.virtual_clock = true;
     config.host.max_clock_skew_secs = None;
@@ -373,7 +371,7 @@ fn fault_versions(fault: Fault) -> &'static [&'static str] {
     }
 }
 
-fn fault_host(fault: Fault) -> ServeConfig {
+fn fault_host(fault: Fault) -> HostSetup {
     let mut config = serve_config("127.0.0.1:0");
     config.faults = FaultSet::NONE.with(fault);
     if fault == Fault::NdrPadding {
@@ -571,7 +569,8 @@ async fn srv_discovery_falls_back_to_the_next_host() {
         addresses_from_srv("missing.test", &resolver, IpPreference::V4),
     )
     .await
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(error.contains("_vlmcs._tcp.missing.test"), "{error}");
     assert!(error.contains("NXDOMAIN"), "{error}");
     host.stop().await.unwrap();
@@ -964,7 +963,7 @@ impl Drop for TempState {
     }
 }
 
-fn stateful(path: &Path) -> ServeConfig {
+fn stateful(path: &Path) -> HostSetup {
     let mut config = serve_config("127.0.0.1:0");
     config.state = Some(path.to_owned());
     config
@@ -991,13 +990,13 @@ async fn state_file_keeps_the_table_across_restarts() {
     // A torn write: the first half of a valid file.
     let bytes = std::fs::read(state.path()).unwrap();
     std::fs::write(state.path(), &bytes[..bytes.len() / 2]).unwrap();
-    let error = start(stateful(state.path())).await.unwrap_err();
+    let error = start(stateful(state.path())).await.unwrap_err().to_string();
     let shown = state.path().display().to_string();
     assert!(error.contains(&shown), "{error}");
 
     // Garbage.
     std::fs::write(state.path(), b"\x00\xffnot a state file{{").unwrap();
-    let error = start(stateful(state.path())).await.unwrap_err();
+    let error = start(stateful(state.path())).await.unwrap_err().to_string();
     assert!(error.contains(&shown), "{error}");
     // Never a silent reset: the file is left as it was.
     assert_eq!(
@@ -1083,12 +1082,13 @@ async fn grab_writes_a_config_that_reproduces_the_host() {
     let original = start_host(config.clone()).await;
     let path = std::env::temp_dir().join(format!("kmsharness-grab-{}.toml", std::process::id()));
     let grab_config = activate_config(&original.addr().to_string(), &[]);
-    let exit = bounded(
+    let grab = bounded(
         "grab",
-        kmsharness::activate::grab(&grab_config, &[original.addr()], &path),
+        kmsharness::activate::grab(&grab_config, &[original.addr()]),
     )
     .await;
-    assert_eq!(exit, kmsharness::cli::exit::Exit::Success);
+    assert_eq!(grab.exit, kmsharness::exit::Exit::Success);
+    std::fs::write(&path, &grab.toml).unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
     let first = only(&activate(original.addr(), &[]).await)
         .response

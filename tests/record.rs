@@ -21,9 +21,9 @@ use kmsharness::capture::conversation::{self, Conversation, Reply};
 use kmsharness::capture::record::{Recorder, now};
 use kmsharness::capture::{self, Connection, Direction};
 use kmsharness::cli::activate::ActivateOpts;
+use kmsharness::host::{HostSetup, RunningHost, start};
 use kmsharness::load::schedule::{Pacing, Sampling};
 use kmsharness::load::{self, LoadConfig, Mode};
-use kmsharness::serve::{RunningHost, ServeConfig, start};
 use kmsharness::wire::ndr::Syntax;
 use kmsharness::wire::rpc::split_pdu;
 
@@ -57,7 +57,7 @@ async fn activate(addr: SocketAddr, args: &[&str], rec: &Arc<Recorder>) -> Activ
 
 /// A host on `listen` recording into `rec`.
 async fn host(listen: &str, rec: Option<Arc<Recorder>>) -> RunningHost {
-    let mut config = ServeConfig::default();
+    let mut config = HostSetup::default();
     config.listen.listen = vec![listen.parse().unwrap()];
     config.listen.record = rec;
     bounded("start", start(config)).await.unwrap()

@@ -16,12 +16,13 @@ use clap::Parser;
 use kmsharness::capture::record::{Flow, Recorder, now};
 use kmsharness::capture::{self, Direction, Timestamp};
 use kmsharness::catalog::{self, AppKind};
-use kmsharness::cli::exit::Exit;
 use kmsharness::cli::replay::ReplayOpts;
+use kmsharness::exit::Exit;
+use kmsharness::host::RunningHost;
 use kmsharness::proto::client::message::encode_request;
 use kmsharness::proto::client::session::{ClientRpcOptions, ClientSession};
+use kmsharness::proto::verdict::Verdict;
 use kmsharness::replay::{Plan, ReplayConfig, ReplayMode, ReplayRun, exit_of, run, start_embedded};
-use kmsharness::serve::RunningHost;
 use kmsharness::wire::Guid;
 use kmsharness::wire::kms::{RequestBase, Version};
 
@@ -37,7 +38,7 @@ struct Cli {
 fn cli(args: &[&str]) -> Result<ReplayConfig, String> {
     let argv = ["replay"].into_iter().chain(args.iter().copied());
     let opts = Cli::try_parse_from(argv).map_err(|e| e.to_string())?.opts;
-    opts.config().map_err(|e| e.message)
+    opts.config().map_err(|e| e.to_string())
 }
 
 fn captures_dir() -> PathBuf {
@@ -170,7 +171,12 @@ async fn every_capture_replays_verbatim_and_restamped_with_every_check_passing()
         assert_eq!(exit_of(&r.report), Exit::Success, "{what}");
         let sent: Vec<Guid> = r.exchanges.iter().map(|e| e.cmid.unwrap()).collect();
         assert_eq!(sent, captured, "{what}: the captured machine IDs");
-        assert!(r.exchanges.iter().all(|e| e.error.is_none()), "{what}");
+        assert!(
+            r.exchanges
+                .iter()
+                .all(|e| matches!(e.verdict, Verdict::Validated { .. })),
+            "{what}"
+        );
         let verbatim_count = host.service.count(app);
         assert_eq!(
             verbatim_count,
@@ -227,7 +233,7 @@ fn two_requests(gap: Duration) -> Vec<u8> {
     {
         let mut base = RequestBase::example(Version::V6);
         base.cmid = Guid::new_v4([i as u8 + 1; 16]);
-        base.client_time = kmsharness::activate::now_filetime();
+        base.client_time = kmsharness::clock::now_filetime();
         let mut kms = Vec::new();
         encode_request(&base, [i as u8; 16], &mut kms);
         out.clear();
@@ -299,7 +305,14 @@ async fn repeat_sends_every_round_and_only_restamping_grows_the_count() {
         assert_eq!(rounds, BTreeSet::from([0, 1, 2]));
         assert_eq!(host.service.count(AppKind::Windows), count, "{mode}");
         // The count each response carried grows with each new machine, and only then.
-        let counts: Vec<u32> = r.exchanges.iter().map(|e| e.count.unwrap()).collect();
+        let counts: Vec<u32> = r
+            .exchanges
+            .iter()
+            .map(|e| match e.verdict {
+                Verdict::Validated { count } => count,
+                other => panic!("{other:?}"),
+            })
+            .collect();
         let want: Vec<u32> = match mode {
             "--verbatim" => vec![1, 2, 2, 2, 2, 2],
             _ => (1..=6).collect(),
@@ -391,9 +404,12 @@ fn options_are_validated() {
             .opts
     };
     let missing = opts(&["/nonexistent/capture.pcap"]).config().unwrap_err();
-    assert_eq!(missing.exit, Exit::LocalIo);
+    assert_eq!(missing.exit(), Exit::LocalIo);
     let empty = TempFile::with("empty.pcap", b"");
-    assert_eq!(opts(&[empty.arg()]).config().unwrap_err().exit, Exit::Usage);
+    assert_eq!(
+        opts(&[empty.arg()]).config().unwrap_err().exit(),
+        Exit::Usage
+    );
     // A capture with TCP but no KMS request.
     let no_kms = TempFile::with("nokms.pcap", &{
         let mem = Memory::default();
@@ -411,8 +427,8 @@ fn options_are_validated() {
         mem.0.lock().unwrap().clone()
     });
     let e = opts(&[no_kms.arg()]).config().unwrap_err();
-    assert_eq!(e.exit, Exit::Usage);
-    assert!(e.message.contains("no KMS request"), "{}", e.message);
+    assert_eq!(e.exit(), Exit::Usage);
+    assert!(e.to_string().contains("no KMS request"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -439,7 +455,7 @@ async fn failures_are_classified_and_set_the_exit_status() {
         brief(&r)
     );
     assert_eq!(
-        r.report.outcome.errors.get("refused"),
+        r.report.outcome.errors.get(&"refused".parse().unwrap()),
         Some(&2),
         "{}",
         brief(&r)

@@ -1,6 +1,6 @@
 //! `kmsharness activate`: options (a superset of vlmcs's) and their validation.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -13,7 +13,9 @@ use crate::proto::client::session::ClientRpcOptions;
 use crate::wire::Guid;
 use crate::wire::kms::Version;
 
-use super::target::{IpPreference, Target};
+use super::Error;
+use crate::exit::Exit;
+use crate::net::discovery::{IpPreference, Target};
 
 /// vlmcs's default product: Windows Server 2019 ARM64 (its binary's real default, per the
 /// shared captures README).
@@ -99,8 +101,8 @@ pub struct ActivateOpts {
     #[arg(short = 'T', long = "new-connection")]
     pub new_connection: bool,
     /// IP version to use with host names: 4 or 6.
-    #[arg(short = 'i', long = "ip", value_enum, default_value_t = IpPreference::Any)]
-    pub ip: IpPreference,
+    #[arg(short = 'i', long = "ip", value_enum, default_value_t = IpFlag::Any)]
+    pub ip: IpFlag,
     /// Connect timeout, seconds.
     #[arg(long = "connect-timeout", default_value_t = 5.0)]
     pub connect_timeout: f64,
@@ -123,19 +125,44 @@ pub struct ActivateOpts {
     pub record: Option<PathBuf>,
 }
 
-fn seconds(what: &str, s: f64) -> Result<Duration, String> {
+/// `-i`: which address family to use with host names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IpFlag {
+    /// Whatever the resolver returns first.
+    Any,
+    /// IPv4 only.
+    #[value(name = "4")]
+    V4,
+    /// IPv6 only.
+    #[value(name = "6")]
+    V6,
+}
+
+impl From<IpFlag> for IpPreference {
+    fn from(flag: IpFlag) -> IpPreference {
+        match flag {
+            IpFlag::Any => IpPreference::Any,
+            IpFlag::V4 => IpPreference::V4,
+            IpFlag::V6 => IpPreference::V6,
+        }
+    }
+}
+
+fn seconds(option: &'static str, s: f64) -> Result<Duration, Error> {
     if s.is_finite() && s > 0.0 && s < 86_400.0 {
         Ok(Duration::from_secs_f64(s))
     } else {
-        Err(format!(
-            "{what} {s} is not a number of seconds between 0 and 86400"
-        ))
+        Err(Error::BadValue {
+            option,
+            value: s.to_string(),
+            expected: "a number of seconds between 0 and 86400",
+        })
     }
 }
 
 impl ActivateOpts {
     /// Validates the options into a config; the error is one line naming the bad option.
-    pub fn config(&self) -> Result<ActivateConfig, String> {
+    pub fn config(&self) -> Result<ActivateConfig, Error> {
         let target: Target = self.target.parse()?;
         let sku = self
             .product
@@ -160,10 +187,11 @@ impl ActivateOpts {
             ),
             (None, Some(app), Some(s), Some(k)) => (app, s, k, "custom product".to_owned(), 5, 6),
             (None, ..) => {
-                return Err(format!(
-                    "--product {:?}: not in the catalog (see `activate --list`); or give --app-id, --kms-id and --sku-id",
-                    self.product
-                ));
+                return Err(Error::BadValue {
+                    option: "--product",
+                    value: format!("{:?}", self.product),
+                    expected: "not in the catalog (see `activate --list`); or give --app-id, --kms-id and --sku-id",
+                });
             }
         };
         let version = if self.v4 {
@@ -173,7 +201,8 @@ impl ActivateOpts {
         } else if self.v6 {
             Version::V6
         } else if let Some(p) = &self.protocol {
-            p.parse().map_err(|e: String| format!("-K: {e}"))?
+            p.parse()
+                .map_err(|e: String| Error::Usage(format!("-K: {e}")))?
         } else {
             Version {
                 major: u16::from(protocol),
@@ -181,17 +210,22 @@ impl ActivateOpts {
             }
         };
         if self.license_status > u32::from(u16::MAX) {
-            return Err(format!(
-                "--license-status {}: too large",
-                self.license_status
-            ));
+            return Err(Error::BadValue {
+                option: "--license-status",
+                value: self.license_status.to_string(),
+                expected: "at most 65535",
+            });
         }
         if self.requests == 0 {
-            return Err("--requests must be at least 1".into());
+            return Err(Error::BadValue {
+                option: "--requests",
+                value: "0".into(),
+                expected: "at least 1",
+            });
         }
         Ok(ActivateConfig {
             target,
-            prefer: self.ip,
+            prefer: self.ip.into(),
             version,
             app_id,
             sku_id,
@@ -242,65 +276,50 @@ fn list(w: &mut dyn std::io::Write) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Runs `activate`: one line on stderr for a usage error, the report on stdout.
-pub fn main(opts: &ActivateOpts) -> super::exit::Exit {
-    use super::exit::Exit;
-    let mut out = std::io::stdout().lock();
+/// Runs `activate`: the report on stdout, its exit status.
+pub fn main(opts: &ActivateOpts) -> Result<Exit, Error> {
     if opts.list {
-        return match list(&mut out) {
-            Ok(()) => Exit::Success,
-            Err(_) => Exit::LocalIo,
-        };
+        super::print(|w| list(w))?;
+        return Ok(Exit::Success);
     }
-    let config = match opts.config() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("kmsharness activate: {e}");
-            return Exit::Usage;
-        }
-    };
+    let config = opts.config()?;
     if opts.grab.is_some() && opts.record.is_some() {
-        eprintln!("kmsharness activate: --record cannot be combined with --grab");
-        return Exit::Usage;
+        return Err(Error::Conflict("--record", "--grab"));
     }
-    let runtime = match super::runtime("activate", Some(1)) {
-        Ok(r) => r,
-        Err(exit) => return exit,
-    };
+    let runtime = super::runtime(Some(1))?;
     runtime.block_on(async {
-        let addrs = match crate::activate::addresses(&config.target, config.prefer).await {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("kmsharness activate: {}: {e}", config.target);
-                return Exit::Connection;
-            }
-        };
+        let addrs = crate::net::discovery::addresses(&config.target, config.prefer)
+            .await
+            .map_err(|source| Error::Resolve {
+                target: config.target.to_string(),
+                source,
+            })?;
         if let Some(path) = &opts.grab {
-            return crate::activate::grab(&config, &addrs, path).await;
-        }
-        let recorder = match opts.record.as_deref().map(Recorder::create).transpose() {
-            Ok(r) => r,
-            Err(e) => {
-                let path = opts.record.as_deref().unwrap_or(Path::new("")).display();
-                eprintln!("kmsharness activate: --record {path}: {e}");
-                return Exit::LocalIo;
+            let grab = crate::activate::grab(&config, &addrs).await;
+            for (app, outcome) in &grab.missing {
+                let why = outcome.map_or("no exchange", |o| o.name());
+                eprintln!("kmsharness activate: no ePID for {app}: {why}");
             }
+            std::fs::write(path, &grab.toml).map_err(|e| Error::write("--grab", path, e))?;
+            return Ok(grab.exit);
+        }
+        let recorder = match &opts.record {
+            Some(path) => {
+                Some(Recorder::create(path).map_err(|e| Error::write("--record", path, e))?)
+            }
+            None => None,
         };
         let report = crate::activate::run_recorded(&config, &addrs, recorder.as_ref()).await;
-        let printed = if opts.json {
-            crate::report::activate::json(&mut out, &report)
-        } else {
-            crate::report::activate::text(&mut out, &report)
-        };
-        if let (Some(r), Some(path)) = (&recorder, &opts.record)
-            && let Err(e) = r.finish()
-        {
-            eprintln!("kmsharness activate: --record {}: {e}", path.display());
-            return Exit::LocalIo;
+        super::print(|w| {
+            if opts.json {
+                crate::report::activate::json(w, &report)
+            } else {
+                crate::report::activate::text(w, &report)
+            }
+        })?;
+        if let (Some(r), Some(path)) = (&recorder, &opts.record) {
+            r.finish().map_err(|e| Error::write("--record", path, e))?;
         }
-        match printed {
-            Ok(()) => report.exit,
-            Err(_) => Exit::LocalIo,
-        }
+        Ok(report.exit)
     })
 }

@@ -10,8 +10,9 @@ use crate::conform::runner::{
 };
 use crate::conform::vector::{self, Profile};
 
-use super::exit::Exit;
-use super::target::{IpPreference, Target};
+use super::Error;
+use crate::exit::Exit;
+use crate::net::discovery::{IpPreference, Target};
 
 /// Options of `conform`.
 #[derive(Debug, Clone, Args)]
@@ -59,8 +60,8 @@ pub struct ConformOpts {
 
 impl ConformOpts {
     /// Validates into a run configuration (target resolution happens in [`main`]).
-    pub fn config(&self) -> Result<RunConfig, String> {
-        let vectors = vector::load(self.vectors.as_deref())?;
+    pub fn config(&self) -> Result<RunConfig, Error> {
+        let vectors = vector::load(self.vectors.as_deref()).map_err(Error::Usage)?;
         let mut config = RunConfig::new(vectors);
         config.profile = self.profile;
         config.cases = self.cases.clone();
@@ -72,24 +73,27 @@ impl ConformOpts {
             ("--read-timeout", self.read_timeout),
         ] {
             if !(v.is_finite() && v > 0.0 && v <= 600.0) {
-                return Err(format!(
-                    "{flag} {v}: expected seconds above 0 (at most 600)"
-                ));
+                return Err(Error::BadValue {
+                    option: flag,
+                    value: v.to_string(),
+                    expected: "seconds above 0 (at most 600)",
+                });
             }
         }
         config.connect_timeout = Duration::from_secs_f64(self.connect_timeout);
         config.read_timeout = Duration::from_secs_f64(self.read_timeout);
-        config.validate()?;
+        config.validate().map_err(Error::Usage)?;
         Ok(config)
     }
 }
 
-fn list(config: &RunConfig) {
+fn list(w: &mut dyn std::io::Write, config: &RunConfig) -> std::io::Result<()> {
     for f in &config.vectors {
-        println!("{} ({})", f.family, f.title);
+        writeln!(w, "{} ({})", f.family, f.title)?;
         for c in &f.cases {
             let profiles: Vec<String> = c.profiles.iter().map(ToString::to_string).collect();
-            println!(
+            writeln!(
+                w,
                 "  {:<48} {:<13} {:<16} {}{}",
                 c.id,
                 c.level.to_string(),
@@ -100,80 +104,53 @@ fn list(config: &RunConfig) {
                 } else {
                     ""
                 }
-            );
+            )?;
         }
     }
+    Ok(())
 }
 
-fn print(opts: &ConformOpts, report: &SuiteReport) -> Exit {
-    let out = &mut std::io::stdout().lock();
-    let printed = if opts.json {
-        crate::report::conform::json(out, report)
-    } else {
-        crate::report::conform::text(out, report)
-    };
-    if let Err(e) = printed {
-        eprintln!("kmsharness conform: stdout: {e}");
-        return Exit::LocalIo;
-    }
+fn print(opts: &ConformOpts, report: &SuiteReport) -> Result<Exit, Error> {
+    super::print(|w| {
+        if opts.json {
+            crate::report::conform::json(w, report)
+        } else {
+            crate::report::conform::text(w, report)
+        }
+    })?;
     if let Some(path) = &opts.junit {
         let mut bytes = Vec::new();
-        let written = crate::report::conform::junit(&mut bytes, report)
-            .and_then(|()| std::fs::write(path, &bytes));
-        if let Err(e) = written {
-            eprintln!("kmsharness conform: {}: {e}", path.display());
-            return Exit::LocalIo;
-        }
+        crate::report::conform::junit(&mut bytes, report)
+            .and_then(|()| std::fs::write(path, &bytes))
+            .map_err(|e| Error::write("--junit", path, e))?;
     }
-    report.exit()
+    Ok(report.exit())
 }
 
 /// Runs `conform`.
-pub fn main(opts: &ConformOpts) -> Exit {
-    let config = match opts.config() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("kmsharness conform: {e}");
-            return Exit::Usage;
-        }
-    };
+pub fn main(opts: &ConformOpts) -> Result<Exit, Error> {
+    let config = opts.config()?;
     if opts.list {
-        list(&config);
-        return Exit::Success;
+        super::print(|w| list(w, &config))?;
+        return Ok(Exit::Success);
     }
-    let target: Option<Target> = match opts.target.as_deref().map(str::parse).transpose() {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("kmsharness conform: --target: {e}");
-            return Exit::Usage;
-        }
-    };
-    let runtime = match super::runtime("conform", None) {
-        Ok(r) => r,
-        Err(exit) => return exit,
-    };
+    let target: Option<Target> = opts.target.as_deref().map(str::parse).transpose()?;
+    let runtime = super::runtime(None)?;
     runtime.block_on(async {
         match target {
             None => {
-                let host = match crate::serve::start(bundled_config()).await {
-                    Ok(h) => h,
-                    Err(e) => {
-                        eprintln!("kmsharness conform: bundled host: {e}");
-                        return Exit::LocalIo;
-                    }
-                };
+                let host = crate::host::start(bundled_config()).await?;
                 let report = run_suite(&config, &bundled_target(&host)).await;
                 let _ = host.stop().await;
                 print(opts, &report)
             }
             Some(t) => {
-                let addrs = match crate::activate::addresses(&t, IpPreference::Any).await {
-                    Ok(a) => a,
-                    Err(e) => {
-                        eprintln!("kmsharness conform: {t}: {e}");
-                        return Exit::Connection;
-                    }
-                };
+                let addrs = crate::net::discovery::addresses(&t, IpPreference::Any)
+                    .await
+                    .map_err(|source| Error::Resolve {
+                        target: t.to_string(),
+                        source,
+                    })?;
                 let mut last = String::new();
                 for addr in addrs {
                     match reachable(addr, config.connect_timeout).await {
@@ -191,8 +168,10 @@ pub fn main(opts: &ConformOpts) -> Exit {
                         Err(e) => last = e,
                     }
                 }
-                eprintln!("kmsharness conform: no connection: {last}");
-                Exit::Connection
+                Err(Error::Unreachable {
+                    target: t.to_string(),
+                    message: last,
+                })
             }
         }
     })

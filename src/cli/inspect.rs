@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::exit::Exit;
+use super::Error;
+use crate::exit::Exit;
 use crate::inspect::{FileErrorKind, InspectConfig, Inspection};
 use crate::report::inspect::{JsonWriter, text_connection, text_footer, text_header};
 
@@ -47,15 +48,13 @@ pub struct InspectOpts {
 
 /// Runs `inspect`: the report on stdout, one line on stderr when the file is unreadable, not a
 /// capture, or damaged.
-pub fn main(opts: &InspectOpts) -> Exit {
+pub fn main(opts: &InspectOpts) -> Result<Exit, Error> {
     let file = opts.capture.display().to_string();
-    let bytes = match std::fs::read(&opts.capture) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("kmsharness inspect: cannot read {file}: {e}");
-            return Exit::LocalIo;
-        }
-    };
+    let bytes = std::fs::read(&opts.capture).map_err(|e| Error::Read {
+        option: None,
+        path: opts.capture.clone(),
+        source: e,
+    })?;
     let inspection = Inspection::new(
         crate::capture::read(&bytes),
         InspectConfig { port: opts.port },
@@ -63,7 +62,10 @@ pub fn main(opts: &InspectOpts) -> Exit {
     if let Some(e) = &inspection.capture().error {
         match (e.kind, e.record) {
             (FileErrorKind::NotACapture, _) => {
-                eprintln!("kmsharness inspect: {file}: {}", e.message);
+                return Err(Error::Content {
+                    path: opts.capture.clone(),
+                    message: e.message.clone(),
+                });
             }
             (FileErrorKind::Damaged, Some(r)) => eprintln!(
                 "kmsharness inspect: {file}: {}; everything before packet record {r} is reported",
@@ -73,22 +75,15 @@ pub fn main(opts: &InspectOpts) -> Exit {
                 eprintln!("kmsharness inspect: {file}: {}", e.message);
             }
         }
-        if e.kind == FileErrorKind::NotACapture {
-            return Exit::Usage;
-        }
     }
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    match print(&mut out, &file, inspection, opts.json, opts.summary).and_then(|exit| {
-        out.flush()?;
-        Ok(exit)
-    }) {
-        Ok(exit) => exit,
-        Err(e) => {
-            eprintln!("kmsharness inspect: cannot write the report: {e}");
-            Exit::LocalIo
-        }
-    }
+    print(&mut out, &file, inspection, opts.json, opts.summary)
+        .and_then(|exit| {
+            out.flush()?;
+            Ok(exit)
+        })
+        .map_err(Error::Print)
 }
 
 fn print(

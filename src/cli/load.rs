@@ -7,19 +7,20 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use crate::capture::record::Recorder;
+use crate::clock::parse_duration;
 use crate::load::mix::Mix;
 use crate::load::schedule::{Pacing, Sampling, Templates};
 use crate::load::{LoadConfig, LoadReport, Mode};
 use crate::net::client::ClientConfig;
 use crate::proto::client::session::ClientRpcOptions;
-use crate::serve::parse_secs;
 
-use super::exit::Exit;
+use super::Error;
+use crate::exit::Exit;
 
 /// Default measured time when neither `--duration` nor `--requests` bounds the run.
 pub const DEFAULT_DURATION_SECS: u64 = 10;
 /// Longest run accepted (a load loop must stop by itself).
-pub const MAX_DURATION_SECS: i64 = 24 * 3600;
+pub const MAX_DURATION_SECS: u64 = 24 * 3600;
 
 /// Options of `load`.
 #[derive(Debug, Clone, Args)]
@@ -109,36 +110,49 @@ pub enum ReportCommand {
     },
 }
 
-fn duration(flag: &str, s: &str) -> Result<Duration, String> {
-    let secs = parse_secs(s)
-        .filter(|&v| (0..=MAX_DURATION_SECS).contains(&v))
-        .ok_or_else(|| {
-            format!("{flag} {s:?}: expected a duration like 30s, 2m or 1h (at most 24h)")
-        })?;
-    Ok(Duration::from_secs(secs as u64))
+fn duration(option: &'static str, s: &str) -> Result<Duration, Error> {
+    parse_duration(s)
+        .filter(|d| d.as_secs() <= MAX_DURATION_SECS)
+        .ok_or_else(|| Error::BadValue {
+            option,
+            value: format!("{s:?}"),
+            expected: "a duration like 30s, 2m, 1h30m or 500ms (at most 24h)",
+        })
 }
 
 /// Reads the request templates out of a capture.
-fn templates(path: &PathBuf) -> Result<Templates, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Templates::from_capture(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+fn templates(path: &PathBuf) -> Result<Templates, Error> {
+    let bytes = std::fs::read(path).map_err(|e| Error::read("--from-capture", path, e))?;
+    Templates::from_capture(&bytes).map_err(|e| Error::Content {
+        path: path.clone(),
+        message: e.to_string(),
+    })
+}
+
+fn at_least_one(option: &'static str, value: u64) -> Result<(), Error> {
+    if value == 0 {
+        return Err(Error::BadValue {
+            option,
+            value: "0".into(),
+            expected: "at least 1",
+        });
+    }
+    Ok(())
 }
 
 impl LoadOpts {
     /// Validates into a config (target resolution happens in [`main`]).
-    pub fn config(&self) -> Result<LoadConfig, String> {
-        if self.clients == 0 {
-            return Err("--clients must be at least 1".into());
-        }
-        if self.connections == 0 {
-            return Err("--connections must be at least 1".into());
-        }
+    pub fn config(&self) -> Result<LoadConfig, Error> {
+        at_least_one("--clients", self.clients as u64)?;
+        at_least_one("--connections", self.connections as u64)?;
         if let Some(r) = self.rate
             && !(r.is_finite() && r > 0.0 && r <= 10_000_000.0)
         {
-            return Err(format!(
-                "--rate {r}: expected activations per second above 0"
-            ));
+            return Err(Error::BadValue {
+                option: "--rate",
+                value: r.to_string(),
+                expected: "activations per second above 0 (at most 10,000,000)",
+            });
         }
         let mut d = self
             .duration
@@ -148,25 +162,23 @@ impl LoadOpts {
         if d.is_none() && self.requests.is_none() {
             d = Some(Duration::from_secs(DEFAULT_DURATION_SECS));
         }
-        if self.requests == Some(0) {
-            return Err("--requests must be at least 1".into());
+        if let Some(n) = self.requests {
+            at_least_one("--requests", n)?;
         }
-        if self.record_sample == 0 {
-            return Err("--record-sample must be at least 1".into());
-        }
+        at_least_one("--record-sample", self.record_sample)?;
         let mix = match &self.mix {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| format!("--mix {}: {e}", p.display()))?;
+                let text = std::fs::read_to_string(p).map_err(|e| Error::read("--mix", p, e))?;
                 Mix::parse(&p.display().to_string(), &text)?
             }
             None => Mix::default_mix(),
         };
         if !(self.read_timeout.is_finite() && self.read_timeout > 0.0) {
-            return Err(format!(
-                "--read-timeout {}: expected seconds above 0",
-                self.read_timeout
-            ));
+            return Err(Error::BadValue {
+                option: "--read-timeout",
+                value: self.read_timeout.to_string(),
+                expected: "seconds above 0",
+            });
         }
         Ok(LoadConfig {
             target: None,
@@ -201,124 +213,71 @@ impl LoadOpts {
     }
 }
 
-fn write_json(path: &PathBuf, report: &LoadReport) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(report).map_err(|e| e.to_string())? + "\n";
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
-}
-
 /// The exit status a report calls for: 130 when interrupted, else its worst failure class (a
 /// check 1, no connection 3, RPC 4, an HRESULT 5), else 0.
 pub fn exit_of(report: &LoadReport) -> Exit {
     Exit::of_run(
         report.interrupted,
         report.outcome.failed,
-        report.outcome.errors.keys(),
+        report.outcome.errors.keys().copied(),
     )
 }
 
 /// Runs `load`.
-pub fn main(opts: &LoadOpts) -> Exit {
-    let mut config = match opts.config() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("kmsharness load: {e}");
-            return Exit::Usage;
-        }
-    };
-    let runtime = match super::runtime("load", Some(config.threads.max(1))) {
-        Ok(r) => r,
-        Err(exit) => return exit,
-    };
+pub fn main(opts: &LoadOpts) -> Result<Exit, Error> {
+    let mut config = opts.config()?;
+    let runtime = super::runtime(Some(config.threads.max(1)))?;
     runtime.block_on(async {
-        match super::resolve_target("load", opts.target.as_deref()).await {
-            Ok(t) => config.target = t,
-            Err(exit) => return exit,
-        }
+        config.target = super::resolve_target(opts.target.as_deref()).await?;
         let interrupt = async {
             let _ = tokio::signal::ctrl_c().await;
         };
         let record = match &opts.record {
             None => None,
-            Some(path) => match Recorder::create(path) {
-                Ok(recorder) => Some(Sampling {
-                    recorder,
-                    every: opts.record_sample,
-                }),
-                Err(e) => {
-                    eprintln!("kmsharness load: --record {}: {e}", path.display());
-                    return Exit::LocalIo;
-                }
-            },
+            Some(path) => Some(Sampling {
+                recorder: Recorder::create(path).map_err(|e| Error::write("--record", path, e))?,
+                every: opts.record_sample,
+            }),
         };
         let recorder = record.as_ref().map(|s| s.recorder.clone());
-        let report = match crate::load::run_recorded(&config, interrupt, record).await {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("kmsharness load: {e}");
-                return Exit::LocalIo;
-            }
-        };
+        let report = crate::load::run_recorded(&config, interrupt, record).await?;
         if let (Some(r), Some(path)) = (&recorder, &opts.record) {
-            match r.finish() {
-                Ok(sum) => eprintln!(
-                    "kmsharness load: recorded {} packets ({} bytes) to {}",
-                    sum.packets,
-                    sum.bytes,
-                    path.display()
-                ),
-                Err(e) => {
-                    eprintln!("kmsharness load: --record {}: {e}", path.display());
-                    return Exit::LocalIo;
-                }
-            }
+            let sum = r.finish().map_err(|e| Error::write("--record", path, e))?;
+            eprintln!(
+                "kmsharness load: recorded {} packets ({} bytes) to {}",
+                sum.packets,
+                sum.bytes,
+                path.display()
+            );
         }
-        let _ = crate::report::load::text(&mut std::io::stdout().lock(), &report);
-        if let Some(path) = &opts.json
-            && let Err(e) = write_json(path, &report)
-        {
-            eprintln!("kmsharness load: {e}");
-            return Exit::LocalIo;
+        super::print(|w| crate::report::load::text(w, &report))?;
+        if let Some(path) = &opts.json {
+            super::write_json("--json", path, &report)?;
         }
-        exit_of(&report)
+        Ok(exit_of(&report))
     })
 }
 
 /// Runs `report merge`.
-pub fn report_main(cmd: &ReportCommand) -> Exit {
+pub fn report_main(cmd: &ReportCommand) -> Result<Exit, Error> {
     let ReportCommand::Merge { reports, output } = cmd;
     let mut parsed = Vec::new();
     for p in reports {
-        let text = match std::fs::read_to_string(p) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("kmsharness report merge: {}: {e}", p.display());
-                return Exit::LocalIo;
-            }
-        };
-        match serde_json::from_str::<LoadReport>(&text) {
-            Ok(r) => parsed.push(r),
-            Err(e) => {
-                eprintln!(
-                    "kmsharness report merge: {}: not a load report: {e}",
-                    p.display()
-                );
-                return Exit::Usage;
-            }
-        }
+        let text = std::fs::read_to_string(p).map_err(|e| Error::Read {
+            option: None,
+            path: p.clone(),
+            source: e,
+        })?;
+        let report = serde_json::from_str::<LoadReport>(&text).map_err(|e| Error::Content {
+            path: p.clone(),
+            message: format!("not a load report: {e}"),
+        })?;
+        parsed.push(report);
     }
-    let merged = match LoadReport::merge(&parsed) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("kmsharness report merge: {e}");
-            return Exit::Usage;
-        }
-    };
-    let _ = crate::report::load::text(&mut std::io::stdout().lock(), &merged);
-    if let Some(path) = output
-        && let Err(e) = write_json(path, &merged)
-    {
-        eprintln!("kmsharness report merge: {e}");
-        return Exit::LocalIo;
+    let merged = LoadReport::merge(&parsed)?;
+    super::print(|w| crate::report::load::text(w, &merged))?;
+    if let Some(path) = output {
+        super::write_json("-o", path, &merged)?;
     }
-    Exit::Success
+    Ok(Exit::Success)
 }

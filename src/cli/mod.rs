@@ -1,22 +1,36 @@
-//! The command line: clap options, validated into the configs the library runs on.
+//! The command line: clap options, validated into the configs the library runs on. Each
+//! subcommand's `main` returns its exit status or an [`Error`], which `main.rs` prints once.
 
 pub mod activate;
 pub mod conform;
-pub mod exit;
+pub mod error;
 pub mod inspect;
 pub mod load;
 pub mod replay;
 pub mod serve;
-pub mod target;
 
+use std::io::Write;
 use std::net::SocketAddr;
+use std::path::Path;
 
-use self::exit::Exit;
-use self::target::{IpPreference, Target};
+pub use self::error::Error;
+use crate::exit::Exit;
+use crate::net::discovery::{IpPreference, Target};
 
-/// The async runtime a subcommand runs on (`threads` workers, or one per CPU), or exit status 6
-/// with one line on stderr naming the subcommand.
-pub fn runtime(cmd: &str, threads: Option<usize>) -> Result<tokio::runtime::Runtime, Exit> {
+/// The exit status of a subcommand's result; an error is printed once on stderr, as
+/// `kmsharness NAME: ERROR`.
+pub fn finish(name: &str, result: Result<Exit, Error>) -> Exit {
+    match result {
+        Ok(exit) => exit,
+        Err(e) => {
+            eprintln!("kmsharness {name}: {e}");
+            e.exit()
+        }
+    }
+}
+
+/// The async runtime a subcommand runs on (`threads` workers, or one per CPU).
+pub fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime, Error> {
     let mut builder = if threads == Some(1) {
         tokio::runtime::Builder::new_current_thread()
     } else {
@@ -25,29 +39,38 @@ pub fn runtime(cmd: &str, threads: Option<usize>) -> Result<tokio::runtime::Runt
     if let Some(n) = threads.filter(|&n| n > 1) {
         builder.worker_threads(n);
     }
-    builder.enable_all().build().map_err(|e| {
-        eprintln!("kmsharness {cmd}: cannot start the async runtime: {e}");
-        Exit::LocalIo
-    })
+    builder.enable_all().build().map_err(Error::Runtime)
 }
 
-/// Resolves an optional `--target` to addresses: `None` stays `None` (the bundled host), a bad
-/// target is a usage error (2), an unresolvable one a connection error (3), each reported on one
-/// line naming the subcommand.
-pub async fn resolve_target(
-    cmd: &str,
-    target: Option<&str>,
-) -> Result<Option<Vec<SocketAddr>>, Exit> {
+/// Resolves an optional `--target` to addresses: `None` stays `None` (the bundled host).
+pub async fn resolve_target(target: Option<&str>) -> Result<Option<Vec<SocketAddr>>, Error> {
     let Some(text) = target else { return Ok(None) };
-    let target: Target = text.parse().map_err(|e| {
-        eprintln!("kmsharness {cmd}: --target: {e}");
-        Exit::Usage
-    })?;
-    crate::activate::addresses(&target, IpPreference::Any)
+    let target: Target = text.parse()?;
+    crate::net::discovery::addresses(&target, IpPreference::Any)
         .await
         .map(Some)
-        .map_err(|e| {
-            eprintln!("kmsharness {cmd}: {target}: {e}");
-            Exit::Connection
+        .map_err(|source| Error::Resolve {
+            target: target.to_string(),
+            source,
         })
+}
+
+/// Writes a report as pretty JSON to `path` (named by `option` in errors).
+pub fn write_json(
+    option: &'static str,
+    path: &Path,
+    report: &impl serde::Serialize,
+) -> Result<(), Error> {
+    let mut text = serde_json::to_vec_pretty(report)
+        .map_err(|e| Error::write(option, path, std::io::Error::other(e)))?;
+    text.push(b'\n');
+    std::fs::write(path, text).map_err(|e| Error::write(option, path, e))
+}
+
+/// Prints to stdout through `print`; a closed or full stdout is an [`Error::Print`].
+pub fn print(print: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    print(&mut out)
+        .and_then(|()| out.flush())
+        .map_err(Error::Print)
 }

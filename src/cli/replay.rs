@@ -8,9 +8,10 @@ use clap::Args;
 
 use crate::capture::record::Recorder;
 use crate::net::client::ClientConfig;
-use crate::replay::{Plan, ReplayConfig, ReplayMode, ReplayReport, exit_of};
+use crate::replay::{Plan, ReplayConfig, ReplayMode, exit_of};
 
-use super::exit::Exit;
+use super::Error;
+use crate::exit::Exit;
 
 /// Largest speed factor accepted (a million times faster is already "as fast as possible").
 pub const MAX_SPEED: f64 = 1_000_000.0;
@@ -57,58 +58,55 @@ pub struct ReplayOpts {
     pub record: Option<PathBuf>,
 }
 
-/// Why a config could not be made: the exit status and one line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// Usage (2) or local file (6).
-    pub exit: Exit,
-    /// What is wrong, naming the option or file.
-    pub message: String,
-}
-
-fn usage(message: String) -> ConfigError {
-    ConfigError {
-        exit: Exit::Usage,
-        message,
+fn at_least_one(option: &'static str, value: u64) -> Result<(), Error> {
+    if value == 0 {
+        return Err(Error::BadValue {
+            option,
+            value: "0".into(),
+            expected: "at least 1",
+        });
     }
+    Ok(())
 }
 
 impl ReplayOpts {
     /// Validates the options and reads the capture into a config (target resolution and the
     /// `--record` file happen in [`main`]).
-    pub fn config(&self) -> Result<ReplayConfig, ConfigError> {
+    pub fn config(&self) -> Result<ReplayConfig, Error> {
         let speed = match (self.max, self.speed) {
             (true, _) => None,
             (false, None) => Some(1.0),
             (false, Some(s)) if s.is_finite() && s > 0.0 && s <= MAX_SPEED => Some(s),
             (false, Some(s)) => {
-                return Err(usage(format!(
-                    "--speed {s}: expected a factor above 0 and at most {MAX_SPEED}"
-                )));
+                return Err(Error::BadValue {
+                    option: "--speed",
+                    value: s.to_string(),
+                    expected: "a factor above 0 and at most 1000000",
+                });
             }
         };
-        if self.repeat == 0 {
-            return Err(usage("--repeat must be at least 1".into()));
-        }
-        if self.concurrency == 0 {
-            return Err(usage("--concurrency must be at least 1".into()));
-        }
+        at_least_one("--repeat", u64::from(self.repeat))?;
+        at_least_one("--concurrency", self.concurrency as u64)?;
         if !(self.read_timeout.is_finite()
             && self.read_timeout > 0.0
             && self.read_timeout < 86_400.0)
         {
-            return Err(usage(format!(
-                "--read-timeout {}: expected seconds above 0",
-                self.read_timeout
-            )));
+            return Err(Error::BadValue {
+                option: "--read-timeout",
+                value: self.read_timeout.to_string(),
+                expected: "seconds above 0 and below 86400",
+            });
         }
         let path = &self.capture;
-        let bytes = std::fs::read(path).map_err(|e| ConfigError {
-            exit: Exit::LocalIo,
-            message: format!("{}: {e}", path.display()),
+        let bytes = std::fs::read(path).map_err(|e| Error::Read {
+            option: None,
+            path: path.clone(),
+            source: e,
         })?;
-        let plan =
-            Plan::from_capture(&bytes).map_err(|e| usage(format!("{}: {e}", path.display())))?;
+        let plan = Plan::from_capture(&bytes).map_err(|e| Error::Content {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         Ok(ReplayConfig {
             plan: Arc::new(plan),
             capture_label: path.display().to_string(),
@@ -132,20 +130,9 @@ impl ReplayOpts {
     }
 }
 
-fn write_json(path: &PathBuf, report: &ReplayReport) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(report).map_err(|e| e.to_string())? + "\n";
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
-}
-
 /// Runs `replay`.
-pub fn main(opts: &ReplayOpts) -> Exit {
-    let mut config = match opts.config() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("kmsharness replay: {}", e.message);
-            return e.exit;
-        }
-    };
+pub fn main(opts: &ReplayOpts) -> Result<Exit, Error> {
+    let mut config = opts.config()?;
     if let Some(w) = &config.plan.warning {
         eprintln!(
             "kmsharness replay: {}: read up to a damaged record: {w}",
@@ -160,46 +147,23 @@ pub fn main(opts: &ReplayOpts) -> Exit {
         );
     }
     if let Some(path) = &opts.record {
-        match Recorder::create(path) {
-            Ok(r) => config.record = Some(r),
-            Err(e) => {
-                eprintln!("kmsharness replay: --record {}: {e}", path.display());
-                return Exit::LocalIo;
-            }
-        }
+        config.record =
+            Some(Recorder::create(path).map_err(|e| Error::write("--record", path, e))?);
     }
-    let runtime = match super::runtime("replay", None) {
-        Ok(r) => r,
-        Err(exit) => return exit,
-    };
+    let runtime = super::runtime(None)?;
     runtime.block_on(async {
-        match super::resolve_target("replay", opts.target.as_deref()).await {
-            Ok(t) => config.target = t,
-            Err(exit) => return exit,
-        }
+        config.target = super::resolve_target(opts.target.as_deref()).await?;
         let interrupt = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        let run = match crate::replay::run(&config, interrupt).await {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("kmsharness replay: {e}");
-                return Exit::LocalIo;
-            }
-        };
-        let _ = crate::report::replay::text(&mut std::io::stdout().lock(), &run.report);
-        if let (Some(r), Some(path)) = (&config.record, &opts.record)
-            && let Err(e) = r.finish()
-        {
-            eprintln!("kmsharness replay: --record {}: {e}", path.display());
-            return Exit::LocalIo;
+        let run = crate::replay::run(&config, interrupt).await?;
+        super::print(|w| crate::report::replay::text(w, &run.report))?;
+        if let (Some(r), Some(path)) = (&config.record, &opts.record) {
+            r.finish().map_err(|e| Error::write("--record", path, e))?;
         }
-        if let Some(path) = &opts.json
-            && let Err(e) = write_json(path, &run.report)
-        {
-            eprintln!("kmsharness replay: {e}");
-            return Exit::LocalIo;
+        if let Some(path) = &opts.json {
+            super::write_json("--json", path, &run.report)?;
         }
-        exit_of(&run.report)
+        Ok(exit_of(&run.report))
     })
 }

@@ -1,5 +1,5 @@
 //! `kmsharness serve`: options, an optional TOML or JSON config file, and their validation into
-//! a [`ServeConfig`].
+//! a [`HostSetup`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,11 +9,13 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::catalog;
+use crate::clock::parse_secs;
 use crate::epid::{self, Epid};
+use crate::host::HostSetup;
 use crate::proto::faults::{Fault, FaultSet};
-use crate::serve::{ServeConfig, parse_secs};
 
-use super::exit::Exit;
+use super::Error;
+use crate::exit::Exit;
 
 /// Options of `serve`; each overrides the config file's value.
 #[derive(Debug, Clone, Args, Default)]
@@ -111,13 +113,17 @@ struct FileConfig {
     delay_ms: Option<u64>,
 }
 
-fn load_file(path: &PathBuf) -> Result<FileConfig, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn load_file(path: &PathBuf) -> Result<FileConfig, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::read("--config", path, e))?;
+    let content = |message| Error::Content {
+        path: path.clone(),
+        message,
+    };
     let json = path.extension().is_some_and(|e| e == "json");
     if json {
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        serde_json::from_str(&text).map_err(|e| content(e.to_string()))
     } else {
-        toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))
+        toml::from_str(&text).map_err(|e| content(e.message().to_owned()))
     }
 }
 
@@ -139,15 +145,20 @@ fn groups_for(
 }
 
 impl ServeOpts {
-    /// Validates options and config file into a [`ServeConfig`].
-    pub fn config(&self) -> Result<ServeConfig, String> {
+    /// Validates options and config file into a [`HostSetup`].
+    pub fn config(&self) -> Result<HostSetup, Error> {
         let file = match &self.config {
             Some(p) => load_file(p)?,
             None => FileConfig::default(),
         };
-        let mut c = ServeConfig {
+        self.apply(&file).map_err(Error::Usage)
+    }
+
+    /// The options over the config file's values; the error names the bad option.
+    fn apply(&self, file: &FileConfig) -> Result<HostSetup, String> {
+        let mut c = HostSetup {
             log: !self.quiet,
-            ..ServeConfig::default()
+            ..HostSetup::default()
         };
         let listen = if self.listen.is_empty() {
             file.listen.clone().unwrap_or_default()
@@ -286,74 +297,38 @@ impl ServeOpts {
 }
 
 /// Runs `serve` until Ctrl-C.
-pub fn main(opts: &ServeOpts) -> Exit {
+pub fn main(opts: &ServeOpts) -> Result<Exit, Error> {
     if opts.faults.iter().any(|f| f == "list") {
-        for f in Fault::ALL {
-            let check = f.check().map_or("-".to_owned(), |c| c.name().to_owned());
-            println!("{:<22} trips {:<18} {}", f.name(), check, f.description());
-        }
-        return Exit::Success;
+        super::print(|w| crate::serve::list_faults(w))?;
+        return Ok(Exit::Success);
     }
-    let mut config = match opts.config() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("kmsharness serve: {e}");
-            return Exit::Usage;
-        }
-    };
+    let mut config = opts.config()?;
     if let Some(path) = &opts.record {
-        match crate::capture::record::Recorder::create(path) {
-            Ok(r) => config.listen.record = Some(r),
-            Err(e) => {
-                eprintln!("kmsharness serve: --record {}: {e}", path.display());
-                return Exit::LocalIo;
-            }
-        }
+        let recorder = crate::capture::record::Recorder::create(path)
+            .map_err(|e| Error::write("--record", path, e))?;
+        config.listen.record = Some(recorder);
     }
-    let recorder = config.listen.record.clone();
     if config.log {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-            )
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init();
+        crate::serve::init_log();
     }
-    let runtime = match super::runtime("serve", None) {
-        Ok(r) => r,
-        Err(exit) => return exit,
-    };
+    let runtime = super::runtime(None)?;
     runtime.block_on(async {
-        let host = match crate::serve::start(config).await {
-            Ok(h) => h,
-            Err(e) => {
-                eprintln!("kmsharness serve: {e}");
-                return Exit::Usage;
-            }
-        };
-        for a in &host.addrs {
-            eprintln!("kmsharness serve: listening on {a}");
-        }
-        if let Some(c) = host.control {
-            eprintln!("kmsharness serve: control port on {c}");
-        }
-        let _ = tokio::signal::ctrl_c().await;
-        eprintln!("kmsharness serve: shutting down");
-        let stopped = host.stop().await;
-        if let (Some(r), Some(path)) = (&recorder, &opts.record)
-            && let Err(e) = r.finish()
-        {
-            eprintln!("kmsharness serve: --record {}: {e}", path.display());
-            return Exit::LocalIo;
-        }
+        let stopped = crate::serve::run(config, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
         match stopped {
-            Ok(()) => Exit::Success,
-            Err(e) => {
-                eprintln!("kmsharness serve: cannot save the state file: {e}");
-                Exit::LocalIo
-            }
+            crate::serve::Stopped::Clean => Ok(Exit::Success),
+            crate::serve::Stopped::StateNotSaved { path, source } => Err(Error::Write {
+                option: Some("--state"),
+                path,
+                source,
+            }),
+            crate::serve::Stopped::RecordingNotWritten(e) => Err(Error::write(
+                "--record",
+                opts.record.as_deref().unwrap_or(std::path::Path::new("")),
+                e,
+            )),
         }
     })
 }

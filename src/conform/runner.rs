@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::cli::exit::Exit;
-use crate::serve::{RunningHost, ServeConfig, VirtualClock};
+use crate::clock::VirtualClock;
+use crate::exit::Exit;
+use crate::host::{HostSetup, RunningHost};
 
 use super::checks::{Mismatch, validate_checks};
 use super::fingerprint::{Evidence, Verdict, verdict};
@@ -128,8 +129,8 @@ pub struct HostUnderTest {
 
 /// The bundled host's configuration: loopback, a free port, a virtual clock, a genuine
 /// Windows Server 2022 host with an Office LTSC 2021 key, a short idle timeout.
-pub fn bundled_config() -> ServeConfig {
-    let mut config = ServeConfig::default();
+pub fn bundled_config() -> HostSetup {
+    let mut config = HostSetup::default();
     config.listen.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
     config.listen.idle_timeout = BUNDLED_IDLE;
     config.virtual_clock = true;

@@ -11,10 +11,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::catalog;
+use crate::clock::VirtualClock;
 use crate::net::framing::{PduReader, ReadError};
 use crate::proto::client::checks::{ReplyHead, check_bind_reply, check_response};
 use crate::proto::client::message::{ResponseBuf, decode_response, encode_request};
-use crate::serve::VirtualClock;
 use crate::wire::Guid;
 use crate::wire::kms::{FileTime, RequestBase, Version, Workstation};
 use crate::wire::ndr::{ActivationRequest, ActivationResponse, Syntax};

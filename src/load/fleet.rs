@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rand::{RngExt, SeedableRng};
 
-use crate::activate::{random_dns_name, random_netbios_name};
 use crate::catalog::Sku;
+use crate::proto::client::names::{random_dns_name, random_netbios_name};
 use crate::wire::Guid;
 use crate::wire::kms::{FileTime, RequestBase, Version, Workstation};
 

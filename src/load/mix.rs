@@ -55,9 +55,33 @@ struct MixEntry {
     weight: u32,
 }
 
+/// Why a mix cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MixError {
+    /// A product name or SKU ID the catalog does not hold.
+    #[error("product {0:?} is not in the catalog (see `activate --list`)")]
+    UnknownProduct(String),
+    /// Every weight is 0.
+    #[error("the mix has no product with a weight above 0")]
+    NoWeight,
+    /// The file is not valid JSON or TOML of the mix's shape (the parser's message).
+    #[error("{0}")]
+    Syntax(String),
+}
+
+/// A [`MixError`] in a named mix file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {error}")]
+pub struct MixFileError {
+    /// The file.
+    pub file: String,
+    /// What is wrong.
+    pub error: MixError,
+}
+
 impl Mix {
     /// A mix from (product name or SKU GUID, weight) pairs.
-    pub fn new(entries: &[(&str, u32)]) -> Result<Mix, String> {
+    pub fn new(entries: &[(&str, u32)]) -> Result<Mix, MixError> {
         let mut shares = Vec::new();
         for &(name, weight) in entries {
             let sku = name
@@ -65,16 +89,14 @@ impl Mix {
                 .ok()
                 .and_then(|g| catalog::sku(&g))
                 .or_else(|| catalog::find_sku(name))
-                .ok_or_else(|| {
-                    format!("product {name:?} is not in the catalog (see `activate --list`)")
-                })?;
+                .ok_or_else(|| MixError::UnknownProduct(name.to_owned()))?;
             if weight > 0 {
                 shares.push(Share { sku, weight });
             }
         }
         let total = shares.iter().map(|s| u64::from(s.weight)).sum();
         if total == 0 {
-            return Err("the mix has no product with a weight above 0".into());
+            return Err(MixError::NoWeight);
         }
         Ok(Mix { shares, total })
     }
@@ -86,18 +108,22 @@ impl Mix {
     }
 
     /// Parses a mix file (JSON when the name ends in `.json`, TOML otherwise).
-    pub fn parse(name: &str, text: &str) -> Result<Mix, String> {
+    pub fn parse(name: &str, text: &str) -> Result<Mix, MixFileError> {
+        let in_file = |error| MixFileError {
+            file: name.to_owned(),
+            error,
+        };
         let file: MixFile = if name.ends_with(".json") {
-            serde_json::from_str(text).map_err(|e| format!("{name}: {e}"))?
+            serde_json::from_str(text).map_err(|e| in_file(MixError::Syntax(e.to_string())))?
         } else {
-            toml::from_str(text).map_err(|e| format!("{name}: {}", e.message()))?
+            toml::from_str(text).map_err(|e| in_file(MixError::Syntax(e.message().to_owned())))?
         };
         let pairs: Vec<(&str, u32)> = file
             .products
             .iter()
             .map(|e| (e.product.as_str(), e.weight))
             .collect();
-        Mix::new(&pairs).map_err(|e| format!("{name}: {e}"))
+        Mix::new(&pairs).map_err(in_file)
     }
 
     /// The product at position `x` of the cumulative weights (`x < total`).
@@ -178,6 +204,7 @@ mod test {
                 r#"{"products": [{"product": "Nope", "weight": 1}]}"#
             )
             .unwrap_err()
+            .to_string()
             .contains("Nope")
         );
         assert!(Mix::parse("m.toml", "products = 3").is_err());

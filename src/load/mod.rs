@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::host::{HostSetup, RunningHost};
 use crate::net::client::ClientConfig;
-use crate::serve::{RunningHost, ServeConfig};
 
 use self::fleet::Fleet;
 use self::mix::Mix;
@@ -143,28 +143,30 @@ impl LoadReport {
     /// Merges reports of generators that ran at the same time against one host: histograms
     /// are added (not averaged), counts and timelines summed, throughput taken over the
     /// longest run.
-    pub fn merge(reports: &[LoadReport]) -> Result<LoadReport, String> {
+    pub fn merge(reports: &[LoadReport]) -> Result<LoadReport, MergeError> {
         let Some(first) = reports.first() else {
-            return Err("nothing to merge".into());
+            return Err(MergeError::Empty);
         };
         let mut out = first.clone();
         let mut phases: BTreeMap<String, hdrhistogram::Histogram<u64>> = BTreeMap::new();
         for (i, r) in reports.iter().enumerate() {
             if r.format != REPORT_FORMAT {
-                return Err(format!(
-                    "report {}: format {:?} is not {REPORT_FORMAT}",
-                    i + 1,
-                    r.format
-                ));
+                return Err(MergeError::Format {
+                    report: i + 1,
+                    found: r.format.clone(),
+                });
             }
             for (name, p) in &r.outcome.phases {
-                let h = p
-                    .decode()
-                    .map_err(|e| format!("report {}: phase {name}: {e}", i + 1))?;
+                let histogram = |source| MergeError::Histogram {
+                    report: i + 1,
+                    phase: name.clone(),
+                    source,
+                };
+                let h = p.decode().map_err(histogram)?;
                 match phases.get_mut(name) {
-                    Some(acc) => acc
-                        .add(&h)
-                        .map_err(|e| format!("report {}: {e:?}", i + 1))?,
+                    Some(acc) => acc.add(&h).map_err(|e| {
+                        histogram(stats::HistogramError::Incompatible(format!("{e:?}")))
+                    })?,
                     None => {
                         phases.insert(name.clone(), h);
                     }
@@ -186,7 +188,7 @@ impl LoadReport {
                 _ => None,
             };
             for (k, v) in &r.outcome.errors {
-                *out.outcome.errors.entry(k.clone()).or_insert(0) += v;
+                *out.outcome.errors.entry(*k).or_insert(0) += v;
             }
             if out.outcome.timeline.len() < r.outcome.timeline.len() {
                 out.outcome.timeline.resize(r.outcome.timeline.len(), 0);
@@ -216,24 +218,64 @@ impl LoadReport {
     }
 }
 
+/// Why a load run could not run or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The bundled host did not start.
+    #[error(transparent)]
+    Host(#[from] crate::host::StartError),
+    /// Neither a target nor the bundled host gave an address.
+    #[error("no target address")]
+    NoTarget,
+    /// The interval log could not be written.
+    #[error(transparent)]
+    IntervalLog(#[from] progress::LogError),
+}
+
+/// Why reports cannot be merged.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// No report was given.
+    #[error("nothing to merge")]
+    Empty,
+    /// A report is not a load report.
+    #[error("report {report}: format {found:?} is not {REPORT_FORMAT}")]
+    Format {
+        /// Its position, from 1.
+        report: usize,
+        /// Its format tag.
+        found: String,
+    },
+    /// A report's histogram cannot be read or added.
+    #[error("report {report}: phase {phase}: {source}")]
+    Histogram {
+        /// Its position, from 1.
+        report: usize,
+        /// The phase.
+        phase: String,
+        /// Why.
+        source: stats::HistogramError,
+    },
+}
+
 /// The bundled host as `load` starts it when no target is given: loopback, a free port, the
 /// key groups the default mix needs, quiet.
-pub async fn start_embedded() -> Result<RunningHost, String> {
-    let mut config = ServeConfig::default();
+pub async fn start_embedded() -> Result<RunningHost, crate::host::StartError> {
+    let mut config = HostSetup::default();
     config.listen.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
-    config.listen.idle_timeout = crate::serve::EMBEDDED_IDLE;
+    config.listen.idle_timeout = crate::host::EMBEDDED_IDLE;
     config.host.key_groups = mix::EMBEDDED_KEY_GROUPS
         .iter()
         .filter_map(|g| crate::catalog::host_key_group(g))
         .collect();
-    crate::serve::start(config).await
+    crate::host::start(config).await
 }
 
 /// Runs the load; `interrupt` completes on Ctrl-C (the partial report is still returned).
 pub async fn run(
     config: &LoadConfig,
     interrupt: impl std::future::Future<Output = ()>,
-) -> Result<LoadReport, String> {
+) -> Result<LoadReport, LoadError> {
     run_recorded(config, interrupt, None).await
 }
 
@@ -242,7 +284,7 @@ pub async fn run_recorded(
     config: &LoadConfig,
     interrupt: impl std::future::Future<Output = ()>,
     record: Option<Sampling>,
-) -> Result<LoadReport, String> {
+) -> Result<LoadReport, LoadError> {
     let embedded = match &config.target {
         Some(_) => None,
         None => Some(start_embedded().await?),
@@ -250,7 +292,7 @@ pub async fn run_recorded(
     let addrs = match (&config.target, &embedded) {
         (Some(a), _) => a.clone(),
         (None, Some(h)) => h.addrs.clone(),
-        (None, None) => return Err("no target".into()),
+        (None, None) => return Err(LoadError::NoTarget),
     };
     let fleet = Fleet::new(config.clients, &config.mix, config.seed);
     let mut shared = Shared::new(
@@ -307,7 +349,7 @@ pub async fn run_recorded(
         let _ = h.stop().await;
     }
     if let Some(e) = log_error {
-        return Err(e);
+        return Err(LoadError::IntervalLog(e));
     }
     Ok(LoadReport::from_stats(
         config,

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
@@ -21,12 +21,22 @@ const TICK: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Display {
     stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Option<String>>,
+    task: JoinHandle<Option<LogError>>,
+}
+
+/// The interval log could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct LogError {
+    /// The log file.
+    pub path: PathBuf,
+    /// Why.
+    pub source: std::io::Error,
 }
 
 impl Display {
     /// Stops the display, writes the last interval, and returns a log-writing error, if any.
-    pub async fn finish(mut self) -> Option<String> {
+    pub async fn finish(mut self) -> Option<LogError> {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
@@ -84,7 +94,7 @@ pub fn spawn(shared: Arc<Shared>, show: bool, log: Option<PathBuf>) -> Display {
         let path = log?;
         write_log(&path, &shared, &intervals)
             .err()
-            .map(|e| format!("{}: {e}", path.display()))
+            .map(|source| LogError { path, source })
     });
     Display {
         stop: Some(stop),
@@ -98,7 +108,7 @@ fn write_log(
     intervals: &[(Instant, Instant, hdrhistogram::Histogram<u64>)],
 ) -> std::io::Result<()> {
     let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let wall_start = SystemTime::now() - shared.start.elapsed();
+    let wall_start = crate::clock::wall() - shared.start.elapsed();
     let mut serializer = V2DeflateSerializer::new();
     let mut writer = IntervalLogWriterBuilder::new()
         .add_comment("kmsharness load: total latency per interval, microseconds")

@@ -10,6 +10,8 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use serde::{Deserialize, Serialize};
 
+use crate::proto::verdict::Failure;
+
 /// Longest latency a histogram records: one minute, in microseconds.
 pub const MAX_MICROS: u64 = 60_000_000;
 /// Significant digits kept by every histogram.
@@ -60,9 +62,8 @@ pub struct Stats {
     pub sent: u64,
     /// Activations answered with a response that passed every check.
     pub ok: u64,
-    /// Failures by class: `refused`, `timeout`, `reset`, `closed`, `protocol`,
-    /// `fault:<status>`, `hresult:<code>`, `check:<name>`.
-    pub errors: BTreeMap<String, u64>,
+    /// Failures by class.
+    pub errors: BTreeMap<Failure, u64>,
     /// Answered requests (ok or not) per second of the run, from its start.
     pub timeline: Vec<u64>,
 }
@@ -87,14 +88,9 @@ impl Stats {
         self.phases[phase as usize].saturating_record(micros);
     }
 
-    /// Counts an error of `class`.
-    pub fn error(&mut self, class: &str) {
-        match self.errors.get_mut(class) {
-            Some(n) => *n += 1,
-            None => {
-                self.errors.insert(class.to_owned(), 1);
-            }
-        }
+    /// Counts a failure (allocating only the first time a class is seen).
+    pub fn error(&mut self, failure: Failure) {
+        *self.errors.entry(failure).or_insert(0) += 1;
     }
 
     /// Counts an answer in second `sec` of the run.
@@ -114,7 +110,7 @@ impl Stats {
         self.sent += other.sent;
         self.ok += other.ok;
         for (k, v) in &other.errors {
-            *self.errors.entry(k.clone()).or_insert(0) += v;
+            *self.errors.entry(*k).or_insert(0) += v;
         }
         if self.timeline.len() < other.timeline.len() {
             self.timeline.resize(other.timeline.len(), 0);
@@ -148,7 +144,7 @@ pub struct Outcome {
     pub failed: u64,
     /// Failures by class (`timeout`, `refused`, `reset`, `closed`, `protocol`, `fault:…`,
     /// `hresult:0x…`, `check:<name>`, `undecodable`, `unverifiable`).
-    pub errors: BTreeMap<String, u64>,
+    pub errors: BTreeMap<Failure, u64>,
     /// Connections re-opened because the host closed one that was to be reused.
     pub reconnects: u64,
     /// Validated activations per second.
@@ -235,14 +231,28 @@ impl PhaseSummary {
     }
 
     /// The histogram back from its encoding.
-    pub fn decode(&self) -> Result<Histogram<u64>, String> {
-        let bytes = base64_decode(&self.histogram).ok_or("histogram is not base64")?;
+    pub fn decode(&self) -> Result<Histogram<u64>, HistogramError> {
+        let bytes = base64_decode(&self.histogram).ok_or(HistogramError::NotBase64)?;
         let mut h: Histogram<u64> = Deserializer::new()
             .deserialize(&mut &bytes[..])
-            .map_err(|e| format!("histogram does not decode: {e:?}"))?;
+            .map_err(|e| HistogramError::Undecodable(format!("{e:?}")))?;
         h.auto(true);
         Ok(h)
     }
+}
+
+/// Why a report's histogram cannot be read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HistogramError {
+    /// The text is not standard base64.
+    #[error("histogram is not base64")]
+    NotBase64,
+    /// The bytes are not a V2 (deflate) HdrHistogram encoding; hdrhistogram's own error.
+    #[error("histogram does not decode: {0}")]
+    Undecodable(String),
+    /// Two histograms cannot be added (their ranges differ).
+    #[error("histograms cannot be added: {0}")]
+    Incompatible(String),
 }
 
 /// Standard base64 with padding (the encoding HdrHistogram interval logs use).
@@ -271,14 +281,14 @@ mod test {
             a.record(Phase::Call, Duration::from_micros(v));
             b.record(Phase::Call, Duration::from_micros(v + 100));
         }
-        a.error("timeout");
-        b.error("timeout");
-        b.error("check:hmac");
+        a.error(Failure::Timeout);
+        b.error(Failure::Timeout);
+        b.error(Failure::Check(crate::proto::check::CheckId::Hmac));
         a.tick(0);
         b.tick(2);
         a.merge(&b);
         assert_eq!(a.phases[Phase::Call as usize].len(), 200);
-        assert_eq!(a.errors["timeout"], 2);
+        assert_eq!(a.errors[&Failure::Timeout], 2);
         assert_eq!(a.timeline, [1, 0, 1]);
     }
 

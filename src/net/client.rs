@@ -13,6 +13,7 @@ use crate::capture::record::{self, Flow, Recorder};
 use crate::proto::client::session::{
     BindOutcome, CallOutcome, ClientRpcOptions, ClientSession, RpcError,
 };
+use crate::proto::verdict::Failure;
 
 use super::framing::{PduReader, ReadError};
 
@@ -115,21 +116,25 @@ impl NetError {
         }
     }
 
-    /// A short class name for reports: refused, timeout, reset, closed, protocol.
-    pub fn class(&self) -> &'static str {
+    /// The failure class it counts as.
+    pub fn failure(&self) -> Failure {
         match self {
-            NetError::Timeout { .. } => "timeout",
+            NetError::Timeout { .. } => Failure::Timeout,
             NetError::Io { source, .. } => match source.kind() {
-                std::io::ErrorKind::ConnectionRefused => "refused",
-                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => "reset",
-                _ => "io",
+                std::io::ErrorKind::ConnectionRefused => Failure::Refused,
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
+                    Failure::Reset
+                }
+                _ => Failure::Io,
             },
             NetError::Read { source, .. } => match source {
-                ReadError::Closed | ReadError::Truncated { .. } => "closed",
-                ReadError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionReset => "reset",
-                _ => "protocol",
+                ReadError::Closed | ReadError::Truncated { .. } => Failure::Closed,
+                ReadError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    Failure::Reset
+                }
+                _ => Failure::Protocol,
             },
-            NetError::Rpc { .. } => "protocol",
+            NetError::Rpc { .. } => Failure::Protocol,
         }
     }
 }
@@ -357,4 +362,66 @@ async fn read_pdu<'r>(
         phase,
         source,
     })
+}
+
+/// How long the steps of one activation took.
+#[derive(Debug, Clone, Copy)]
+pub struct CallTimes {
+    /// TCP connect and bind (with alter_context), when a connection was opened for it.
+    pub opened: Option<(Duration, Duration)>,
+    /// The call itself.
+    pub call: Duration,
+}
+
+/// Sends `kms` over `conn`, opening a connection (connect and bind) first when there is none,
+/// and once more over a new one when a reused connection turns out to have been closed by the
+/// host (py-kms closes after each response; Windows and vlmcs then simply reconnect).
+/// `attach` records newly opened connections; `recording` pauses or resumes a connection's
+/// recording for this call.
+pub async fn call_reconnecting(
+    conn: &mut Option<Connection>,
+    addr: SocketAddr,
+    client: ClientConfig,
+    attach: Option<&Arc<Recorder>>,
+    recording: Option<bool>,
+    kms: &[u8],
+    reconnects: &mut u64,
+) -> Result<(CallOutcome, CallTimes), NetError> {
+    let mut opened = None;
+    for attempt in 1..=2 {
+        let reused = conn.is_some();
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => {
+                let t0 = Instant::now();
+                let mut c = Connection::connect(addr, client, 2).await?;
+                let t1 = Instant::now();
+                if let Some(r) = attach {
+                    c.record(r.clone());
+                }
+                c.bind().await?;
+                opened = Some((t1 - t0, t1.elapsed()));
+                conn.insert(c)
+            }
+        };
+        if let Some(on) = recording {
+            c.set_recording(on);
+        }
+        let t2 = Instant::now();
+        match c.call(kms).await {
+            Err(NetError::Read {
+                source: ReadError::Closed,
+                ..
+            }) if reused && attempt == 1 => {
+                *conn = None;
+                *reconnects += 1;
+            }
+            Err(e) => return Err(e),
+            Ok(o) => {
+                let call = t2.elapsed();
+                return Ok((o, CallTimes { opened, call }));
+            }
+        }
+    }
+    unreachable!("the second attempt always returns")
 }

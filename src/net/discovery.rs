@@ -1,10 +1,13 @@
 //! KMS host discovery: the `_vlmcs._tcp` SRV lookup a Windows client makes, and the RFC 2782
 //! priority and weight ordering it uses to choose among the hosts found.
 //!
-//! [`lookup`] is the only I/O here; [`order`] is pure and takes its randomness as an argument so
+//! Also the target syntax of the client subcommands (`host[:port]`, `[v6]:port`, or `.domain`
+//! for SRV discovery) and its resolution to addresses.
+//!
+//! [`lookup`] and [`resolve`] are the I/O here; [`order`] is pure and takes its randomness as an argument so
 //! that a seeded generator makes it reproducible.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
@@ -297,6 +300,231 @@ fn order_group<R: Rng + ?Sized>(
             .unwrap_or(group.len() - 1);
         ordered.push(group.remove(index));
     }
+}
+
+// Target syntax and resolution
+
+/// The KMS port (Microsoft docs: "TCP port 1688").
+pub const KMS_PORT: u16 = 1688;
+
+/// Where to send requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A host name or address and a port.
+    Host {
+        /// Name or literal address.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+    /// Discover hosts through `_vlmcs._tcp.<domain>` SRV records.
+    Srv {
+        /// The domain.
+        domain: String,
+    },
+}
+
+/// Which address family to prefer when a name has both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpPreference {
+    /// Whatever the resolver returns first.
+    #[default]
+    Any,
+    /// IPv4 only.
+    V4,
+    /// IPv6 only.
+    V6,
+}
+
+impl core::fmt::Display for Target {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Target::Host { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
+            Target::Host { host, port } => write!(f, "{host}:{port}"),
+            Target::Srv { domain } => write!(f, ".{domain}"),
+        }
+    }
+}
+
+/// Why a target does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// Nothing was given.
+    #[error("empty target")]
+    Empty,
+    /// `.` without a domain.
+    #[error("target `.` needs a domain: `.example.com` looks up _vlmcs._tcp.example.com")]
+    NoDomain,
+    /// A port that is not 1 to 65535.
+    #[error("target {target:?}: port {port:?} is not a number from 1 to 65535")]
+    BadPort {
+        /// The target as given.
+        target: String,
+        /// The port part.
+        port: String,
+    },
+    /// `[` without `]`.
+    #[error("target {0:?}: missing `]` after an IPv6 address")]
+    UnclosedBracket(String),
+    /// Something other than `:port` after `]`.
+    #[error("target {0:?}: expected `:port` after `]`")]
+    AfterBracket(String),
+}
+
+impl core::str::FromStr for Target {
+    type Err = TargetError;
+
+    fn from_str(s: &str) -> Result<Target, TargetError> {
+        let s = s.trim();
+        if let Some(domain) = s.strip_prefix('.') {
+            if domain.is_empty() {
+                return Err(TargetError::NoDomain);
+            }
+            return Ok(Target::Srv {
+                domain: domain.to_owned(),
+            });
+        }
+        let bad_port = |p: &str| TargetError::BadPort {
+            target: s.to_owned(),
+            port: p.to_owned(),
+        };
+        if let Some(rest) = s.strip_prefix('[') {
+            let (host, after) = rest
+                .split_once(']')
+                .ok_or_else(|| TargetError::UnclosedBracket(s.to_owned()))?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => p
+                    .parse()
+                    .ok()
+                    .filter(|&p| p != 0)
+                    .ok_or_else(|| bad_port(p))?,
+                None if after.is_empty() => KMS_PORT,
+                None => return Err(TargetError::AfterBracket(s.to_owned())),
+            };
+            return Ok(Target::Host {
+                host: host.to_owned(),
+                port,
+            });
+        }
+        if s.parse::<IpAddr>().is_ok_and(|ip| ip.is_ipv6()) {
+            return Ok(Target::Host {
+                host: s.to_owned(),
+                port: KMS_PORT,
+            });
+        }
+        match s.rsplit_once(':') {
+            Some((host, p)) => Ok(Target::Host {
+                host: host.to_owned(),
+                port: p
+                    .parse()
+                    .ok()
+                    .filter(|&p| p != 0)
+                    .ok_or_else(|| bad_port(p))?,
+            }),
+            None if s.is_empty() => Err(TargetError::Empty),
+            None => Ok(Target::Host {
+                host: s.to_owned(),
+                port: KMS_PORT,
+            }),
+        }
+    }
+}
+
+/// Why a target gave no address to connect to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// The name lookup failed.
+    #[error("cannot resolve {host:?}: {message}")]
+    Lookup {
+        /// The name.
+        host: String,
+        /// The resolver's words.
+        message: String,
+    },
+    /// The name has addresses, but none of the wanted family.
+    #[error("{host:?} has no {family} address")]
+    NoAddress {
+        /// The name.
+        host: String,
+        /// `IPv4`, `IPv6` or `usable`.
+        family: &'static str,
+    },
+    /// SRV discovery failed.
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    /// SRV records were found, but none of their targets resolved.
+    #[error("no usable host for {SERVICE_LABELS}.{domain}")]
+    NoUsableHost {
+        /// The domain.
+        domain: String,
+    },
+}
+
+/// Resolves a host name (or literal) to addresses, filtered by family preference.
+pub async fn resolve(
+    host: &str,
+    port: u16,
+    prefer: IpPreference,
+) -> Result<Vec<SocketAddr>, ResolveError> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| ResolveError::Lookup {
+            host: host.to_owned(),
+            message: e.to_string(),
+        })?
+        .filter(|a| match prefer {
+            IpPreference::Any => true,
+            IpPreference::V4 => a.is_ipv4(),
+            IpPreference::V6 => a.is_ipv6(),
+        })
+        .collect();
+    if addrs.is_empty() {
+        return Err(ResolveError::NoAddress {
+            host: host.to_owned(),
+            family: match prefer {
+                IpPreference::V4 => "IPv4",
+                IpPreference::V6 => "IPv6",
+                IpPreference::Any => "usable",
+            },
+        });
+    }
+    Ok(addrs)
+}
+
+/// The host addresses to try, in order: resolved names, or SRV targets by priority and weight.
+pub async fn addresses(
+    target: &Target,
+    prefer: IpPreference,
+) -> Result<Vec<SocketAddr>, ResolveError> {
+    match target {
+        Target::Host { host, port } => resolve(host, *port, prefer).await,
+        Target::Srv { domain } => addresses_from_srv(domain, &Resolver::system()?, prefer).await,
+    }
+}
+
+/// SRV discovery with a given resolver: every target's addresses, in RFC 2782 order.
+pub async fn addresses_from_srv(
+    domain: &str,
+    resolver: &Resolver,
+    prefer: IpPreference,
+) -> Result<Vec<SocketAddr>, ResolveError> {
+    let records = lookup(domain, resolver).await?;
+    let ordered = order(records, &mut rand::rng());
+    let mut out = Vec::new();
+    let mut last_err = None;
+    for t in ordered {
+        match resolve(&t.host, t.port, prefer).await {
+            Ok(a) => out.extend(a),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    if out.is_empty() {
+        return Err(last_err.unwrap_or_else(|| ResolveError::NoUsableHost {
+            domain: domain.to_owned(),
+        }));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -625,5 +853,55 @@ mod tests {
             other => panic!("expected a timeout, got {other:?}"),
         }
         assert!(elapsed < LOOKUP_TIMEOUT * 2, "took {elapsed:?}");
+    }
+
+    #[test]
+    fn target_syntax() {
+        let t = |s: &str| s.parse::<Target>();
+        assert_eq!(
+            t("127.0.0.1").unwrap(),
+            Target::Host {
+                host: "127.0.0.1".into(),
+                port: 1688
+            }
+        );
+        assert_eq!(
+            t("localhost:17001").unwrap(),
+            Target::Host {
+                host: "localhost".into(),
+                port: 17001
+            }
+        );
+        assert_eq!(
+            t("[::1]:1689").unwrap(),
+            Target::Host {
+                host: "::1".into(),
+                port: 1689
+            }
+        );
+        assert_eq!(
+            t("[::1]").unwrap(),
+            Target::Host {
+                host: "::1".into(),
+                port: 1688
+            }
+        );
+        assert_eq!(
+            t("::1").unwrap(),
+            Target::Host {
+                host: "::1".into(),
+                port: 1688
+            }
+        );
+        assert_eq!(
+            t(".example.test").unwrap(),
+            Target::Srv {
+                domain: "example.test".into()
+            }
+        );
+        for bad in ["", ".", "host:0", "host:x", "[::1", "[::1]x"] {
+            assert!(t(bad).is_err(), "{bad}");
+        }
+        assert_eq!(t("[::1]:1689").unwrap().to_string(), "[::1]:1689");
     }
 }

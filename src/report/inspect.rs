@@ -40,7 +40,7 @@
 
 use std::io::{self, Write};
 
-use crate::cli::exit::Exit;
+use crate::exit::Exit;
 use crate::inspect::{
     BindReport, CaptureInfo, ConnectionReport, ExchangeReport, FileErrorKind, InspectReport,
     Outcome, REPORT_FORMAT, Recognition, Summary, Utc, hex, syntax_name,

@@ -4,4 +4,5 @@
 
 pub mod checks;
 pub mod message;
+pub mod names;
 pub mod session;

@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use crate::proto::verdict::Failure;
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -31,30 +33,37 @@ impl Exit {
         self.max(other)
     }
 
-    /// The status a failure class of a `load` or `replay` report calls for: `check:` 1,
-    /// connection classes 3, RPC faults and undecodable replies 4, `hresult:` refusals 5.
-    pub fn of_class(class: &str) -> Exit {
-        match class {
-            c if c.starts_with("hresult:") => Exit::Refused,
-            c if c.starts_with("fault:") => Exit::Rpc,
-            "protocol" | "undecodable" | "unverifiable" => Exit::Rpc,
-            c if c.starts_with("check:") => Exit::ChecksFailed,
-            _ => Exit::Connection,
+    /// The status a failure class calls for: a failed check 1, connection classes 3, RPC
+    /// faults and undecodable replies 4, HRESULT refusals 5.
+    pub fn of_failure(failure: Failure) -> Exit {
+        match failure {
+            Failure::HResult(_) => Exit::Refused,
+            Failure::Fault(_)
+            | Failure::Protocol
+            | Failure::Undecodable
+            | Failure::Unverifiable => Exit::Rpc,
+            Failure::Check(_) => Exit::ChecksFailed,
+            Failure::Refused
+            | Failure::Timeout
+            | Failure::Reset
+            | Failure::Closed
+            | Failure::Io => Exit::Connection,
         }
     }
 
     /// The status of a whole run: 130 when interrupted, else its worst failure class, else 1
     /// when anything failed, else 0.
-    pub fn of_run<'a>(
+    pub fn of_run(
         interrupted: bool,
         failed: u64,
-        classes: impl Iterator<Item = &'a String>,
+        failures: impl IntoIterator<Item = Failure>,
     ) -> Exit {
         if interrupted {
             return Exit::Interrupted;
         }
-        let worst = classes
-            .map(|c| Exit::of_class(c))
+        let worst = failures
+            .into_iter()
+            .map(Exit::of_failure)
             .fold(Exit::Success, Exit::worst);
         if worst == Exit::Success && failed > 0 {
             Exit::ChecksFailed
