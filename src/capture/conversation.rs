@@ -9,9 +9,10 @@ use crate::proto::rpc::{ReplyHead, check_bind_reply, check_response};
 use crate::wire::codec::Error;
 use crate::wire::kms::{FileTime, Version};
 use crate::wire::ndr::{ActivationRequest, ActivationResponse, Syntax};
+use crate::wire::reassembly::{Call, Reassembler};
 use crate::wire::rpc::{
-    AckResult, Body, Call, ContextResult, FaultStatus, Flags, NDR32, NDR64, PacketType, Pdu,
-    Reassembler, SyntaxId, split_pdu,
+    AckResult, Body, ContextResult, FaultStatus, Flags, NDR32, NDR64, PacketType, Pdu, SyntaxId,
+    split_pdu,
 };
 use crate::wire::{Guid, HResult};
 
