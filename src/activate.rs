@@ -17,7 +17,6 @@ use crate::proto::client::{ResponseBuf, decode_response, encode_request};
 use crate::proto::client_session::CallReply;
 use crate::wire::kms::{FileTime, RequestBase, Version, Workstation};
 use crate::wire::ndr::Syntax;
-use crate::wire::rpc::FaultStatus;
 use crate::wire::{Guid, HResult};
 
 /// How the client machine ID is chosen.
@@ -472,7 +471,7 @@ pub async fn run_recorded(
                 match outcome.reply {
                     CallReply::Fault(status) => {
                         report.outcome = Outcome::Rpc;
-                        report.fault = Some(fault_name(status));
+                        report.fault = Some(format!("{status:#}"));
                     }
                     CallReply::Refused(h) => {
                         report.outcome = Outcome::Refused;
@@ -531,13 +530,6 @@ pub async fn run_recorded(
 
 fn body_of(conn: &Option<Connection>) -> &[u8] {
     conn.as_ref().map_or(&[], |c| c.response_body())
-}
-
-fn fault_name(status: FaultStatus) -> String {
-    match status {
-        FaultStatus::Unknown(v) => format!("0x{v:08X}"),
-        other => format!("{other:?} (0x{:08X})", u32::from(other)),
-    }
 }
 
 /// The refusal as a typed value, for callers that match on it.

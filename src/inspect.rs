@@ -28,7 +28,7 @@ use crate::proto::checks::{CheckId, Checks};
 use crate::wire::kms::{self, FileTime, Version, Workstation};
 use crate::wire::ndr::Syntax;
 use crate::wire::rpc::{
-    AckResult, Body, FaultStatus, Flags, KMS_INTERFACE, PacketType, Pdu, ProviderReason, split_pdu,
+    AckResult, Body, FaultStatus, Flags, KMS_INTERFACE, PacketType, Pdu, split_pdu,
 };
 use crate::wire::{Guid, HResult};
 
@@ -822,7 +822,7 @@ impl Inspection {
                     context_id: *context_id,
                     offered: syntax.name(),
                     offered_uuid: syntax.uuid,
-                    result: res.map(|r| ack_result_name(r.result)),
+                    result: res.map(|r| r.result.name().unwrap_or("unknown")),
                     reason: res.map(|r| r.reason),
                     reason_name: res
                         .filter(|r| {
@@ -831,7 +831,7 @@ impl Inspection {
                                 AckResult::ProviderRejection | AckResult::UserRejection
                             )
                         })
-                        .map(|r| provider_reason_name(r.provider_reason())),
+                        .map(|r| r.provider_reason().name().unwrap_or("unknown")),
                 }
             })
             .collect();
@@ -1173,28 +1173,6 @@ fn swap_roles(conn: &mut Connection) {
 // ---------------------------------------------------------------------------------------------
 // Names
 
-fn ack_result_name(r: AckResult) -> &'static str {
-    match r {
-        AckResult::Acceptance => "acceptance",
-        AckResult::UserRejection => "user_rejection",
-        AckResult::ProviderRejection => "provider_rejection",
-        AckResult::NegotiateAck => "negotiate_ack",
-        AckResult::Unknown(_) => "unknown",
-    }
-}
-
-fn provider_reason_name(r: ProviderReason) -> &'static str {
-    match r {
-        ProviderReason::NotSpecified => "not_specified",
-        ProviderReason::AbstractSyntaxNotSupported => "abstract_syntax_not_supported",
-        ProviderReason::ProposedTransferSyntaxesNotSupported => {
-            "proposed_transfer_syntaxes_not_supported"
-        }
-        ProviderReason::LocalLimitExceeded => "local_limit_exceeded",
-        ProviderReason::Unknown(_) => "unknown",
-    }
-}
-
 /// The name of a license status value.
 pub fn license_status_name(s: u32) -> Option<&'static str> {
     Some(match s {
@@ -1207,22 +1185,6 @@ pub fn license_status_name(s: u32) -> Option<&'static str> {
         6 => "extended grace",
         _ => return None,
     })
-}
-
-/// A fault status with its name: `OpRangeError (0x1C010002)`, or the bare code.
-pub fn fault_name(status: FaultStatus) -> String {
-    match status {
-        FaultStatus::Unknown(v) => format!("0x{v:08X}"),
-        other => format!("{other:?} (0x{:08X})", u32::from(other)),
-    }
-}
-
-/// `NDR32` or `NDR64`.
-pub fn syntax_name(s: Syntax) -> &'static str {
-    match s {
-        Syntax::Ndr32 => "NDR32",
-        Syntax::Ndr64 => "NDR64",
-    }
 }
 
 /// A capture timestamp in UTC: `2026-11-24 03:50:13.123456` (microseconds, or nanoseconds when
@@ -1391,7 +1353,7 @@ impl Tally {
                 faults: self
                     .faults
                     .iter()
-                    .map(|(f, n)| named(fault_name(FaultStatus::from(*f)), *n))
+                    .map(|(f, n)| named(format!("{:#}", FaultStatus::from(*f)), *n))
                     .collect(),
                 problems: self
                     .problems
@@ -1456,14 +1418,14 @@ mod ser {
 
     pub fn opt_syntax<S: Serializer>(v: &Option<Syntax>, s: S) -> Result<S::Ok, S::Error> {
         match v {
-            Some(v) => s.serialize_str(super::syntax_name(*v)),
+            Some(v) => s.serialize_str(v.name()),
             None => s.serialize_none(),
         }
     }
 
     pub fn opt_fault<S: Serializer>(v: &Option<FaultStatus>, s: S) -> Result<S::Ok, S::Error> {
         match v {
-            Some(v) => s.serialize_str(&super::fault_name(*v)),
+            Some(v) => s.collect_str(&format_args!("{v:#}")),
             None => s.serialize_none(),
         }
     }

@@ -64,10 +64,7 @@ fn exchange(w: &mut dyn Write, e: &ExchangeReport, total: usize) -> io::Result<(
         checks(w, &b.checks)?;
     }
     if let Some(s) = &e.response {
-        let syntax = match e.syntax {
-            Some(crate::wire::ndr::Syntax::Ndr64) => "NDR64",
-            _ => "NDR32",
-        };
+        let syntax = e.syntax.unwrap_or(crate::wire::ndr::Syntax::Ndr32);
         writeln!(w, "\nResponse from KMS host (over {syntax})\n")?;
         line(
             w,
