@@ -11,6 +11,7 @@ pub mod host_engine;
 pub mod host_session;
 pub mod kms_host;
 pub mod rpc;
+pub mod summary;
 
 pub use checks::{Check, CheckId, Checks, Value};
 

@@ -289,14 +289,16 @@ fn exchange(w: &mut dyn Write, e: &ExchangeReport) -> io::Result<()> {
             "RPC FAULT: {}",
             e.fault.map(|f| format!("{f:#}")).unwrap_or_default()
         ),
-        Outcome::Undecodable => format!(
+        Outcome::Undecodable | Outcome::Rpc => format!(
             "UNDECODABLE: {}",
             e.reply_error
                 .as_deref()
                 .or(e.request_error.as_deref())
                 .unwrap_or("?")
         ),
-        Outcome::Unanswered => "UNANSWERED: no reply in the capture".to_owned(),
+        Outcome::Unanswered | Outcome::Connection => {
+            "UNANSWERED: no reply in the capture".to_owned()
+        }
     };
     writeln!(w, "   Result: {verdict}")
 }
