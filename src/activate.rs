@@ -16,6 +16,8 @@ use crate::proto::check::Check;
 use crate::proto::client::message::{ResponseBuf, decode_response, encode_request};
 use crate::proto::client::names::{random_dns_name, random_netbios_name};
 use crate::proto::client::session::CallReply;
+pub use crate::proto::summary::Outcome;
+use crate::proto::summary::{RequestSummary, ResponseSummary, ser};
 use crate::wire::kms::{RequestBase, Version, Workstation};
 use crate::wire::ndr::Syntax;
 use crate::wire::rpc::FaultStatus;
@@ -80,37 +82,6 @@ pub struct ActivateConfig {
     pub client: ClientConfig,
 }
 
-/// One request's parameters as sent.
-#[derive(Debug, Clone, Serialize)]
-pub struct RequestReport {
-    /// Protocol version.
-    pub version: String,
-    /// VM flag.
-    pub vm: bool,
-    /// License status.
-    pub license_status: u32,
-    /// Minutes left in the current state.
-    pub binding_expiration: u32,
-    /// Application ID.
-    pub app_id: Guid,
-    /// SKU ID.
-    pub sku_id: Guid,
-    /// KMS ID.
-    pub kms_id: Guid,
-    /// Product name (catalog), if known.
-    pub product: String,
-    /// Client machine ID.
-    pub cmid: Guid,
-    /// Previous client machine ID.
-    pub previous_cmid: Guid,
-    /// Client time, UTC.
-    pub client_time: String,
-    /// Workstation name.
-    pub workstation: String,
-    /// Required client count.
-    pub required_clients: u32,
-}
-
 /// The bind as reported.
 #[derive(Debug, Clone, Serialize)]
 pub struct BindInfo {
@@ -126,66 +97,14 @@ pub struct BindInfo {
     pub checks: Vec<Check>,
 }
 
-/// The decoded response.
-#[derive(Debug, Clone, Serialize)]
-pub struct ResponseReport {
-    /// Size of the KMS response.
-    pub size: usize,
-    /// Protocol version.
-    pub version: String,
-    /// The host's ePID.
-    pub epid: String,
-    /// The host's hardware ID (V6).
-    pub hwid: Option<String>,
-    /// Echoed client machine ID.
-    pub cmid: Guid,
-    /// Echoed client time, UTC.
-    pub client_time: String,
-    /// Current count of activated clients.
-    pub count: u32,
-    /// Renewal interval, minutes.
-    pub renewal_interval: u32,
-    /// Activation interval, minutes.
-    pub activation_interval: u32,
-}
-
-/// How one request ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// Answered; every check passed.
-    Ok,
-    /// Answered; some check failed.
-    ChecksFailed,
-    /// The call returned an HRESULT.
-    Refused,
-    /// An RPC fault or protocol failure.
-    Rpc,
-    /// No connection or no answer.
-    Connection,
-}
-
-impl Outcome {
-    /// The name reports use (as in JSON).
-    pub fn name(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::ChecksFailed => "checks_failed",
-            Outcome::Refused => "refused",
-            Outcome::Rpc => "rpc",
-            Outcome::Connection => "connection",
-        }
-    }
-
-    /// The exit status this outcome calls for.
-    pub fn exit(self) -> Exit {
-        match self {
-            Outcome::Ok => Exit::Success,
-            Outcome::ChecksFailed => Exit::ChecksFailed,
-            Outcome::Refused => Exit::Refused,
-            Outcome::Rpc => Exit::Rpc,
-            Outcome::Connection => Exit::Connection,
-        }
+/// The exit status an exchange's outcome calls for.
+pub fn exit_of(outcome: Outcome) -> Exit {
+    match outcome {
+        Outcome::Ok => Exit::Success,
+        Outcome::ChecksFailed => Exit::ChecksFailed,
+        Outcome::Refused => Exit::Refused,
+        Outcome::Fault | Outcome::Undecodable | Outcome::Rpc => Exit::Rpc,
+        Outcome::Unanswered | Outcome::Connection => Exit::Connection,
     }
 }
 
@@ -195,21 +114,24 @@ pub struct ExchangeReport {
     /// 1-based request number.
     pub index: u32,
     /// The request as sent.
-    pub request: RequestReport,
+    pub request: RequestSummary,
     /// The bind, when this request opened a connection.
     pub bind: Option<BindInfo>,
     /// Transfer syntax of the call.
     pub syntax: Option<Syntax>,
-    /// How it ended.
+    /// How it ended: `ok`, `checks_failed`, `refused`, `fault`, `undecodable` (the KMS
+    /// response), `rpc` (another RPC failure) or `connection`.
     pub outcome: Outcome,
-    /// The HRESULT of a refusal.
-    pub hresult: Option<String>,
-    /// The fault status of an RPC fault.
-    pub fault: Option<String>,
+    /// The HRESULT of a refusal, with its name, e.g. `0x8007000D (ERROR_INVALID_DATA)`.
+    #[serde(serialize_with = "ser::opt_display")]
+    pub hresult: Option<HResult>,
+    /// The status of an RPC fault, with its code, e.g. `OpRangeError (0x1C010002)`.
+    #[serde(serialize_with = "ser::opt_fault")]
+    pub fault: Option<FaultStatus>,
     /// What went wrong below the KMS layer.
     pub error: Option<String>,
     /// The decoded response.
-    pub response: Option<ResponseReport>,
+    pub response: Option<ResponseSummary>,
     /// RPC and KMS checks on the reply.
     pub checks: Vec<Check>,
     /// Round-trip time of the call, microseconds.
@@ -262,24 +184,6 @@ impl ActivateConfig {
             }),
         }
     }
-
-    fn request_report(&self, b: &RequestBase) -> RequestReport {
-        RequestReport {
-            version: b.version.to_string(),
-            vm: b.vm_info != 0,
-            license_status: b.license_status,
-            binding_expiration: b.binding_expiration,
-            app_id: b.app_id,
-            sku_id: b.sku_id,
-            kms_id: b.kms_id,
-            product: self.product_name.clone(),
-            cmid: b.cmid,
-            previous_cmid: b.previous_cmid,
-            client_time: b.client_time.to_string(),
-            workstation: b.workstation.to_string(),
-            required_clients: b.required_clients,
-        }
-    }
 }
 
 /// Connects to the first address that answers (falling back in order) and binds.
@@ -328,9 +232,11 @@ pub async fn run_recorded(
     let mut buf = ResponseBuf::default();
     for index in 1..=config.requests {
         let base = config.request_base(&mut rng);
+        let mut kms = Vec::with_capacity(260);
+        let sent = encode_request(&base, rng.random(), &mut kms);
         let mut report = ExchangeReport {
             index,
-            request: config.request_report(&base),
+            request: RequestSummary::sent(&sent, &kms),
             bind: None,
             syntax: None,
             outcome: Outcome::Connection,
@@ -345,8 +251,6 @@ pub async fn run_recorded(
         if config.new_connection_each {
             conn = None;
         }
-        let mut kms = Vec::with_capacity(260);
-        let sent = encode_request(&base, rng.random(), &mut kms);
         let mut result = None;
         // At most one retry: when a reused connection turns out to be closed by the host.
         for attempt in 0..2 {
@@ -409,34 +313,22 @@ pub async fn run_recorded(
                 report.checks.extend(outcome.checks.iter().copied());
                 match outcome.reply {
                     CallReply::Fault(status) => {
-                        report.outcome = Outcome::Rpc;
-                        report.fault = Some(fault_name(status));
+                        report.outcome = Outcome::Fault;
+                        report.fault = Some(status);
                     }
                     CallReply::Refused(h) => {
                         report.outcome = Outcome::Refused;
-                        report.hresult = Some(h.to_string());
+                        report.hresult = Some(h);
                     }
                     CallReply::Response => match decode_response(&sent, body_of(&conn), &mut buf) {
                         Err(e) => {
-                            report.outcome = Outcome::Rpc;
+                            report.outcome = Outcome::Undecodable;
                             report.error = Some(format!("undecodable KMS response: {e}"));
                         }
                         Ok((resp, checks)) => {
                             report.checks.extend(checks.iter().copied());
-                            report.response = Some(ResponseReport {
-                                size: body_of(&conn).len(),
-                                version: resp.version.to_string(),
-                                epid: resp.base.epid_string(),
-                                hwid: resp
-                                    .trailer
-                                    .and_then(|t| t.v6)
-                                    .map(|v| v.hwid.iter().map(|b| format!("{b:02X}")).collect()),
-                                cmid: resp.base.cmid,
-                                client_time: resp.base.client_time.to_string(),
-                                count: resp.base.count,
-                                renewal_interval: resp.base.renewal_interval,
-                                activation_interval: resp.base.activation_interval,
-                            });
+                            report.response =
+                                Some(ResponseSummary::new(&resp, body_of(&conn).len()));
                             report.outcome = Outcome::Ok;
                         }
                     },
@@ -456,7 +348,7 @@ pub async fn run_recorded(
     }
     let exit = exchanges
         .iter()
-        .map(|e| e.outcome.exit())
+        .map(|e| exit_of(e.outcome))
         .fold(Exit::Success, Exit::worst);
     ActivateReport {
         format: REPORT_FORMAT,
@@ -469,21 +361,6 @@ pub async fn run_recorded(
 
 fn body_of(conn: &Option<Connection>) -> &[u8] {
     conn.as_ref().map_or(&[], |c| c.response_body())
-}
-
-fn fault_name(status: FaultStatus) -> String {
-    match status {
-        FaultStatus::Unknown(v) => format!("0x{v:08X}"),
-        other => format!("{other:?} (0x{:08X})", u32::from(other)),
-    }
-}
-
-/// The refusal as a typed value, for callers that match on it.
-pub fn refusal(report: &ExchangeReport) -> Option<HResult> {
-    report.hresult.as_ref().and_then(|s| {
-        let hex = s.get(2..10)?;
-        u32::from_str_radix(hex, 16).ok().map(HResult)
-    })
 }
 
 /// One product per application, to ask a host for each of its ePIDs (vlmcs -G does the same).
@@ -536,7 +413,7 @@ pub async fn grab(config: &ActivateConfig, addrs: &[SocketAddr]) -> Grab {
         worst = worst.worst(report.exit);
         if let Some(r) = report.exchanges.first().and_then(|e| e.response.as_ref()) {
             epids.push(format!("{app} = \"{}\"\n", r.epid));
-            hwid = hwid.or(r.hwid.clone());
+            hwid = hwid.or(r.hwid_hex());
         } else {
             missing.push((app, report.exchanges.first().map(|e| e.outcome)));
         }

@@ -44,7 +44,8 @@ use crate::proto::host::message::ReceivedRequest;
 use crate::proto::verdict::{Failure, Verdict, judge};
 use crate::wire::Guid;
 use crate::wire::ndr::{ActivationRequest, Syntax};
-use crate::wire::rpc::{Body, Call, Flags, NDR64, PacketType, Pdu, Reassembler, split_pdu};
+use crate::wire::reassembly::{Call, Reassembler};
+use crate::wire::rpc::{Body, Flags, NDR64, PacketType, Pdu, split_pdu};
 
 /// Report format identifier of `replay --json`.
 pub const REPORT_FORMAT: &str = "kmsharness-replay/1";

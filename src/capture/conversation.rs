@@ -6,12 +6,14 @@ use crate::proto::check::Checks;
 use crate::proto::client::checks::{ReplyHead, check_bind_reply, check_response};
 use crate::proto::client::message::{ResponseBuf, decode_response};
 use crate::proto::host::message::{ReceivedRequest, decode_request};
+use crate::proto::summary::ResponseSummary;
 use crate::wire::codec::Error;
-use crate::wire::kms::{FileTime, Version};
+use crate::wire::kms::FileTime;
 use crate::wire::ndr::{ActivationRequest, ActivationResponse, Syntax};
+use crate::wire::reassembly::{Call, Reassembler};
 use crate::wire::rpc::{
-    AckResult, Body, Call, ContextResult, FaultStatus, Flags, NDR32, NDR64, PacketType, Pdu,
-    Reassembler, SyntaxId, split_pdu,
+    AckResult, Body, ContextResult, FaultStatus, Flags, NDR32, NDR64, PacketType, Pdu, SyntaxId,
+    split_pdu,
 };
 use crate::wire::{Guid, HResult};
 
@@ -49,29 +51,6 @@ impl BindExchange {
             .map(|((_, s), _)| s.name())
             .collect()
     }
-}
-
-/// The decoded fields of a response, owned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResponseSummary {
-    /// Length of the KMS response.
-    pub size: usize,
-    /// Version in the envelope (V5/V6) or base (V4).
-    pub version: Version,
-    /// The host's ePID.
-    pub epid: String,
-    /// Hardware ID (V6).
-    pub hwid: Option<[u8; 8]>,
-    /// Echoed client machine ID.
-    pub cmid: Guid,
-    /// Echoed client time.
-    pub client_time: FileTime,
-    /// Current count.
-    pub count: u32,
-    /// Activation interval, minutes.
-    pub activation_interval: u32,
-    /// Renewal interval, minutes.
-    pub renewal_interval: u32,
 }
 
 /// What the host sent back for an activation request.
@@ -434,17 +413,7 @@ fn response(req: &ReceivedRequest, body: &[u8]) -> Reply {
     match decode_response(&req.as_sent(), body, &mut buf) {
         Err(e) => Reply::Undecodable(e),
         Ok((resp, checks)) => Reply::Response {
-            summary: ResponseSummary {
-                size: body.len(),
-                version: resp.version,
-                epid: resp.base.epid_string(),
-                hwid: resp.trailer.and_then(|t| t.v6).map(|v| v.hwid),
-                cmid: resp.base.cmid,
-                client_time: resp.base.client_time,
-                count: resp.base.count,
-                activation_interval: resp.base.activation_interval,
-                renewal_interval: resp.base.renewal_interval,
-            },
+            summary: ResponseSummary::new(&resp, body.len()),
             checks: Box::new(checks),
         },
     }

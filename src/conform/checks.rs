@@ -151,23 +151,10 @@ pub fn validate_checks(sel: &CheckSel) -> Result<(), String> {
     }
 }
 
-/// A fault status by name (snake case of [`FaultStatus`]'s variants) or hex.
+/// A fault status by name (any [`FaultStatus`] name, e.g. `op_range_error`) or hex.
 pub fn fault_status_by_name(s: &str) -> Option<u32> {
-    let named = [
-        ("op_range_error", FaultStatus::OpRangeError),
-        ("unknown_interface", FaultStatus::UnknownInterface),
-        ("protocol_error", FaultStatus::ProtocolError),
-        ("bad_stub_data", FaultStatus::BadStubData),
-        ("access_denied", FaultStatus::AccessDenied),
-        ("server_too_busy", FaultStatus::ServerTooBusy),
-        ("unsupported_type", FaultStatus::UnsupportedType),
-        ("comm_failure", FaultStatus::CommFailure),
-        ("call_failed_dne", FaultStatus::CallFailedDne),
-    ];
-    named
-        .iter()
-        .find(|(n, _)| *n == s)
-        .map(|(_, f)| u32::from(*f))
+    FaultStatus::from_name(s)
+        .map(u32::from)
         .or_else(|| parse_hex_u32(s))
 }
 
@@ -181,30 +168,14 @@ pub fn parse_hex_u32(s: &str) -> Option<u32> {
     u32::from_str_radix(t, 16).ok()
 }
 
-/// A fault status as a report shows it.
+/// A fault status as a report shows it: `OpRangeError (0x1C010002)`, or the bare code.
 pub fn show_fault(status: u32) -> String {
-    match FaultStatus::from(status) {
-        FaultStatus::Unknown(v) => format!("0x{v:08X}"),
-        other => format!("{other:?} (0x{status:08X})"),
-    }
+    format!("{:#}", FaultStatus::from(status))
 }
 
 /// A bind_nak reason by name or number.
 fn nak_reason_by_name(s: &str) -> Option<u16> {
-    let named = [
-        ("not_specified", RejectReason::NotSpecified),
-        ("temporary_congestion", RejectReason::TemporaryCongestion),
-        ("local_limit_exceeded", RejectReason::LocalLimitExceeded),
-        (
-            "protocol_version_not_supported",
-            RejectReason::ProtocolVersionNotSupported,
-        ),
-    ];
-    named
-        .iter()
-        .find(|(n, _)| *n == s)
-        .map(|(_, r)| u16::from(*r))
-        .or_else(|| s.parse().ok())
+    s.parse::<RejectReason>().ok().map(u16::from)
 }
 
 /// A context result as the vectors write them.

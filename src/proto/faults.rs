@@ -6,6 +6,7 @@ use core::fmt;
 use core::str::FromStr;
 
 use crate::proto::check::CheckId;
+use crate::wire::enums::{UnknownName, find_name};
 
 /// Declares the fault list once: name, the check it trips (if any), and what it does.
 macro_rules! faults {
@@ -100,31 +101,15 @@ impl fmt::Display for Fault {
     }
 }
 
-/// `--fault` named something that does not exist.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown fault {name:?}; known faults: {known}")]
-pub struct UnknownFault {
-    /// What was asked for.
-    pub name: String,
-    /// The list of valid names.
-    pub known: String,
-}
+/// `--fault` named something that does not exist (lists the known names).
+pub type UnknownFault = UnknownName;
 
 impl FromStr for Fault {
     type Err = UnknownFault;
+    /// A name as [`crate::wire::enums::same_name`] matches it, the lookup wire enums use.
     fn from_str(s: &str) -> Result<Fault, UnknownFault> {
-        Fault::ALL
-            .iter()
-            .copied()
-            .find(|f| f.name() == s.trim())
-            .ok_or_else(|| UnknownFault {
-                name: s.to_owned(),
-                known: Fault::ALL
-                    .iter()
-                    .map(|f| f.name())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
+        find_name(s, Fault::ALL, Fault::name)
+            .ok_or_else(|| UnknownName::new("fault", s, Fault::ALL.iter().map(|f| f.name())))
     }
 }
 

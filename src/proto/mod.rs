@@ -6,6 +6,7 @@ pub mod check;
 pub mod client;
 pub mod faults;
 pub mod host;
+pub mod summary;
 pub mod verdict;
 
 pub use check::{Check, CheckId, Checks, Value};

@@ -81,20 +81,12 @@ impl fmt::Display for Failure {
             Failure::Closed => f.write_str("closed"),
             Failure::Io => f.write_str("io"),
             Failure::Protocol => f.write_str("protocol"),
-            Failure::Fault(s) => write!(f, "fault:{}", fault_name(*s)),
+            Failure::Fault(s) => write!(f, "fault:{s}"),
             Failure::HResult(h) => write!(f, "hresult:0x{:08X}", h.0),
             Failure::Undecodable => f.write_str("undecodable"),
             Failure::Unverifiable => f.write_str("unverifiable"),
             Failure::Check(c) => write!(f, "check:{}", c.name()),
         }
-    }
-}
-
-/// A fault's name as failure classes print it.
-fn fault_name(status: FaultStatus) -> String {
-    match status {
-        FaultStatus::Unknown(v) => format!("0x{v:08X}"),
-        known => format!("{known:?}"),
     }
 }
 

@@ -29,11 +29,11 @@ fn checks(w: &mut dyn Write, list: &[Check]) -> io::Result<()> {
 fn exchange(w: &mut dyn Write, e: &ExchangeReport, total: usize) -> io::Result<()> {
     let r = &e.request;
     writeln!(w, "\nRequest {} of {total}\n", e.index)?;
-    line(w, "Protocol version", &r.version)?;
+    line(w, "Protocol version", r.version)?;
     line(
         w,
         "Client is a virtual machine",
-        if r.vm { "Yes" } else { "No" },
+        if r.vm_info != 0 { "Yes" } else { "No" },
     )?;
     line(w, "Licensing status", r.license_status)?;
     line(
@@ -45,13 +45,13 @@ fn exchange(w: &mut dyn Write, e: &ExchangeReport, total: usize) -> io::Result<(
     line(
         w,
         "SKU ID (aka Activation ID)",
-        format!("{} ({})", r.sku_id, r.product),
+        format!("{} ({})", r.sku_id, r.product.unwrap_or("custom product")),
     )?;
     line(w, "KMS ID (aka KMS counted ID)", r.kms_id)?;
     line(w, "Client machine ID", r.cmid)?;
     line(w, "Previous client machine ID", r.previous_cmid)?;
-    line(w, "Client request timestamp (UTC)", &r.client_time)?;
-    line(w, "Workstation name", &r.workstation)?;
+    line(w, "Client request timestamp (UTC)", r.client_time)?;
+    line(w, "Workstation name", r.workstation)?;
     line(w, "N count policy (minimum clients)", r.required_clients)?;
     if let Some(b) = &e.bind {
         writeln!(
@@ -64,23 +64,20 @@ fn exchange(w: &mut dyn Write, e: &ExchangeReport, total: usize) -> io::Result<(
         checks(w, &b.checks)?;
     }
     if let Some(s) = &e.response {
-        let syntax = match e.syntax {
-            Some(crate::wire::ndr::Syntax::Ndr64) => "NDR64",
-            _ => "NDR32",
-        };
+        let syntax = e.syntax.unwrap_or(crate::wire::ndr::Syntax::Ndr32);
         writeln!(w, "\nResponse from KMS host (over {syntax})\n")?;
         line(
             w,
             "Size of KMS Response",
             format!("{} (0x{:x})", s.size, s.size),
         )?;
-        line(w, "Protocol version", &s.version)?;
+        line(w, "Protocol version", s.version)?;
         line(w, "KMS host extended PID", &s.epid)?;
-        if let Some(h) = &s.hwid {
+        if let Some(h) = s.hwid_hex() {
             line(w, "KMS host Hardware ID", h)?;
         }
         line(w, "Client machine ID", s.cmid)?;
-        line(w, "Client request timestamp (UTC)", &s.client_time)?;
+        line(w, "Client request timestamp (UTC)", s.client_time)?;
         line(w, "KMS host current active clients", s.count)?;
         line(w, "Renewal interval policy", s.renewal_interval)?;
         line(w, "Activation interval policy", s.activation_interval)?;
@@ -94,13 +91,19 @@ fn exchange(w: &mut dyn Write, e: &ExchangeReport, total: usize) -> io::Result<(
         Outcome::ChecksFailed => "FAILED: see the checks above".to_owned(),
         Outcome::Refused => format!(
             "REFUSED: the host returned {}",
-            e.hresult.as_deref().unwrap_or("?")
+            e.hresult.map_or("?".to_owned(), |h| h.to_string())
         ),
-        Outcome::Rpc => format!(
+        Outcome::Fault | Outcome::Undecodable | Outcome::Rpc => format!(
             "RPC FAILURE: {}",
-            e.fault.as_deref().or(e.error.as_deref()).unwrap_or("?")
+            e.fault
+                .map(|f| format!("{f:#}"))
+                .or(e.error.clone())
+                .as_deref()
+                .unwrap_or("?")
         ),
-        Outcome::Connection => format!("NO CONNECTION: {}", e.error.as_deref().unwrap_or("?")),
+        Outcome::Unanswered | Outcome::Connection => {
+            format!("NO CONNECTION: {}", e.error.as_deref().unwrap_or("?"))
+        }
     };
     writeln!(w, "\nResult: {verdict}")
 }

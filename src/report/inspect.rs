@@ -43,9 +43,10 @@ use std::io::{self, Write};
 use crate::exit::Exit;
 use crate::inspect::{
     BindReport, CaptureInfo, ConnectionReport, ExchangeReport, FileErrorKind, InspectReport,
-    Outcome, REPORT_FORMAT, Recognition, Summary, Utc, hex, syntax_name,
+    Outcome, REPORT_FORMAT, Recognition, Summary, Utc, hex,
 };
 use crate::proto::check::Checks;
+use crate::wire::ndr::Syntax;
 
 /// The name of an exit status as JSON gives it.
 fn exit_name(e: Exit) -> &'static str {
@@ -158,7 +159,7 @@ fn bind(w: &mut dyn Write, b: &BindReport) -> io::Result<()> {
 }
 
 fn exchange(w: &mut dyn Write, e: &ExchangeReport) -> io::Result<()> {
-    let syntax = e.syntax.map_or("an unbound context", syntax_name);
+    let syntax = e.syntax.map_or("an unbound context", Syntax::name);
     write!(
         w,
         "\n  Request {} (call {}, context {} over {syntax}, {})",
@@ -286,16 +287,18 @@ fn exchange(w: &mut dyn Write, e: &ExchangeReport) -> io::Result<()> {
         ),
         Outcome::Fault => format!(
             "RPC FAULT: {}",
-            e.fault.map(crate::inspect::fault_name).unwrap_or_default()
+            e.fault.map(|f| format!("{f:#}")).unwrap_or_default()
         ),
-        Outcome::Undecodable => format!(
+        Outcome::Undecodable | Outcome::Rpc => format!(
             "UNDECODABLE: {}",
             e.reply_error
                 .as_deref()
                 .or(e.request_error.as_deref())
                 .unwrap_or("?")
         ),
-        Outcome::Unanswered => "UNANSWERED: no reply in the capture".to_owned(),
+        Outcome::Unanswered | Outcome::Connection => {
+            "UNANSWERED: no reply in the capture".to_owned()
+        }
     };
     writeln!(w, "   Result: {verdict}")
 }

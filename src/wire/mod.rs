@@ -4,10 +4,12 @@
 //! that failed; none panics.
 
 pub mod codec;
+pub mod enums;
 pub mod guid;
 pub mod hresult;
 pub mod kms;
 pub mod ndr;
+pub mod reassembly;
 pub mod rpc;
 
 pub use codec::{Error, Result};

@@ -5,6 +5,8 @@
 //! `HRESULT RequestActivation([in] DWORD requestSize, [in, size_is(requestSize)] BYTE *request,
 //! [out] DWORD *responseSize, [out, size_is(, *responseSize)] BYTE **response)`.
 
+use core::fmt;
+
 use super::HResult;
 use super::codec::{Error, Put, Reader, Result, pad_to};
 
@@ -18,6 +20,14 @@ pub enum Syntax {
 }
 
 impl Syntax {
+    /// `NDR32` or `NDR64`, as vlmcs and the reports print it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Syntax::Ndr32 => "NDR32",
+            Syntax::Ndr64 => "NDR64",
+        }
+    }
+
     /// Width of a count or pointer in bytes.
     pub const fn word(self) -> usize {
         match self {
@@ -48,6 +58,12 @@ impl Syntax {
             Syntax::Ndr32 => out.put_u32(v as u32),
             Syntax::Ndr64 => out.put_u64(v),
         }
+    }
+}
+
+impl fmt::Display for Syntax {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -1,11 +1,13 @@
 //! Connection-oriented DCE/RPC v5.0 PDUs (C706 chapter 12, with Microsoft's MS-RPCE extensions):
 //! the common header, bind / alter_context and their acks, bind_nak, request, response, fault,
-//! framing of a byte stream into PDUs, and reassembly of fragmented calls.
+//! framing of a byte stream into PDUs, and the splitting of a call into fragments (their
+//! reassembly is [`super::reassembly`]).
 
 use core::fmt;
 
 use super::Guid;
 use super::codec::{Error, Put, Reader, Result, le16, le32};
+use super::enums::wire_enum;
 
 /// Length of the common header that starts every PDU.
 pub const HEADER_LEN: usize = field::CALL_ID.end;
@@ -42,67 +44,31 @@ mod field {
 /// Length of the security trailer that precedes an authentication value (C706 13.2.6.1).
 const SEC_TRAILER_LEN: usize = 8;
 
-/// Declares a wire enum that keeps values it does not know, so decoding never fails on them.
-macro_rules! wire_enum {
-    (
-        $(#[$attr:meta])*
-        pub enum $name:ident($ty:ty) {
-            $( $(#[$vattr:meta])* $variant:ident = $value:expr, )+
-        }
-    ) => {
-        $(#[$attr])*
-        #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-        pub enum $name {
-            $( $(#[$vattr])* $variant, )+
-            /// A value this crate has no name for.
-            Unknown($ty),
-        }
-
-        impl From<$ty> for $name {
-            fn from(v: $ty) -> Self {
-                match v {
-                    $( $value => $name::$variant, )+
-                    other => $name::Unknown(other),
-                }
-            }
-        }
-
-        impl From<$name> for $ty {
-            fn from(v: $name) -> Self {
-                match v {
-                    $( $name::$variant => $value, )+
-                    $name::Unknown(other) => other,
-                }
-            }
-        }
-    };
-}
-
 wire_enum! {
     /// PDU type (C706 12.6.4).
-    pub enum PacketType(u8) {
+    pub enum PacketType(u8) as "PDU type" {
         /// A call's input.
-        Request = 0,
+        Request = 0 => "request",
         /// A call's output.
-        Response = 2,
+        Response = 2 => "response",
         /// A call failed in the RPC runtime or the server stub.
-        Fault = 3,
+        Fault = 3 => "fault",
         /// Proposes presentation contexts and opens an association.
-        Bind = 11,
+        Bind = 11 => "bind",
         /// Accepts a bind.
-        BindAck = 12,
+        BindAck = 12 => "bind_ack",
         /// Rejects a bind as a whole.
-        BindNak = 13,
+        BindNak = 13 => "bind_nak",
         /// Proposes further presentation contexts on an open association.
-        AlterContext = 14,
+        AlterContext = 14 => "alter_context",
         /// Answers an alter_context.
-        AlterContextResp = 15,
+        AlterContextResp = 15 => "alter_context_resp",
         /// Server asks the client to close.
-        Shutdown = 17,
+        Shutdown = 17 => "shutdown",
         /// Client cancels a call.
-        CoCancel = 18,
+        CoCancel = 18 => "co_cancel",
         /// Client abandons a call.
-        Orphaned = 19,
+        Orphaned = 19 => "orphaned",
     }
 }
 
@@ -451,29 +417,29 @@ impl Bind {
 wire_enum! {
     /// Result of one presentation context in a bind_ack (C706 12.6.3.1 `p_cont_def_result_t`,
     /// MS-RPCE 2.2.2.4 for `negotiate_ack`).
-    pub enum AckResult(u16) {
+    pub enum AckResult(u16) as "context result" {
         /// The context is accepted with the returned transfer syntax.
-        Acceptance = 0,
+        Acceptance = 0 => "acceptance",
         /// Rejected by the server application.
-        UserRejection = 1,
+        UserRejection = 1 => "user_rejection",
         /// Rejected by the RPC runtime; the reason says why.
-        ProviderRejection = 2,
+        ProviderRejection = 2 => "provider_rejection",
         /// Answer to a bind-time feature negotiation item; the reason carries feature bits.
-        NegotiateAck = 3,
+        NegotiateAck = 3 => "negotiate_ack",
     }
 }
 
 wire_enum! {
     /// Why a presentation context was rejected (C706 `p_provider_reason_t`).
-    pub enum ProviderReason(u16) {
+    pub enum ProviderReason(u16) as "provider reason" {
         /// No reason given.
-        NotSpecified = 0,
+        NotSpecified = 0 => "not_specified",
         /// The interface is not supported.
-        AbstractSyntaxNotSupported = 1,
+        AbstractSyntaxNotSupported = 1 => "abstract_syntax_not_supported",
         /// None of the transfer syntaxes is supported.
-        ProposedTransferSyntaxesNotSupported = 2,
+        ProposedTransferSyntaxesNotSupported = 2 => "proposed_transfer_syntaxes_not_supported",
         /// Server limit reached.
-        LocalLimitExceeded = 3,
+        LocalLimitExceeded = 3 => "local_limit_exceeded",
     }
 }
 
@@ -580,27 +546,27 @@ impl<'a> BindAck<'a> {
 
 wire_enum! {
     /// Why a bind was rejected as a whole (C706 `p_reject_reason_t`, MS-RPCE 2.2.2.5).
-    pub enum RejectReason(u16) {
+    pub enum RejectReason(u16) as "bind_nak reason" {
         /// No reason given.
-        NotSpecified = 0,
+        NotSpecified = 0 => "not_specified",
         /// Server congested.
-        TemporaryCongestion = 1,
+        TemporaryCongestion = 1 => "temporary_congestion",
         /// Server limit reached.
-        LocalLimitExceeded = 2,
+        LocalLimitExceeded = 2 => "local_limit_exceeded",
         /// Called address unknown.
-        CalledPaddrUnknown = 3,
+        CalledPaddrUnknown = 3 => "called_paddr_unknown",
         /// The proposed RPC protocol version is not supported.
-        ProtocolVersionNotSupported = 4,
+        ProtocolVersionNotSupported = 4 => "protocol_version_not_supported",
         /// Default context not supported.
-        DefaultContextNotSupported = 5,
+        DefaultContextNotSupported = 5 => "default_context_not_supported",
         /// User data not readable.
-        UserDataNotReadable = 6,
+        UserDataNotReadable = 6 => "user_data_not_readable",
         /// No presentation service access point available.
-        NoPsapAvailable = 7,
+        NoPsapAvailable = 7 => "no_psap_available",
         /// Authentication type not recognised (MS-RPCE).
-        AuthenticationTypeNotRecognized = 8,
+        AuthenticationTypeNotRecognized = 8 => "authentication_type_not_recognized",
         /// Invalid checksum (MS-RPCE).
-        InvalidChecksum = 9,
+        InvalidChecksum = 9 => "invalid_checksum",
     }
 }
 
@@ -692,7 +658,7 @@ pub struct Response<'a> {
 
 wire_enum! {
     /// Fault status codes (C706 appendix E, MS-RPCE 2.2.2.9).
-    pub enum FaultStatus(u32) {
+    pub enum FaultStatus(u32) as "fault status code" {
         /// Integer division by zero in the server.
         IntDivByZero = 0x1C00_0001,
         /// Address error in the server.
@@ -968,22 +934,9 @@ fn parse_body<'a>(header: HeaderRepr, bytes: &'a [u8]) -> Result<Body<'a>> {
     Ok(body)
 }
 
-/// The C706 name of a PDU type, for messages.
+/// The C706 name of a PDU type, for messages (`unknown PDU` for a type without one).
 pub fn pdu_name(t: PacketType) -> &'static str {
-    match t {
-        PacketType::Request => "request",
-        PacketType::Response => "response",
-        PacketType::Fault => "fault",
-        PacketType::Bind => "bind",
-        PacketType::BindAck => "bind_ack",
-        PacketType::BindNak => "bind_nak",
-        PacketType::AlterContext => "alter_context",
-        PacketType::AlterContextResp => "alter_context_resp",
-        PacketType::Shutdown => "shutdown",
-        PacketType::CoCancel => "co_cancel",
-        PacketType::Orphaned => "orphaned",
-        PacketType::Unknown(_) => "unknown PDU",
-    }
+    t.name().unwrap_or("unknown PDU")
 }
 
 /// How many bytes the PDU at the start of `buf` occupies, once its header has arrived.
@@ -1005,177 +958,6 @@ pub fn split_pdu(buf: &[u8]) -> Result<Option<(&[u8], &[u8])>> {
     match frame_len(buf)? {
         Some(len) if len <= buf.len() => Ok(Some(buf.split_at(len))),
         _ => Ok(None),
-    }
-}
-
-/// A call whose fragments have all arrived.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Call {
-    /// Request, response or fault.
-    pub packet_type: PacketType,
-    /// The call's identifier.
-    pub call_id: u32,
-    /// Presentation context.
-    pub context_id: u16,
-    /// Operation number (requests only; 0 otherwise).
-    pub opnum: u16,
-    /// Fault status (faults only).
-    pub fault: Option<FaultStatus>,
-    /// Number of fragments it came in.
-    pub fragments: usize,
-    /// FIRST_FRAG as the first fragment had it, LAST_FRAG as the last had it, and every other
-    /// bit any fragment set: what a single-PDU call would carry.
-    pub flags: Flags,
-    /// The concatenated stub data.
-    pub stub: Vec<u8>,
-}
-
-/// Why fragments could not be reassembled.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReassemblyError {
-    /// A middle or last fragment arrived for a call that had no first fragment.
-    #[error("call {call_id}: fragment without a first fragment")]
-    NoFirstFragment {
-        /// The call.
-        call_id: u32,
-    },
-    /// A first fragment arrived for a call already in progress.
-    #[error("call {call_id}: second first fragment")]
-    DuplicateFirstFragment {
-        /// The call.
-        call_id: u32,
-    },
-    /// The reassembled stub would exceed the configured limit.
-    #[error("call {call_id}: stub exceeds {limit} bytes")]
-    TooLarge {
-        /// The call.
-        call_id: u32,
-        /// The limit.
-        limit: usize,
-    },
-    /// Too many calls were in progress at once.
-    #[error("more than {limit} calls in progress")]
-    TooManyCalls {
-        /// The limit.
-        limit: usize,
-    },
-    /// The PDU is not part of a call (bind, ack, ...).
-    #[error("{0} PDUs are not call fragments")]
-    NotACall(&'static str),
-}
-
-/// Reassembles fragmented requests and responses, per call id, so that multiplexed calls may
-/// interleave their fragments (PFC_CONC_MPX).
-#[derive(Debug)]
-pub struct Reassembler {
-    pending: Vec<Call>,
-    max_stub: usize,
-    max_calls: usize,
-}
-
-impl Reassembler {
-    /// KMS messages are ~260 bytes; a stub much bigger than this is an attack, not a request.
-    pub const DEFAULT_MAX_STUB: usize = 64 * 1024;
-    /// Calls one connection may have in flight at once.
-    pub const DEFAULT_MAX_CALLS: usize = 16;
-
-    /// A reassembler with the default limits.
-    pub fn new() -> Reassembler {
-        Reassembler::with_limits(Self::DEFAULT_MAX_STUB, Self::DEFAULT_MAX_CALLS)
-    }
-
-    /// A reassembler with given limits.
-    pub fn with_limits(max_stub: usize, max_calls: usize) -> Reassembler {
-        Reassembler {
-            pending: Vec::new(),
-            max_stub,
-            max_calls,
-        }
-    }
-
-    /// Calls waiting for more fragments.
-    pub fn in_progress(&self) -> usize {
-        self.pending.len()
-    }
-
-    /// Feeds one PDU. Returns the whole call once its last fragment has arrived.
-    pub fn push(&mut self, pdu: &Pdu<'_>) -> core::result::Result<Option<Call>, ReassemblyError> {
-        let (context_id, opnum, fault, stub) = match &pdu.body {
-            Body::Request(r) => (r.context_id, r.opnum, None, r.stub),
-            Body::Response(r) => (r.context_id, 0, None, r.stub),
-            Body::Fault(f) => (f.context_id, 0, Some(f.status), f.stub),
-            _ => return Err(ReassemblyError::NotACall(pdu_name(pdu.header.packet_type))),
-        };
-        let call_id = pdu.header.call_id;
-        let flags = pdu.header.flags;
-        let slot = self.pending.iter().position(|c| c.call_id == call_id);
-        let idx = match (flags.contains(Flags::FIRST_FRAG), slot) {
-            (true, Some(_)) => {
-                return Err(ReassemblyError::DuplicateFirstFragment { call_id });
-            }
-            (false, None) => return Err(ReassemblyError::NoFirstFragment { call_id }),
-            (true, None) => {
-                if flags.contains(Flags::LAST_FRAG) {
-                    // The common case: the whole call in one PDU, no bookkeeping.
-                    if stub.len() > self.max_stub {
-                        return Err(ReassemblyError::TooLarge {
-                            call_id,
-                            limit: self.max_stub,
-                        });
-                    }
-                    return Ok(Some(Call {
-                        packet_type: pdu.header.packet_type,
-                        call_id,
-                        context_id,
-                        opnum,
-                        fault,
-                        fragments: 1,
-                        flags,
-                        stub: stub.to_vec(),
-                    }));
-                }
-                if self.pending.len() >= self.max_calls {
-                    return Err(ReassemblyError::TooManyCalls {
-                        limit: self.max_calls,
-                    });
-                }
-                self.pending.push(Call {
-                    packet_type: pdu.header.packet_type,
-                    call_id,
-                    context_id,
-                    opnum,
-                    fault,
-                    fragments: 0,
-                    flags: Flags(flags.0 & !Flags::LAST_FRAG.0),
-                    stub: Vec::new(),
-                });
-                self.pending.len() - 1
-            }
-            (false, Some(i)) => i,
-        };
-        let call = &mut self.pending[idx];
-        if call.stub.len() + stub.len() > self.max_stub {
-            self.pending.swap_remove(idx);
-            return Err(ReassemblyError::TooLarge {
-                call_id,
-                limit: self.max_stub,
-            });
-        }
-        call.stub.extend_from_slice(stub);
-        call.fragments += 1;
-        call.flags = Flags(call.flags.0 | (flags.0 & !Flags::FIRST_FRAG.0));
-        if flags.contains(Flags::LAST_FRAG) {
-            Ok(Some(self.pending.swap_remove(idx)))
-        } else {
-            Ok(None)
-        }
-    }
-}
-
-impl Default for Reassembler {
-    fn default() -> Self {
-        Reassembler::new()
     }
 }
 
@@ -1306,52 +1088,38 @@ mod test {
         assert_eq!(format!("{:?}", Flags(0)), "0x00");
     }
 
+    /// The names reports, vectors and load error classes already use.
     #[test]
-    fn test_fragmented_roundtrip() {
-        let stub: Vec<u8> = (0..600u32).map(|i| i as u8).collect();
-        let mut out = Vec::new();
-        emit_fragmented_request(&mut out, 7, Flags::FIRST_LAST, 0, 0, &stub, 100);
-        let mut rest = &out[..];
-        let mut r = Reassembler::new();
-        let mut done = None;
-        let mut n = 0;
-        while let Some((pdu, tail)) = split_pdu(rest).unwrap() {
-            assert!(pdu.len() <= 100);
-            n += 1;
-            if let Some(call) = r.push(&Pdu::parse(pdu).unwrap()).unwrap() {
-                done = Some(call);
+    fn test_names() {
+        assert_eq!(PacketType::BindAck.to_string(), "bind_ack");
+        assert_eq!(pdu_name(PacketType::Unknown(42)), "unknown PDU");
+        assert_eq!(PacketType::Unknown(42).to_string(), "0x2A");
+        assert_eq!(
+            format!("{:#}", FaultStatus::OpRangeError),
+            "OpRangeError (0x1C010002)"
+        );
+        assert_eq!(FaultStatus::Unknown(0x1C01_00FF).to_string(), "0x1C0100FF");
+        assert_eq!("op_range_error".parse(), Ok(FaultStatus::OpRangeError));
+        assert_eq!(
+            "unknown_interface".parse(),
+            Ok(FaultStatus::UnknownInterface)
+        );
+        assert_eq!(
+            "protocol_version_not_supported".parse(),
+            Ok(RejectReason::ProtocolVersionNotSupported)
+        );
+        assert_eq!(
+            ProviderReason::ProposedTransferSyntaxesNotSupported.name(),
+            Some("proposed_transfer_syntaxes_not_supported")
+        );
+        assert_eq!(AckResult::NegotiateAck.to_string(), "negotiate_ack");
+        for (i, a) in FaultStatus::ALL.iter().enumerate() {
+            for b in &FaultStatus::ALL[i + 1..] {
+                assert!(!crate::wire::enums::same_name(
+                    a.name().unwrap(),
+                    b.name().unwrap()
+                ));
             }
-            rest = tail;
         }
-        assert!(rest.is_empty());
-        let call = done.unwrap();
-        assert_eq!(call.stub, stub);
-        assert_eq!(call.fragments, n);
-        assert_eq!(call.call_id, 7);
-        assert_eq!(r.in_progress(), 0);
-    }
-
-    #[test]
-    fn test_reassembly_errors() {
-        let mut out = Vec::new();
-        emit_fragmented_request(&mut out, 9, Flags::FIRST_LAST, 0, 0, &[1; 200], 64);
-        let (first, rest) = split_pdu(&out).unwrap().unwrap();
-        let (second, _) = split_pdu(rest).unwrap().unwrap();
-        let mut r = Reassembler::new();
-        assert_eq!(
-            r.push(&Pdu::parse(second).unwrap()),
-            Err(ReassemblyError::NoFirstFragment { call_id: 9 })
-        );
-        r.push(&Pdu::parse(first).unwrap()).unwrap();
-        assert_eq!(
-            r.push(&Pdu::parse(first).unwrap()),
-            Err(ReassemblyError::DuplicateFirstFragment { call_id: 9 })
-        );
-        let mut small = Reassembler::with_limits(50, 1);
-        small.push(&Pdu::parse(first).unwrap()).unwrap();
-        assert!(matches!(
-            small.push(&Pdu::parse(second).unwrap()),
-            Err(ReassemblyError::TooLarge { .. })
-        ));
     }
 }

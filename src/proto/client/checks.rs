@@ -113,7 +113,7 @@ pub fn check_bind_reply(request: &Pdu<'_>, reply: &Pdu<'_>) -> Checks {
 /// Checks the reply to an activation request PDU: its header and, when it is a response, its
 /// stub (`stub` is the decoded activation response). `reply` is the head of the reply's first
 /// fragment (or only PDU) and `flags` the flags of the whole reply (see
-/// [`crate::wire::rpc::Call::flags`]).
+/// [`crate::wire::reassembly::Call::flags`]).
 pub fn check_response(
     request: &Pdu<'_>,
     reply: &ReplyHead,

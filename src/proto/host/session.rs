@@ -5,10 +5,11 @@
 
 use crate::wire::HResult;
 use crate::wire::ndr::{ActivationRequest, ActivationResponse, Syntax};
+use crate::wire::reassembly::Reassembler;
 use crate::wire::rpc::{
     AckResult, Bind, BindAck, BindNak, Body, ContextResult, Fault as FaultPdu, FaultStatus, Flags,
-    HeaderRepr, KMS_INTERFACE, NDR32, NDR64, PacketType, Pdu, ProviderReason, Reassembler,
-    RejectReason, Response, SyntaxId,
+    HeaderRepr, KMS_INTERFACE, NDR32, NDR64, PacketType, Pdu, ProviderReason, RejectReason,
+    Response, SyntaxId,
 };
 
 use crate::proto::faults::{Fault, FaultSet};

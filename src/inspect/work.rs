@@ -1,0 +1,548 @@
+//! The work of `inspect`: a capture's connections recognised, decoded as conversations and
+//! turned into the report model one at a time, with the summary tallied as they go.
+
+use std::net::IpAddr;
+
+use crate::capture::conversation::{self, ActivationExchange, BindExchange, Reply};
+use crate::capture::{self, Capture, CaptureError, Connection, Format, Stream};
+use crate::catalog;
+use crate::exit::Exit;
+use crate::proto::check::Checks;
+use crate::proto::summary::{Outcome, RequestSummary};
+use crate::wire::Guid;
+use crate::wire::rpc::{AckResult, Body, KMS_INTERFACE, PacketType, Pdu, split_pdu};
+
+use super::InspectConfig;
+use super::model::*;
+use super::tally::{HostTally, Tally};
+
+/// Reads and inspects a whole capture into one report.
+pub fn inspect(bytes: &[u8], config: InspectConfig) -> InspectReport {
+    let mut inspection = Inspection::new(capture::read(bytes), config);
+    let connections: Vec<ConnectionReport> = inspection.by_ref().collect();
+    let (capture, summary, exit) = inspection.finish();
+    InspectReport {
+        capture,
+        connections,
+        summary,
+        exit,
+    }
+}
+
+/// A capture being inspected: an iterator of connection reports, then [`Inspection::finish`]
+/// for the summary and exit status.
+#[derive(Debug)]
+pub struct Inspection {
+    config: InspectConfig,
+    info: CaptureInfo,
+    connections: std::vec::IntoIter<Connection>,
+    index: usize,
+    exchanges: usize,
+    tally: Tally,
+    exit: Exit,
+    sku_cache: Option<(Guid, Option<&'static catalog::Sku>)>,
+}
+
+impl Inspection {
+    /// Starts inspecting a capture already read.
+    pub fn new(capture: Capture, config: InspectConfig) -> Inspection {
+        let (format, linktype) = match capture.format {
+            Some(Format::Pcap { linktype, .. }) => (Some("pcap"), Some(linktype)),
+            Some(Format::PcapNg) => (Some("pcapng"), None),
+            None => (None, None),
+        };
+        let error = capture.error.as_ref().map(file_error);
+        let exit = match error.as_ref().map(|e| e.kind) {
+            None => Exit::Success,
+            Some(FileErrorKind::NotACapture) => Exit::Usage,
+            Some(FileErrorKind::Damaged) => Exit::Rpc,
+        };
+        let mut tally = Tally::default();
+        if error
+            .as_ref()
+            .is_some_and(|e| e.kind == FileErrorKind::Damaged)
+        {
+            tally.problem("capture_file");
+        }
+        let info = CaptureInfo {
+            format,
+            linktype,
+            packets: capture.packets,
+            not_tcp: capture.other,
+            skipped_records: capture
+                .skips
+                .iter()
+                .map(|s| SkippedRecord {
+                    record: s.record,
+                    reason: s.reason.to_string(),
+                })
+                .collect(),
+            connections: capture.connections.len(),
+            error,
+        };
+        Inspection {
+            config,
+            info,
+            connections: capture.connections.into_iter(),
+            index: 0,
+            exchanges: 0,
+            tally,
+            exit,
+            sku_cache: None,
+        }
+    }
+
+    /// How the file was read (known before any connection is reported).
+    pub fn capture(&self) -> &CaptureInfo {
+        &self.info
+    }
+
+    /// The exit status so far.
+    pub fn exit(&self) -> Exit {
+        self.exit
+    }
+
+    /// Ends the inspection (connections not yet taken are inspected and dropped): the capture
+    /// facts, the summary and the exit status.
+    pub fn finish(mut self) -> (CaptureInfo, Summary, Exit) {
+        for _ in self.by_ref() {}
+        let summary = self.tally.summary();
+        (self.info, summary, self.exit)
+    }
+
+    fn sku(&mut self, id: Guid) -> Option<&'static catalog::Sku> {
+        match self.sku_cache {
+            Some((cached, sku)) if cached == id => sku,
+            _ => {
+                let sku = catalog::sku(&id);
+                self.sku_cache = Some((id, sku));
+                sku
+            }
+        }
+    }
+
+    fn connection(&mut self, mut conn: Connection) -> ConnectionReport {
+        self.index += 1;
+        let recognition = recognise(&mut conn, self.config.port);
+        let mut report = ConnectionReport {
+            index: self.index,
+            client: conn.client,
+            server: conn.server,
+            kms: recognition.as_ref().ok().copied(),
+            skip_reason: recognition.as_ref().err().cloned(),
+            first: conn.first_ts,
+            last: conn.last_ts,
+            duration_secs: conn.last_ts.saturating_since(conn.first_ts).as_secs_f64(),
+            tcp: TcpInfo {
+                syn_seen: conn.syn_seen,
+                fin_seen: Sides {
+                    from_client: conn.fin_seen.0,
+                    from_server: conn.fin_seen.1,
+                },
+                rst_seen: conn.rst_seen,
+                bytes: sides(&conn, |s| s.data.len()),
+                duplicate_bytes: sides(&conn, |s| s.duplicate_bytes),
+                conflicts: sides(&conn, |s| s.conflicts.len()),
+            },
+            pdus: Sides::default(),
+            undecoded_bytes: sides(&conn, |s| s.data.len()),
+            gaps: gaps(&conn),
+            binds: Vec::new(),
+            exchanges: Vec::new(),
+            error: None,
+        };
+        self.tally.connections += 1;
+        if recognition.is_err() {
+            self.tally.skipped += 1;
+            return report;
+        }
+        self.tally.kms_connections += 1;
+        let conv = conversation::decode(&conn);
+        report.pdus = Sides {
+            from_client: conv.pdus.0,
+            from_server: conv.pdus.1,
+        };
+        report.undecoded_bytes = Sides {
+            from_client: conn.to_server.data.len().saturating_sub(conv.framed.0),
+            from_server: conn.to_client.data.len().saturating_sub(conv.framed.1),
+        };
+        for _ in &report.gaps {
+            self.tally.problem("gap");
+        }
+        if !report.gaps.is_empty() {
+            self.fail(Exit::Rpc);
+        }
+        if let Some((direction, e)) = &conv.error {
+            let stream = conn.stream(*direction);
+            let offset = e.offset();
+            let gap = stream.gaps.iter().any(|g| g.offset == offset) && e.field() == "stream";
+            if !gap {
+                self.tally.problem("stream");
+            }
+            self.fail(Exit::Rpc);
+            report.error = Some(DecodeProblem {
+                from: Side::of(*direction),
+                offset,
+                record: stream
+                    .segment_at(offset)
+                    .or_else(|| offset.checked_sub(1).and_then(|o| stream.segment_at(o)))
+                    .map(|s| s.record),
+                gap,
+                message: e.to_string(),
+            });
+        }
+        report.binds = conv.binds.iter().map(|b| self.bind(b)).collect();
+        // Taken out of the table for the connection's calls, so that ePIDs already seen are
+        // not copied again.
+        let mut host = self.tally.hosts.remove(&conn.server).unwrap_or_default();
+        host.connections += 1;
+        let client = self.tally.clients.entry(conn.client.ip()).or_default();
+        client.connections += 1;
+        report.exchanges.reserve_exact(conv.activations.len());
+        for ex in conv.activations {
+            let r = self.exchange(ex, &mut host, conn.client.ip());
+            report.exchanges.push(r);
+        }
+        self.tally.hosts.insert(conn.server, host);
+        report
+    }
+
+    fn fail(&mut self, exit: Exit) {
+        self.exit = self.exit.worst(exit);
+    }
+
+    fn bind(&mut self, b: &BindExchange) -> BindReport {
+        let contexts = b
+            .offered
+            .iter()
+            .enumerate()
+            .map(|(i, (context_id, syntax))| {
+                let res = b.results.get(i);
+                ContextReport {
+                    context_id: *context_id,
+                    offered: syntax.name(),
+                    offered_uuid: syntax.uuid,
+                    result: res.map(|r| r.result.name().unwrap_or("unknown")),
+                    reason: res.map(|r| r.reason),
+                    reason_name: res
+                        .filter(|r| {
+                            matches!(
+                                r.result,
+                                AckResult::ProviderRejection | AckResult::UserRejection
+                            )
+                        })
+                        .map(|r| r.provider_reason().name().unwrap_or("unknown")),
+                }
+            })
+            .collect();
+        for c in b.checks.failed() {
+            self.tally.failed_check(c.id);
+            self.fail(Exit::ChecksFailed);
+        }
+        if b.reply.is_none() {
+            self.tally.problem("unanswered_bind");
+            self.fail(Exit::ChecksFailed);
+        } else if b.reply == Some(PacketType::BindNak) {
+            self.fail(Exit::ChecksFailed);
+        }
+        BindReport {
+            kind: crate::wire::rpc::pdu_name(b.kind),
+            call_id: b.call_id,
+            flags: b.flags.0,
+            reply: b.reply.map(crate::wire::rpc::pdu_name),
+            reply_flags: b.flags.1,
+            assoc_group: b.assoc_group,
+            contexts,
+            accepted: b.accepted(),
+            checks: b.checks,
+        }
+    }
+
+    fn exchange(
+        &mut self,
+        ex: ActivationExchange,
+        host: &mut HostTally,
+        client: IpAddr,
+    ) -> ExchangeReport {
+        self.exchanges += 1;
+        self.tally.exchanges += 1;
+        host.exchanges += 1;
+        let request = match &ex.request {
+            Ok(req) => {
+                let sku = self.sku(req.base.sku_id);
+                Some(RequestSummary::received(req, sku))
+            }
+            Err(_) => None,
+        };
+        let request_error = ex.request.as_ref().err().map(ToString::to_string);
+        if let Some(r) = &request {
+            self.tally.request(r, client);
+        }
+        let (mut outcome, response, response_checks, hresult, fault, reply_error) = match ex.reply {
+            Reply::Response { summary, checks } => {
+                (Outcome::Ok, Some(summary), *checks, None, None, None)
+            }
+            Reply::Refused(h) => (Outcome::Refused, None, Checks::new(), Some(h), None, None),
+            Reply::Fault(f) => (Outcome::Fault, None, Checks::new(), None, Some(f), None),
+            Reply::Undecodable(e) => (
+                Outcome::Undecodable,
+                None,
+                Checks::new(),
+                None,
+                None,
+                Some(e.to_string()),
+            ),
+            Reply::Missing => (Outcome::Unanswered, None, Checks::new(), None, None, None),
+        };
+        // An undecodable request makes the reply undecodable too; say which.
+        if request.is_none() && matches!(outcome, Outcome::Undecodable | Outcome::Ok) {
+            outcome = Outcome::Undecodable;
+        }
+        let mut report = ExchangeReport {
+            index: self.exchanges,
+            call_id: ex.call_id,
+            context_id: ex.context_id,
+            syntax: ex.syntax,
+            fragments: ex.fragments,
+            sent_at: ex.sent_at,
+            replied_at: ex.replied_at,
+            latency_micros: match (ex.sent_at, ex.replied_at) {
+                (Some(s), Some(r)) => Some(r.saturating_since(s).as_micros() as u64),
+                _ => None,
+            },
+            request_size: ex.request_len,
+            request,
+            request_error,
+            request_checks: ex.request_checks,
+            outcome,
+            response,
+            hresult,
+            fault,
+            reply_error,
+            rpc_checks: ex.rpc_checks,
+            response_checks,
+        };
+        let mut failed = false;
+        for id in report.failed_checks() {
+            self.tally.failed_check(id);
+            failed = true;
+        }
+        if report.outcome == Outcome::Ok && failed {
+            report.outcome = Outcome::ChecksFailed;
+        }
+        match report.outcome {
+            Outcome::Ok => self.tally.outcomes.ok += 1,
+            Outcome::ChecksFailed => {
+                self.tally.outcomes.checks_failed += 1;
+                self.fail(Exit::ChecksFailed);
+            }
+            Outcome::Refused => {
+                self.tally.outcomes.refused += 1;
+                if let Some(h) = report.hresult {
+                    *self.tally.refusals.entry(h).or_default() += 1;
+                }
+                self.fail(Exit::ChecksFailed);
+            }
+            Outcome::Fault => {
+                self.tally.outcomes.fault += 1;
+                if let Some(f) = report.fault {
+                    *self.tally.faults.entry(u32::from(f)).or_default() += 1;
+                }
+                self.fail(Exit::ChecksFailed);
+            }
+            // A capture never ends in `rpc` or `connection` (those are live failures); were one
+            // built, it would count with its nearest kin.
+            Outcome::Undecodable | Outcome::Rpc => {
+                self.tally.outcomes.undecodable += 1;
+                self.tally.problem(if report.request.is_none() {
+                    "request"
+                } else {
+                    "reply"
+                });
+                self.fail(Exit::Rpc);
+            }
+            Outcome::Unanswered | Outcome::Connection => {
+                self.tally.outcomes.unanswered += 1;
+                self.tally.problem("unanswered_request");
+                self.fail(Exit::ChecksFailed);
+            }
+        }
+        if failed {
+            self.fail(Exit::ChecksFailed);
+        }
+        if let Some(r) = &report.response {
+            host.response(r);
+        }
+        report
+    }
+}
+
+impl Iterator for Inspection {
+    type Item = ConnectionReport;
+
+    fn next(&mut self) -> Option<ConnectionReport> {
+        let conn = self.connections.next()?;
+        Some(self.connection(conn))
+    }
+}
+
+fn sides<T>(conn: &Connection, f: impl Fn(&Stream) -> T) -> Sides<T> {
+    Sides {
+        from_client: f(&conn.to_server),
+        from_server: f(&conn.to_client),
+    }
+}
+
+fn gaps(conn: &Connection) -> Vec<GapReport> {
+    let mut out = Vec::new();
+    for (side, stream) in [
+        (Side::Client, &conn.to_server),
+        (Side::Server, &conn.to_client),
+    ] {
+        for g in &stream.gaps {
+            out.push(GapReport {
+                from: side,
+                offset: g.offset,
+                len: g.len,
+                record_before: g
+                    .offset
+                    .checked_sub(1)
+                    .and_then(|o| stream.segment_at(o))
+                    .map(|s| s.record),
+                record_after: stream.segment_at(g.offset).map(|s| s.record),
+            });
+        }
+    }
+    out
+}
+
+/// What the first PDU of a stream is, for recognition.
+enum FirstPdu {
+    /// A bind or alter_context naming the KMS interface.
+    KmsBind,
+    /// Something else, described.
+    Other(String),
+}
+
+fn first_pdu(stream: &Stream) -> FirstPdu {
+    let data = &stream.data[..];
+    if data.is_empty() {
+        return FirstPdu::Other("no data".into());
+    }
+    if stream.gaps.first().is_some_and(|g| g.offset == 0) {
+        return FirstPdu::Other("its first bytes are missing from the capture (a gap)".into());
+    }
+    let head = || {
+        data.iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let pdu = match split_pdu(data) {
+        Ok(Some((bytes, _))) => Pdu::parse(bytes),
+        Ok(None) => {
+            return FirstPdu::Other(format!(
+                "{} bytes that are not a whole DCE/RPC PDU (starting {})",
+                data.len(),
+                head()
+            ));
+        }
+        Err(_) => {
+            return FirstPdu::Other(format!("bytes that are not DCE/RPC (starting {})", head()));
+        }
+    };
+    match pdu {
+        Err(e) => FirstPdu::Other(format!("a DCE/RPC PDU that does not parse: {e}")),
+        Ok(p) => match &p.body {
+            Body::Bind(b) | Body::AlterContext(b) => {
+                if b.contexts
+                    .iter()
+                    .any(|c| c.abstract_syntax.uuid == KMS_INTERFACE.uuid)
+                {
+                    FirstPdu::KmsBind
+                } else {
+                    let iface = b.contexts.first().map_or_else(
+                        || "no interface".to_owned(),
+                        |c| {
+                            format!(
+                                "interface {} v{}.{}",
+                                c.abstract_syntax.uuid,
+                                c.abstract_syntax.version & 0xffff,
+                                c.abstract_syntax.version >> 16
+                            )
+                        },
+                    );
+                    FirstPdu::Other(format!("a DCE/RPC bind to {iface}, not KMS"))
+                }
+            }
+            _ => FirstPdu::Other(format!(
+                "a DCE/RPC {}, not a bind",
+                crate::wire::rpc::pdu_name(p.header.packet_type)
+            )),
+        },
+    }
+}
+
+/// Decides whether a connection is KMS, swapping inferred roles when the content or `--port`
+/// shows the other side is the host. `Err` holds the reason it is skipped.
+fn recognise(conn: &mut Connection, port: Option<u16>) -> Result<Recognition, String> {
+    let first = first_pdu(&conn.to_server);
+    if matches!(first, FirstPdu::KmsBind) {
+        return Ok(Recognition::Bind);
+    }
+    // Without a SYN the roles were guessed from ports; a KMS bind flowing the other way or the
+    // forced port on the "client" side says the guess was wrong.
+    if !conn.syn_seen {
+        let swap = matches!(first_pdu(&conn.to_client), FirstPdu::KmsBind)
+            || port.is_some_and(|p| conn.client.port() == p && conn.server.port() != p);
+        if swap {
+            swap_roles(conn);
+            return Ok(if matches!(first_pdu(&conn.to_server), FirstPdu::KmsBind) {
+                Recognition::Bind
+            } else {
+                Recognition::Port
+            });
+        }
+    }
+    if port.is_some_and(|p| conn.server.port() == p || conn.client.port() == p) {
+        return Ok(Recognition::Port);
+    }
+    let FirstPdu::Other(what) = first else {
+        return Ok(Recognition::Bind);
+    };
+    let mut reason = format!("not KMS: the client stream starts with {what}");
+    if what.contains("not a bind") || what.contains("missing") {
+        reason.push_str(&format!(
+            " (the capture may begin mid-connection; --port {} decodes it)",
+            conn.server.port()
+        ));
+    }
+    Err(reason)
+}
+
+fn swap_roles(conn: &mut Connection) {
+    std::mem::swap(&mut conn.client, &mut conn.server);
+    std::mem::swap(&mut conn.to_server, &mut conn.to_client);
+    conn.fin_seen = (conn.fin_seen.1, conn.fin_seen.0);
+}
+
+/// The model of the problem that stopped reading the file.
+fn file_error(e: &CaptureError) -> FileError {
+    let (kind, record, offset) = match e {
+        CaptureError::TooShort { .. }
+        | CaptureError::UnknownMagic { .. }
+        | CaptureError::UnsupportedLinkType { .. } => (FileErrorKind::NotACapture, None, None),
+        CaptureError::Truncated { record, offset, .. }
+        | CaptureError::Malformed { record, offset, .. } => {
+            (FileErrorKind::Damaged, Some(*record), Some(*offset))
+        }
+        _ => (FileErrorKind::Damaged, None, None),
+    };
+    FileError {
+        kind,
+        record,
+        offset,
+        message: e.to_string(),
+    }
+}
