@@ -10,7 +10,7 @@
 //! at most 2.5 s (the interrupted run's 10 s is cut at 0.5 s), and every await by a deadline.
 //! Tests that compare latencies with a threshold hold [`CPU`] exclusively.
 
-use crate::common::bounded;
+use crate::support::common::bounded;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,8 @@
 //!
 //! Every host listens on port 0 of 127.0.0.1 or ::1, and every wait is bounded.
 
-use crate::common::bounded;
+use crate::support::common::bounded;
+use crate::support::dns;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,9 +34,6 @@ use kmsharness::wire::rpc::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::{JoinSet, LocalSet};
-
-#[path = "support/dns.rs"]
-mod dns;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

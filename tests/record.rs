@@ -8,7 +8,7 @@
 //!
 //! Every host listens on port 0 of a loopback address, and every await is bounded.
 
-use crate::common::{Memory, bounded};
+use crate::support::common::{Memory, bounded};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;

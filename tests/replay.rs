@@ -5,7 +5,7 @@
 //!
 //! Every host listens on port 0 of 127.0.0.1, and every await is bounded.
 
-use crate::common::{Memory, bounded};
+use crate::support::common::{Memory, bounded};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

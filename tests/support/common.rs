@@ -1,5 +1,4 @@
 //! Test support shared by the integration test modules: a hang guard and an in-memory file.
-#![allow(dead_code)]
 
 use std::future::Future;
 use std::io::{self, Write};
