@@ -870,9 +870,10 @@ async fn robust_slow_sender_is_answered() {
     host.stop().await.unwrap();
 }
 
-/// A connection that sends a byte every 20 ms is not idle, yet the host's idle timer bounds
-/// the whole PDU read (src/net/host.rs, `serve_connection`), so a 300 ms idle timeout cuts a
-/// 1.5 s bind off.
+/// A connection that sends a byte every 20 ms is not idle: the host's idle timeout bounds each
+/// wait for more bytes (`PduReader::next_idle` in src/net/framing.rs, called per PDU by
+/// `serve_connection` in src/net/host.rs), that is the silence on the connection, not the time
+/// a whole PDU takes to arrive. So a 300 ms idle timeout lets a bind that takes 1.5 s through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn robust_slow_sender_is_not_idle() {
     let host = robust_host(SHORT_IDLE).await;
