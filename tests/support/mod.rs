@@ -3,4 +3,5 @@
 pub mod common;
 pub mod dns;
 pub mod pykms_log;
+pub mod schema;
 pub mod vlmcs_txt;
