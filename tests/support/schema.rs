@@ -20,7 +20,9 @@ impl Schema {
     /// Loads `docs/<file>`, which must be a valid draft 2020-12 schema (checked against the
     /// draft's meta-schema before it is compiled).
     pub fn load(file: &str) -> Schema {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs").join(file);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("docs")
+            .join(file);
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
         let json: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_eq!(json["$schema"], DRAFT_2020_12, "{file}: $schema");
