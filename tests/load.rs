@@ -11,7 +11,7 @@
 //! Tests that compare latencies with a threshold hold [`CPU`] exclusively.
 
 use crate::support::common::bounded;
-use crate::support::schema::Schema;
+use crate::support::schema::{self, Schema};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -762,7 +762,7 @@ async fn hdr_log_is_an_interval_log_of_total_latency() {
 // ---------------------------------------------------------------------------------------------
 // 7. The report against its schema
 
-fn schema() -> Schema {
+fn load_schema() -> Schema {
     Schema::load("load-report.schema.json")
 }
 
@@ -770,49 +770,14 @@ fn keys(v: &Value) -> BTreeSet<String> {
     v.as_object().unwrap().keys().cloned().collect()
 }
 
-/// Set to rewrite the checked-in schemas from the report types instead of comparing them.
-const BLESS_ENV: &str = "KMSHARNESS_BLESS";
-
-/// Marks every property of every object schema required: the reports write every field, an
-/// absent value as null, while `schemars` leaves `Option` fields out of `required`.
-fn require_every_property(schema: &mut schemars::Schema) {
-    if let Some(obj) = schema.as_object_mut()
-        && let Some(props) = obj.get("properties").and_then(Value::as_object)
-    {
-        let names = props.keys().cloned().map(Value::from).collect();
-        obj.insert("required".into(), Value::Array(names));
-    }
-    schemars::transform::transform_subschemas(&mut require_every_property, schema);
-}
-
-/// `docs/load-report.schema.json` is what `schemars` derives from [`LoadReport`] (the
-/// descriptions and constraints are attributes on the report types): a field added, renamed or
-/// retyped fails here until the schema is regenerated with `KMSHARNESS_BLESS=1 cargo test
-/// --test tests load::checked_in`.
 #[test]
-fn checked_in_schema_is_the_generated_one() {
-    let generated = schemars::generate::SchemaSettings::draft2020_12()
-        .with_transform(require_every_property)
-        .into_generator()
-        .into_root_schema_for::<LoadReport>();
-    let generated = serde_json::to_value(&generated).unwrap();
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/load-report.schema.json");
-    if std::env::var_os(BLESS_ENV).is_some() {
-        let text = serde_json::to_string_pretty(&generated).unwrap() + "\n";
-        std::fs::write(&path, text).unwrap();
-        return;
-    }
-    assert!(
-        schema().json == generated,
-        "{} is not what the report types generate; regenerate it with {BLESS_ENV}=1 \
-         and review the diff",
-        path.display()
-    );
+fn load_report_schema_is_generated() {
+    schema::assert_generated::<LoadReport>("load-report.schema.json");
 }
 
 #[test]
 fn report_schema_documents_and_requires_every_field() {
-    let root = schema().json;
+    let root = load_schema().json;
     let defs = &root["$defs"];
     // Every field documented.
     for (what, s) in [
@@ -846,7 +811,7 @@ fn report_schema_documents_and_requires_every_field() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn report_matches_its_schema() {
     let _cpu = CPU.read().await;
-    let schema = schema();
+    let schema = load_schema();
     let ok = run(&config(None, 50)).await;
     let h = host(FaultSet::NONE.with(Fault::WrongHmac), Duration::ZERO).await;
     let mut c = config(Some(h.addr()), 20);
