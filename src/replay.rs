@@ -205,7 +205,9 @@ impl Plan {
 }
 
 /// How captured requests are sent again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ReplayMode {
     /// Each KMS request body byte for byte, as captured.
@@ -258,9 +260,18 @@ pub struct Exchange {
 }
 
 /// The report of a replay.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[schemars(
+    title = "kmsharness replay report",
+    description = "The JSON report of `kmsharness replay --json FILE` (format \
+        kmsharness-replay/1): a capture's requests sent again to a host. Counts, errors, \
+        latencies (microseconds) and timeline have the meaning and encoding of a load report's.",
+    extend("$id" = "https://github.com/kmsharness/kmsharness/docs/replay-report.schema.json"),
+    deny_unknown_fields
+)]
 pub struct ReplayReport {
     /// `kmsharness-replay/1`.
+    #[schemars(extend("const" = "kmsharness-replay/1"))]
     pub format: String,
     /// The capture as given.
     pub capture: String,
@@ -271,18 +282,22 @@ pub struct ReplayReport {
     /// Verbatim or re-stamped.
     pub mode: ReplayMode,
     /// Speed factor of the pacing; null when as fast as possible.
+    #[schemars(extend("exclusiveMinimum" = 0))]
     pub speed: Option<f64>,
     /// Rounds asked for.
+    #[schemars(range(min = 1))]
     pub repeat: u32,
     /// Captured connections (replayed once per round).
     pub connections: usize,
     /// Captured requests (replayed once per round).
     pub requests: usize,
     /// Seconds from the capture's first packet to its last request.
+    #[schemars(range(min = 0))]
     pub capture_secs: f64,
     /// Requests not sent: in restamp mode, those that do not decode.
     pub skipped: u64,
     /// Seconds the replay took.
+    #[schemars(range(min = 0))]
     pub duration_secs: f64,
     /// Whether Ctrl-C cut the replay short.
     pub interrupted: bool,

@@ -10,9 +10,7 @@ use kmsharness::epid::Epid;
 use kmsharness::wire::kms::RequestBase;
 use kmsharness::wire::rpc::{Pdu, split_pdu};
 
-use crate::pykms_log;
-#[path = "support/vlmcs_txt.rs"]
-mod vlmcs_txt;
+use crate::support::{pykms_log, vlmcs_txt};
 
 fn captures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("captures")

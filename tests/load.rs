@@ -10,7 +10,8 @@
 //! at most 2.5 s (the interrupted run's 10 s is cut at 0.5 s), and every await by a deadline.
 //! Tests that compare latencies with a threshold hold [`CPU`] exclusively.
 
-use crate::common::bounded;
+use crate::support::common::bounded;
+use crate::support::schema::{self, Schema};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -256,9 +257,7 @@ async fn closed_loop_reuse_for_a_bounded_time_after_warmup() {
         requests: None,
         warmup: Duration::from_millis(300),
     };
-    let started = Instant::now();
     let r = run(&c).await;
-    let took = started.elapsed();
     assert_consistent(&r);
     let b = brief(&r);
     assert!(r.outcome.ok > 100, "{b}");
@@ -269,7 +268,6 @@ async fn closed_loop_reuse_for_a_bounded_time_after_warmup() {
     assert!(r.duration_secs >= 0.7, "{b}");
     // No upper time bound: a busy machine may take longer; the run's own bound is tested
     // by its stopping at all (the test's deadline).
-    let _ = took;
     // Each worker connected once, on its first activation, during the warm-up: not counted.
     assert_eq!(r.outcome.phases["connect"].count, 0, "{b}");
     assert_eq!(r.outcome.phases["bind"].count, 0, "{b}");
@@ -767,190 +765,56 @@ async fn hdr_log_is_an_interval_log_of_total_latency() {
 // ---------------------------------------------------------------------------------------------
 // 7. The report against its schema
 
-fn schema() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/load-report.schema.json");
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
-
-/// The error classes `docs/load-report.schema.json` allows (its `propertyNames` pattern, which
-/// this test checks it still says).
-fn known_error_class(k: &str) -> bool {
-    let hex8 = |s: &str| s.len() == 8 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F'));
-    matches!(
-        k,
-        "timeout" | "refused" | "reset" | "closed" | "io" | "protocol" | "undecodable"
-    ) || k
-        .strip_prefix("fault:")
-        .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric()))
-        || k.strip_prefix("hresult:0x").is_some_and(hex8)
-        || k.strip_prefix("check:").is_some_and(|s| {
-            !s.is_empty()
-                && s.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        })
-}
-
-const ERROR_CLASS_PATTERN: &str = "^(timeout|refused|reset|closed|io|protocol|undecodable|fault:[A-Za-z0-9]+|hresult:0x[0-9A-F]{8}|check:[a-z0-9_]+)$";
-
-/// Validates `v` against `schema`, the subset of draft 2020-12 the report schema uses; any
-/// other validation keyword fails the test, so none is silently ignored.
-fn validate(root: &Value, schema: &Value, v: &Value, at: &str, errors: &mut Vec<String>) {
-    let Some(obj) = schema.as_object() else {
-        panic!("{at}: schema is not an object");
-    };
-    for (key, s) in obj {
-        match key.as_str() {
-            "$schema" | "$id" | "$defs" | "title" | "description" | "contentEncoding" => {}
-            "$ref" => {
-                let name = s.as_str().unwrap().strip_prefix("#/$defs/").unwrap();
-                validate(root, &root["$defs"][name], v, at, errors);
-            }
-            "type" => {
-                let types: Vec<&str> = match s {
-                    Value::String(t) => vec![t.as_str()],
-                    Value::Array(a) => a.iter().map(|t| t.as_str().unwrap()).collect(),
-                    _ => panic!("{at}: type"),
-                };
-                let fits = |t: &str| match t {
-                    "null" => v.is_null(),
-                    "boolean" => v.is_boolean(),
-                    "string" => v.is_string(),
-                    "number" => v.is_number(),
-                    "integer" => v.is_u64() || v.is_i64(),
-                    "object" => v.is_object(),
-                    "array" => v.is_array(),
-                    other => panic!("{at}: type {other}"),
-                };
-                if !types.iter().any(|t| fits(t)) {
-                    errors.push(format!("{at}: {v} is not {types:?}"));
-                }
-            }
-            "const" => {
-                if v != s {
-                    errors.push(format!("{at}: {v} is not {s}"));
-                }
-            }
-            "enum" => {
-                if !s.as_array().unwrap().contains(v) {
-                    errors.push(format!("{at}: {v} is not one of {s}"));
-                }
-            }
-            "minimum" | "exclusiveMinimum" => {
-                if let (Some(x), Some(min)) = (v.as_f64(), s.as_f64())
-                    && (x < min || (key == "exclusiveMinimum" && x == min))
-                {
-                    errors.push(format!("{at}: {x} is below {key} {min}"));
-                }
-            }
-            "required" => {
-                for r in s.as_array().unwrap() {
-                    let r = r.as_str().unwrap();
-                    if v.is_object() && v.get(r).is_none() {
-                        errors.push(format!("{at}: {r} missing"));
-                    }
-                }
-            }
-            "properties" => {
-                if let Some(fields) = v.as_object() {
-                    for (k, sub) in s.as_object().unwrap() {
-                        if let Some(x) = fields.get(k) {
-                            validate(root, sub, x, &format!("{at}.{k}"), errors);
-                        }
-                    }
-                }
-            }
-            "additionalProperties" => {
-                let declared = obj.get("properties").and_then(Value::as_object);
-                if let Some(fields) = v.as_object() {
-                    for (k, x) in fields {
-                        if declared.is_some_and(|d| d.contains_key(k)) {
-                            continue;
-                        }
-                        match s {
-                            Value::Bool(false) => errors.push(format!("{at}: {k} not in schema")),
-                            Value::Bool(true) => {}
-                            sub => validate(root, sub, x, &format!("{at}.{k}"), errors),
-                        }
-                    }
-                }
-            }
-            "propertyNames" => {
-                assert_eq!(s["pattern"], ERROR_CLASS_PATTERN, "{at}: propertyNames");
-                for k in v.as_object().into_iter().flat_map(|o| o.keys()) {
-                    if !known_error_class(k) {
-                        errors.push(format!("{at}: {k:?} is not an error class"));
-                    }
-                }
-            }
-            "items" => {
-                for (i, x) in v.as_array().into_iter().flatten().enumerate() {
-                    validate(root, s, x, &format!("{at}[{i}]"), errors);
-                }
-            }
-            "anyOf" => {
-                let fits = s.as_array().unwrap().iter().any(|sub| {
-                    let mut e = Vec::new();
-                    validate(root, sub, v, at, &mut e);
-                    e.is_empty()
-                });
-                if !fits {
-                    errors.push(format!("{at}: {v} fits none of anyOf"));
-                }
-            }
-            other => panic!("{at}: the test validator does not know {other:?}"),
-        }
-    }
-}
-
-fn assert_fits_schema(r: &LoadReport) {
-    let root = schema();
-    let v = serde_json::to_value(r).unwrap();
-    let mut errors = Vec::new();
-    validate(&root, &root, &v, "report", &mut errors);
-    assert!(errors.is_empty(), "{errors:#?}");
+fn load_schema() -> Schema {
+    Schema::load("load-report.schema.json")
 }
 
 fn keys(v: &Value) -> BTreeSet<String> {
     v.as_object().unwrap().keys().cloned().collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn report_matches_its_schema() {
-    let _cpu = CPU.read().await;
-    let root = schema();
-    assert_eq!(
-        root["$schema"],
-        "https://json-schema.org/draft/2020-12/schema"
-    );
-    let props = &root["properties"];
-    let phase_props = &root["$defs"]["PhaseSummary"]["properties"];
-    let cpu_props = &root["$defs"]["CpuReport"]["properties"];
+#[test]
+fn load_report_schema_is_generated() {
+    schema::assert_generated::<LoadReport>("load-report.schema.json");
+}
+
+#[test]
+fn report_schema_documents_and_requires_every_field() {
+    let root = load_schema().json;
+    let defs = &root["$defs"];
     // Every field documented.
-    for (what, p) in [
-        ("report", props),
-        ("phase", phase_props),
-        ("cpu", cpu_props),
+    for (what, s) in [
+        ("report", &root),
+        ("phase", &defs["PhaseSummary"]),
+        ("cpu", &defs["CpuReport"]),
     ] {
-        for (k, s) in p.as_object().unwrap() {
-            let d = s["description"].as_str().unwrap_or_default();
+        for (k, p) in s["properties"].as_object().unwrap() {
+            let d = p["description"].as_str().unwrap_or_default();
             assert!(d.len() > 10, "{what}.{k} has no description");
         }
-    }
-    // Every property required (the report always writes every field, null when absent).
-    for s in [
-        &root,
-        &root["$defs"]["PhaseSummary"],
-        &root["$defs"]["CpuReport"],
-    ] {
+        // Every property required (the report always writes every field, null when absent).
         let required: BTreeSet<String> = s["required"]
             .as_array()
-            .unwrap()
+            .unwrap_or_else(|| panic!("{what}: no required list"))
             .iter()
             .map(|k| k.as_str().unwrap().to_owned())
             .collect();
-        assert_eq!(required, keys(&s["properties"]));
+        assert_eq!(required, keys(&s["properties"]), "{what}");
+        assert_eq!(s["additionalProperties"], false, "{what}");
     }
+    // Exactly the four phases.
+    let phases = &root["properties"]["phases"];
+    let names = serde_json::json!(PHASES);
+    assert_eq!(phases["required"], names);
+    assert_eq!(phases["propertyNames"]["enum"], names);
+}
 
+/// Real reports, of a clean run, of a failing one and of their merge, fit the checked-in
+/// schema; the validator is the `jsonschema` crate, so every keyword of the schema counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_matches_its_schema() {
+    let _cpu = CPU.read().await;
+    let schema = load_schema();
     let ok = run(&config(None, 50)).await;
     let h = host(FaultSet::NONE.with(Fault::WrongHmac), Duration::ZERO).await;
     let mut c = config(Some(h.addr()), 20);
@@ -961,27 +825,27 @@ async fn report_matches_its_schema() {
     assert!(!failing.outcome.errors.is_empty());
     let merged = LoadReport::merge(&[ok.clone(), failing.clone()]).unwrap();
 
-    for r in [&ok, &failing, &merged] {
-        let v = serde_json::to_value(r).unwrap();
-        assert_eq!(keys(&v), keys(props), "top-level keys");
-        for name in PHASES {
-            assert_eq!(keys(&v["phases"][name]), keys(phase_props), "phase {name}");
-        }
-        assert_eq!(keys(&v["phases"]), keys(&props["phases"]["properties"]));
-        if !v["cpu"].is_null() {
-            assert_eq!(keys(&v["cpu"]), keys(cpu_props));
-        }
-        assert_fits_schema(r);
+    for (what, r) in [("ok", &ok), ("failing", &failing), ("merged", &merged)] {
+        // As `load --json` and `report merge -o` write it.
+        let v: Value = serde_json::from_str(&serde_json::to_string_pretty(r).unwrap()).unwrap();
+        schema.assert_fits(what, &v);
     }
-    // The validator does catch what the schema forbids.
+    // The schema does forbid: an unknown field, an unknown mode, an error class outside the
+    // pattern, a negative latency, a phase missing.
     let mut v = serde_json::to_value(&ok).unwrap();
     v["extra"] = Value::Bool(true);
     v["mode"] = "sometimes".into();
     v["errors"] = serde_json::json!({"check:hmac": 1, "weird": 2});
     v["phases"]["total"]["p99"] = Value::from(-1);
-    let mut errors = Vec::new();
-    validate(&root, &root, &v, "report", &mut errors);
-    assert_eq!(errors.len(), 4, "{errors:#?}");
+    v["phases"].as_object_mut().unwrap().remove("bind");
+    let errors = schema.violations(&v);
+    for at in ["", "/mode", "/errors", "/phases/total/p99", "/phases"] {
+        assert!(
+            errors.iter().any(|e| e.starts_with(&format!("{at}: "))),
+            "nothing at {at:?}: {errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), 5, "{errors:#?}");
 }
 
 // ---------------------------------------------------------------------------------------------

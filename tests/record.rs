@@ -8,7 +8,7 @@
 //!
 //! Every host listens on port 0 of a loopback address, and every await is bounded.
 
-use crate::common::{Memory, bounded};
+use crate::support::common::{Memory, bounded, ipv6_loopback};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
@@ -370,8 +370,7 @@ async fn recordings_decode_to_the_exchanged_messages_on_both_sides() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_recordings_decode_and_checksum() {
     // Some CI machines have no IPv6 loopback; the IPv4 cases cover everything else.
-    if let Err(e) = std::net::TcpListener::bind("[::1]:0") {
-        eprintln!("skipping the IPv6 recording: {e}");
+    if !ipv6_loopback("record::ipv6_recordings_decode_and_checksum") {
         return;
     }
     let what = "activate -6 -n 2 over ::1";

@@ -5,7 +5,8 @@
 //!
 //! Every host listens on port 0 of 127.0.0.1, and every await is bounded.
 
-use crate::common::{Memory, bounded};
+use crate::support::common::{Memory, bounded};
+use crate::support::schema::{self, Schema};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -143,6 +144,7 @@ fn expected_count(distinct: usize, plan: &Plan) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_capture_replays_verbatim_and_restamped_with_every_check_passing() {
+    let schema = Schema::load(REPORT_SCHEMA);
     for path in all_captures() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let plan = {
@@ -169,6 +171,7 @@ async fn every_capture_replays_verbatim_and_restamped_with_every_check_passing()
         assert!(r.report.outcome.errors.is_empty(), "{what}: {}", brief(&r));
         assert_eq!(r.report.connections, plan.connections.len(), "{what}");
         assert_eq!(exit_of(&r.report), Exit::Success, "{what}");
+        schema.assert_fits(&what, &serde_json::to_value(&r.report).unwrap());
         let sent: Vec<Guid> = r.exchanges.iter().map(|e| e.cmid.unwrap()).collect();
         assert_eq!(sent, captured, "{what}: the captured machine IDs");
         assert!(
@@ -198,6 +201,7 @@ async fn every_capture_replays_verbatim_and_restamped_with_every_check_passing()
             brief(&r)
         );
         assert_eq!(exit_of(&r.report), Exit::Success, "{what}");
+        schema.assert_fits(&what, &serde_json::to_value(&r.report).unwrap());
         let sent: BTreeSet<Guid> = r.exchanges.iter().map(|e| e.cmid.unwrap()).collect();
         assert_eq!(sent.len(), n, "{what}: distinct machine IDs");
         assert!(sent.is_disjoint(&distinct), "{what}: none captured");
@@ -364,6 +368,7 @@ async fn the_json_report_has_the_load_report_shape() {
     let r = replay_against(&host, cli(&[path.to_str().unwrap(), "--max"]).unwrap()).await;
     host.stop().await.unwrap();
     let json: serde_json::Value = serde_json::to_value(&r.report).unwrap();
+    Schema::load(REPORT_SCHEMA).assert_fits("replay --max", &json);
     assert_eq!(json["format"], "kmsharness-replay/1");
     assert_eq!(json["mode"], "restamp");
     assert_eq!(json["speed"], serde_json::Value::Null);
@@ -377,6 +382,14 @@ async fn the_json_report_has_the_load_report_shape() {
     kmsharness::report::replay::text(&mut text, &r.report).unwrap();
     let text = String::from_utf8(text).unwrap();
     assert!(text.contains("2 ok"), "{text}");
+}
+
+/// The replay report's checked-in schema.
+const REPORT_SCHEMA: &str = "replay-report.schema.json";
+
+#[test]
+fn replay_report_schema_is_generated() {
+    schema::assert_generated::<kmsharness::replay::ReplayReport>(REPORT_SCHEMA);
 }
 
 #[test]

@@ -14,7 +14,7 @@ use kmsharness::wire::ndr::{ActivationRequest, ActivationResponse};
 use kmsharness::wire::rpc::{Body, Pdu, split_pdu};
 use serde::{Deserialize, Serialize};
 
-use crate::pykms_log;
+use crate::support::pykms_log;
 
 fn vectors_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("vectors")

@@ -27,8 +27,14 @@ use self::schedule::{Pacing, Sampling, Shared, Templates};
 use self::stats::{Outcome, PhaseSummary, Stats};
 
 /// Connection handling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
+#[schemars(
+    description = "Connection handling: `fresh` opens a TCP connection and binds for every \
+        activation, as real clients do; `reuse` sends many activations over each connection."
+)]
 pub enum Mode {
     /// A new TCP connection and RPC bind per activation, as real clients do.
     Fresh,
@@ -71,45 +77,126 @@ pub struct LoadConfig {
 pub const REPORT_FORMAT: &str = "kmsharness-load/1";
 
 /// CPU accounting of a run.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[schemars(description = "CPU accounting of a run.", deny_unknown_fields)]
 pub struct CpuReport {
     /// User plus system CPU seconds the process used during the run.
+    #[schemars(
+        description = "User plus system CPU seconds the process used during the run \
+        (summed over merged reports).",
+        range(min = 0)
+    )]
     pub process_secs: f64,
     /// Of that, per validated activation, microseconds.
+    #[schemars(
+        description = "CPU microseconds per validated activation: `process_secs * 1e6 / \
+        max(ok, 1)`; how many generator cores a target rate needs.",
+        range(min = 0)
+    )]
     pub micros_per_activation: f64,
     /// Whether the bundled host ran in the same process (then its work is included).
+    #[schemars(
+        description = "Whether the bundled host ran in the same process, so its work is \
+        included."
+    )]
     pub includes_embedded_host: bool,
 }
 
 /// The report of a run (JSON schema: `docs/load-report.schema.json`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[schemars(
+    title = "kmsharness load report",
+    description = "The JSON report of `kmsharness load --json FILE` and of `kmsharness report \
+        merge -o FILE` (format kmsharness-load/1). Counts cover the measured part of the run only \
+        (after the warm-up). Latencies are in microseconds. Several reports of generators that \
+        ran at the same time against one host merge exactly, because every phase carries its full \
+        histogram.",
+    extend("$id" = "https://github.com/kmsharness/kmsharness/docs/load-report.schema.json"),
+    deny_unknown_fields
+)]
 pub struct LoadReport {
     /// `kmsharness-load/1`.
+    #[schemars(
+        description = "Format identifier; `report merge` rejects any other value.",
+        extend("const" = "kmsharness-load/1")
+    )]
     pub format: String,
     /// Target as given, or `embedded`.
+    #[schemars(
+        description = "The target as the user gave it (`host[:port]`, `[v6]:port`, \
+        `.domain`), or `embedded` when the bundled host served the run. A merged report keeps the \
+        first report's."
+    )]
     pub target: String,
     /// Whether the bundled host served the run.
+    #[schemars(
+        description = "Whether the bundled host ran in-process on a loopback port (no \
+        --target). Its CPU time is then part of `cpu.process_secs`."
+    )]
     pub embedded: bool,
     /// Connection handling.
+    #[schemars(
+        description = "Connection handling: `fresh` opens a TCP connection and binds for \
+        every activation, as real clients do; `reuse` sends many activations over each \
+        connection."
+    )]
     pub mode: Mode,
     /// Simulated machines.
+    #[schemars(
+        description = "Simulated machines in the fleet (summed over merged reports).",
+        range(min = 1)
+    )]
     pub clients: usize,
     /// Workers.
+    #[schemars(
+        description = "Concurrent workers, each holding at most one connection (summed \
+        over merged reports).",
+        range(min = 1)
+    )]
     pub connections: usize,
     /// Open-loop rate, or null for closed loop.
+    #[schemars(
+        description = "Open loop: scheduled activations per second (summed over merged \
+        reports). Null for a closed loop (workers send as fast as the host answers), and for a \
+        merge in which any report was closed loop.",
+        extend("exclusiveMinimum" = 0)
+    )]
     pub rate: Option<f64>,
     /// Warm-up, seconds.
+    #[schemars(
+        description = "Unmeasured time at the start, seconds: activations scheduled (open \
+        loop) or started (closed loop) during it are sent but not counted.",
+        range(min = 0)
+    )]
     pub warmup_secs: f64,
     /// Measured seconds (after warm-up).
+    #[schemars(
+        description = "Measured time, seconds: from the end of the warm-up to the last \
+        worker's end. A merged report holds the longest.",
+        range(min = 0)
+    )]
     pub duration_secs: f64,
     /// Whether Ctrl-C cut the run short.
+    #[schemars(
+        description = "Whether Ctrl-C cut the run short (true if any merged report was); \
+        the counts then cover what was sent until then."
+    )]
     pub interrupted: bool,
     /// Counts, errors, throughput, latency and timeline.
     #[serde(flatten)]
     pub outcome: Outcome,
     /// CPU time, when the platform reports it.
+    #[schemars(
+        description = "CPU time of the generator process during the run, or null where the \
+        platform does not report it (or when a merged report lacks it)."
+    )]
     pub cpu: Option<CpuReport>,
     /// Number of reports merged into this one (1 for a single run).
+    #[schemars(
+        description = "Number of single-run reports this one combines (1 for a single \
+        run).",
+        range(min = 1)
+    )]
     pub merged: usize,
 }
 

@@ -134,24 +134,78 @@ impl Stats {
 
 /// What a run's activations came to: the part of a report `load` and `replay` share (each
 /// flattens it into its own JSON object).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct Outcome {
     /// Activations sent (after warm-up).
+    #[schemars(description = "Activations sent after the warm-up. Always `ok + failed`.")]
     pub sent: u64,
     /// Answered with a response passing every check.
+    #[schemars(
+        description = "Activations answered with a response passing every check `activate` \
+        makes (RPC and KMS). Equals the count of the `call` and `total` histograms."
+    )]
     pub ok: u64,
     /// Sent and not ok.
+    #[schemars(
+        description = "Activations sent and not ok: `sent - ok`. Not the sum of `errors`, \
+        since one activation can fail several checks."
+    )]
     pub failed: u64,
     /// Failures by class (`timeout`, `refused`, `reset`, `closed`, `protocol`, `fault:…`,
     /// `hresult:0x…`, `check:<name>`, `undecodable`, `unverifiable`).
+    #[schemars(
+        description = "Failures by class, each with its number of occurrences: `timeout`, \
+        `refused`, `reset`, `closed`, `io`, `protocol` (no connection or no usable reply), \
+        `undecodable` (the KMS response could not be decrypted or parsed), `unverifiable` (replay \
+        only: a verbatim request that does not decode leaves nothing to check the response \
+        against), `fault:<status>` (an RPC fault PDU: the status's name, or its hex value when \
+        unknown), `hresult:0x<8 hex digits>` (the host refused the activation with this HRESULT, \
+        e.g. `hresult:0xC004F042`), `check:<name>` (a named check failed, e.g. `check:hmac`; one \
+        activation can count under several checks).",
+        with = "BTreeMap<String, u64>",
+        extend(
+            "propertyNames" = {"pattern": "^(timeout|refused|reset|closed|io|protocol|undecodable|unverifiable|fault:[A-Za-z0-9]+|hresult:0x[0-9A-F]{8}|check:[a-z0-9_]+)$"},
+            "additionalProperties" = {"type": "integer", "minimum": 1}
+        )
+    )]
     pub errors: BTreeMap<Failure, u64>,
     /// Connections re-opened because the host closed one that was to be reused.
+    #[schemars(
+        description = "Connections reopened because the host closed a reused one after a \
+        response (py-kms does); the activation is then retried once on the new connection."
+    )]
     pub reconnects: u64,
     /// Validated activations per second.
+    #[schemars(
+        description = "Validated activations per second: `ok / duration_secs`.",
+        range(min = 0)
+    )]
     pub throughput: f64,
     /// Latency per phase, microseconds (validated activations only).
+    #[schemars(
+        description = "Latency per phase, each an HdrHistogram (microseconds, 3 \
+        significant digits, 1 µs to 60 s; longer values are counted at 60 s). Only activations \
+        counted after the warm-up are recorded; `call` and `total` hold validated activations \
+        only. `connect`: TCP connect, for every connection opened and bound (every activation in \
+        fresh mode; once per worker, plus reconnects and reopenings after a failure, in reuse \
+        mode), whatever the activation's outcome. `bind`: RPC bind (and alter_context), for the \
+        same connections as `connect`. `call`: The activation call: request sent to response \
+        received and verified. `total`: What a client waits: from the scheduled start (open loop, \
+        so a stalled host shows here instead of lowering the rate: free of coordinated omission) \
+        or the actual start (closed loop) to the verified response, connect and bind included.",
+        extend(
+            "required" = ["connect", "bind", "call", "total"],
+            "propertyNames" = {"enum": ["connect", "bind", "call", "total"]}
+        )
+    )]
     pub phases: BTreeMap<String, PhaseSummary>,
     /// Answers per second since the start; warm-up seconds are there, empty.
+    #[schemars(
+        description = "Activations answered or failed in each second since the start of \
+        the run, warm-up included (index 0 is the first second); only activations counted after \
+        the warm-up are included, so the sum is `sent`. Merged reports add second by second."
+    )]
     pub timeline: Vec<u64>,
 }
 
@@ -180,27 +234,51 @@ impl Outcome {
 }
 
 /// A histogram summarised for a report, with its full data for merging.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[schemars(
+    description = "One phase's latency histogram, summarised, with its full data for \
+        merging.",
+    deny_unknown_fields
+)]
 pub struct PhaseSummary {
     /// Values recorded.
+    #[schemars(description = "Values recorded.")]
     pub count: u64,
     /// Smallest, µs.
+    #[schemars(description = "Smallest value, µs (0 when count is 0).")]
     pub min: u64,
     /// Mean, µs.
+    #[schemars(description = "Mean, µs (0 when count is 0).", range(min = 0))]
     pub mean: f64,
     /// Median, µs.
+    #[schemars(
+        description = "Median, µs (HdrHistogram value at quantile 0.5: the highest value \
+        equivalent to it at 3 significant digits)."
+    )]
     pub p50: u64,
     /// 90th percentile, µs.
+    #[schemars(description = "90th percentile, µs.")]
     pub p90: u64,
     /// 99th percentile, µs.
+    #[schemars(description = "99th percentile, µs.")]
     pub p99: u64,
     /// 99.9th percentile, µs.
+    #[schemars(description = "99.9th percentile, µs.")]
     pub p999: u64,
     /// 99.99th percentile, µs.
+    #[schemars(description = "99.99th percentile, µs.")]
     pub p9999: u64,
     /// Largest, µs.
+    #[schemars(
+        description = "Largest value, µs (highest equivalent value at 3 significant \
+        digits; 0 when count is 0)."
+    )]
     pub max: u64,
     /// The histogram: HdrHistogram V2 + DEFLATE encoding, base64 (what `report merge` adds).
+    #[schemars(description = "The whole histogram in HdrHistogram's V2 compressed (DEFLATE) \
+        encoding, as standard base64 with padding: the same encoding as an interval log line, \
+        readable by every HdrHistogram implementation. `report merge` decodes and adds these; the \
+        other fields are derived from it.", extend("contentEncoding" = "base64"))]
     pub histogram: String,
 }
 

@@ -1,6 +1,5 @@
 //! Test support: the requests py-kms decrypted, as its DEBUG log dumps them after
 //! "KMS Request Bytes:" (see captures/*.server.log).
-#![allow(dead_code)]
 
 /// Every "KMS Request Bytes" hex dump in the log, decoded, in order.
 pub fn decrypted_requests(log: &str) -> Vec<Vec<u8>> {

@@ -7,10 +7,6 @@
 //! request" line, and a "Response from KMS server" block. With `-n 30` every block is printed
 //! for every request. Field lines are `Name<padding>: value`; unknown names inside a block are
 //! errors so that a change in vlmcs's output is noticed, not silently half-parsed.
-//!
-//! Self-contained (std only) so integration tests can include it with `mod` or `#[path]`.
-// Each including test binary uses a different subset of the fields and helpers.
-#![allow(dead_code)]
 
 /// Heading of the block vlmcs prints before sending each request.
 const REQUEST_HEADING: &str = "Request Parameters";
