@@ -8,7 +8,8 @@ use clap::Args;
 
 use crate::capture::record::Recorder;
 use crate::net::client::ClientConfig;
-use crate::replay::{Plan, ReplayConfig, ReplayMode, ReplayReport, exit_of};
+use crate::capture::plan::Plan;
+use crate::replay::{ReplayConfig, ReplayMode, ReplayReport, exit_of};
 
 use super::exit::Exit;
 
