@@ -236,9 +236,11 @@ async fn replay_connection(
                 decoded.map(|d| d.as_sent())
             }
             (ReplayMode::Restamp, Some(d)) => {
-                let base =
-                    d.base
-                        .restamped(Guid::new_v4(rng.random()), d.base.workstation, now_filetime());
+                let base = d.base.restamped(
+                    Guid::new_v4(rng.random()),
+                    d.base.workstation,
+                    now_filetime(),
+                );
                 Some(encode_request(&base, rng.random(), &mut kms))
             }
             (ReplayMode::Restamp, None) => {

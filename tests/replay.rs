@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use kmsharness::capture::plan::Plan;
 use kmsharness::capture::record::{Flow, Recorder, now};
 use kmsharness::capture::{self, Direction, Timestamp};
 use kmsharness::catalog::{self, AppKind};
@@ -20,7 +21,6 @@ use kmsharness::cli::exit::Exit;
 use kmsharness::cli::replay::ReplayOpts;
 use kmsharness::proto::client::encode_request;
 use kmsharness::proto::client_session::{ClientRpcOptions, ClientSession};
-use kmsharness::capture::plan::Plan;
 use kmsharness::replay::{ReplayConfig, ReplayMode, ReplayRun, exit_of, run, start_embedded};
 use kmsharness::serve::RunningHost;
 use kmsharness::wire::Guid;

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::capture::plan::Plan;
 use crate::capture::record::Recorder;
 use crate::net::client::ClientConfig;
-use crate::capture::plan::Plan;
 use crate::replay::{ReplayConfig, ReplayMode, ReplayReport, exit_of};
 
 use super::exit::Exit;
