@@ -2,16 +2,16 @@
 //! with the capture's connection structure and pacing, every response verified as `activate`
 //! verifies it, and a report like `load`'s.
 //!
-//! Two steps. [`Plan::from_capture`] reads a capture into what a client sent: per TCP
-//! connection, its bind options and each KMS request body exactly as captured, decoded where
-//! possible, with its time offset. [`run`] replays the plan:
+//! Two steps. [`Plan::from_capture`] (in [`crate::capture::plan`]) reads a capture into what a
+//! client sent: per TCP connection, its bind options and each KMS request body exactly as
+//! captured, decoded where possible, with its time offset. [`run`] replays the plan:
 //!
 //! - one connection (connect, bind, alter_context when needed) per captured connection, the
 //!   captured requests over it in order; RPC call ids are this client's own;
 //! - [`ReplayMode::Verbatim`] sends each KMS request body byte for byte; a V5/V6 response is then
 //!   verified against the request as a host decrypts it ([`ReceivedRequest::as_sent`]);
 //!   [`ReplayMode::Restamp`] re-encodes each request for a new machine (fresh machine ID, the
-//!   current time, a fresh IV) with [`crate::load::schedule::restamp`], the step `load
+//!   current time, a fresh IV) with [`RequestBase::restamped`], the step `load
 //!   --from-capture` uses;
 //! - pacing: each connection opens and each request leaves at its captured offset divided by
 //!   the speed, from the start of the round (latency counts from that scheduled time, free of
@@ -29,180 +29,20 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::capture::plan::Plan;
 use crate::capture::record::Recorder;
-use crate::capture::{self, Stream, Timestamp, conversation};
 use crate::clock::now_filetime;
 use crate::exit::Exit;
 use crate::host::{HostSetup, RunningHost};
-use crate::load::schedule::restamp;
 use crate::load::stats::{Outcome, Phase, Stats};
 use crate::net::client::call_reconnecting;
 use crate::net::client::{ClientConfig, Connection};
 use crate::proto::client::message::{ResponseBuf, SentRequest, encode_request};
-use crate::proto::client::session::ClientRpcOptions;
-use crate::proto::host::message::ReceivedRequest;
 use crate::proto::verdict::{Failure, Verdict, judge};
 use crate::wire::Guid;
-use crate::wire::ndr::{ActivationRequest, Syntax};
-use crate::wire::reassembly::{Call, Reassembler};
-use crate::wire::rpc::{Body, Flags, NDR64, PacketType, Pdu, split_pdu};
 
 /// Report format identifier of `replay --json`.
 pub const REPORT_FORMAT: &str = "kmsharness-replay/1";
-
-/// One captured KMS request.
-#[derive(Debug, Clone)]
-pub struct PlannedRequest {
-    /// When its first byte was captured, from the start of the plan.
-    pub at: Duration,
-    /// The KMS request body, byte for byte.
-    pub body: Vec<u8>,
-    /// The request as a host decodes it, when it decodes.
-    pub decoded: Option<ReceivedRequest>,
-}
-
-/// One captured TCP connection that carried KMS requests.
-#[derive(Debug, Clone)]
-pub struct PlannedConnection {
-    /// The captured client.
-    pub client: SocketAddr,
-    /// The captured host.
-    pub server: SocketAddr,
-    /// When its first packet was captured, from the start of the plan.
-    pub start: Duration,
-    /// How the captured client bound (NDR64 and BTFN offered, multiplex flag); the defaults
-    /// when the capture holds no bind.
-    pub rpc: ClientRpcOptions,
-    /// Its requests, in order.
-    pub requests: Vec<PlannedRequest>,
-}
-
-/// What a capture's clients sent, ready to send again.
-#[derive(Debug, Clone, Default)]
-pub struct Plan {
-    /// Connections with at least one request, in capture order.
-    pub connections: Vec<PlannedConnection>,
-    /// Activation calls whose KMS body could not be taken out of the RPC stub.
-    pub unreadable: usize,
-    /// The problem that stopped reading the capture early, if any (what came before it is in
-    /// the plan).
-    pub warning: Option<String>,
-}
-
-/// The whole calls of a client's byte stream, in order, reassembled from their fragments:
-/// framed and parsed as [`conversation::decode`] does (up to the first gap), so that its
-/// activations are found here by call id.
-fn calls(stream: &Stream) -> Vec<Call> {
-    let mut out = Vec::new();
-    let mut reassembler = Reassembler::new();
-    let end = stream.gaps.first().map_or(stream.data.len(), |g| g.offset);
-    let mut rest = stream.data.get(..end).unwrap_or_default();
-    while let Ok(Some((bytes, tail))) = split_pdu(rest) {
-        rest = tail;
-        let Ok(pdu) = Pdu::parse(bytes) else { break };
-        if let Body::Request(_) = pdu.body
-            && let Ok(Some(call)) = reassembler.push(&pdu)
-        {
-            out.push(call);
-        }
-    }
-    out
-}
-
-/// The client's bind options as captured.
-fn rpc_options(conv: &conversation::Conversation) -> ClientRpcOptions {
-    let defaults = ClientRpcOptions::default();
-    match conv.binds.iter().find(|b| b.kind == PacketType::Bind) {
-        None => defaults,
-        Some(b) => ClientRpcOptions {
-            ndr64: b.offered.iter().any(|(_, s)| *s == NDR64),
-            btfn: b.offered.iter().any(|(_, s)| s.btfn_bits().is_some()),
-            multiplex: b.flags.0.contains(Flags::CONC_MPX),
-            ..defaults
-        },
-    }
-}
-
-impl Plan {
-    /// Reads a pcap or pcapng file's bytes into a plan. Fails when the bytes are not a capture
-    /// or hold no KMS request at all; a capture damaged part-way gives what came before the
-    /// damage, with [`Plan::warning`] set.
-    pub fn from_capture(bytes: &[u8]) -> Result<Plan, String> {
-        let cap = capture::read(bytes);
-        let mut plan = Plan {
-            warning: cap.error.as_ref().map(ToString::to_string),
-            ..Plan::default()
-        };
-        // (connection, its first packet, its requests' capture times)
-        let mut found: Vec<(PlannedConnection, Timestamp, Vec<Timestamp>)> = Vec::new();
-        for conn in &cap.connections {
-            let conv = conversation::decode(conn);
-            if conv.activations.is_empty() {
-                continue;
-            }
-            let mut calls = calls(&conn.to_server).into_iter();
-            let mut requests = Vec::new();
-            let mut times = Vec::new();
-            for ex in &conv.activations {
-                let Some(call) = calls.by_ref().find(|c| c.call_id == ex.call_id) else {
-                    plan.unreadable += 1;
-                    continue;
-                };
-                let syntax = ex.syntax.unwrap_or(Syntax::Ndr32);
-                match ActivationRequest::parse(syntax, &call.stub) {
-                    Ok(stub) => {
-                        times.push(ex.sent_at.unwrap_or(conn.first_ts));
-                        requests.push(PlannedRequest {
-                            at: Duration::ZERO,
-                            body: stub.body.to_vec(),
-                            decoded: ex.request.as_ref().ok().copied(),
-                        });
-                    }
-                    Err(_) => plan.unreadable += 1,
-                }
-            }
-            if requests.is_empty() {
-                continue;
-            }
-            let planned = PlannedConnection {
-                client: conn.client,
-                server: conn.server,
-                start: Duration::ZERO,
-                rpc: rpc_options(&conv),
-                requests,
-            };
-            found.push((planned, conn.first_ts, times));
-        }
-        let Some(origin) = found.iter().map(|f| f.1).min() else {
-            return Err(match cap.error {
-                Some(e) => e.to_string(),
-                None => "no KMS request in this capture".to_owned(),
-            });
-        };
-        for (mut c, first, times) in found {
-            c.start = first.saturating_since(origin);
-            for (r, t) in c.requests.iter_mut().zip(times) {
-                r.at = t.saturating_since(origin);
-            }
-            plan.connections.push(c);
-        }
-        Ok(plan)
-    }
-
-    /// Requests in the plan.
-    pub fn requests(&self) -> usize {
-        self.connections.iter().map(|c| c.requests.len()).sum()
-    }
-
-    /// Offset of the last request: how long one round takes at speed 1.
-    pub fn span(&self) -> Duration {
-        self.connections
-            .iter()
-            .flat_map(|c| c.requests.iter().map(|r| r.at))
-            .max()
-            .unwrap_or_default()
-    }
-}
 
 /// How captured requests are sent again.
 #[derive(
@@ -410,8 +250,7 @@ async fn replay_connection(
                 decoded.map(|d| d.as_sent())
             }
             (ReplayMode::Restamp, Some(d)) => {
-                let base = restamp(
-                    &d.base,
+                let base = d.base.restamped(
                     Guid::new_v4(rng.random()),
                     d.base.workstation,
                     now_filetime(),

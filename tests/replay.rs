@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use kmsharness::capture::plan::Plan;
 use kmsharness::capture::record::{Flow, Recorder, now};
 use kmsharness::capture::{self, Direction, Timestamp};
 use kmsharness::catalog::{self, AppKind};
@@ -23,7 +24,7 @@ use kmsharness::host::RunningHost;
 use kmsharness::proto::client::message::encode_request;
 use kmsharness::proto::client::session::{ClientRpcOptions, ClientSession};
 use kmsharness::proto::verdict::Verdict;
-use kmsharness::replay::{Plan, ReplayConfig, ReplayMode, ReplayRun, exit_of, run, start_embedded};
+use kmsharness::replay::{ReplayConfig, ReplayMode, ReplayRun, exit_of, run, start_embedded};
 use kmsharness::wire::Guid;
 use kmsharness::wire::kms::{RequestBase, Version};
 

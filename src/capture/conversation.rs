@@ -40,6 +40,13 @@ pub struct BindExchange {
     pub checks: Checks,
 }
 
+impl ActivationExchange {
+    /// The KMS request body exactly as captured, when the stub holds one.
+    pub fn body(&self) -> Option<&[u8]> {
+        self.stub.get(self.body_at?..)
+    }
+}
+
 impl BindExchange {
     /// Names of the syntaxes the host accepted (and BTFN if acknowledged), in result order,
     /// as vlmcs prints them after "Performing RPC bind".
@@ -92,6 +99,11 @@ pub struct ActivationExchange {
     pub request: Result<ReceivedRequest, Error>,
     /// Length of the KMS request.
     pub request_len: usize,
+    /// The request's whole RPC stub, reassembled from its fragments.
+    pub stub: Vec<u8>,
+    /// Where the KMS request starts in [`ActivationExchange::stub`] (after the NDR counts);
+    /// `None` when the stub is too short to hold them.
+    pub body_at: Option<usize>,
     /// Host-side checks on the request.
     pub request_checks: Checks,
     /// The reply.
@@ -287,7 +299,7 @@ pub fn decode(conn: &Connection) -> Conversation {
                     continue;
                 };
                 let replied_at = conn.to_client.segment_at(offset).map(|s| s.ts);
-                let mut ex = activation(conn, pending, Some((&pdu, &reply)), &contexts);
+                let mut ex = activation(conn, &mut *pending, Some((&pdu, &reply)), &contexts);
                 ex.replied_at = replied_at;
                 pending.exchange = Some(ex);
             }
@@ -301,7 +313,7 @@ pub fn decode(conn: &Connection) -> Conversation {
     for mut pending in calls {
         let ex = match pending.exchange.take() {
             Some(ex) => ex,
-            None => activation(conn, &pending, None, &contexts),
+            None => activation(conn, &mut pending, None, &contexts),
         };
         conv.activations.push(ex);
     }
@@ -341,9 +353,11 @@ fn bind_exchange(bind: &Pdu<'_>, reply: Option<&Pdu<'_>>) -> BindExchange {
     }
 }
 
+/// The exchange of a whole call; the call's stub moves into it (the plan of a capture sends it
+/// again), so `pending` is left without one.
 fn activation(
     conn: &Connection,
-    pending: &PendingCall<'_>,
+    pending: &mut PendingCall<'_>,
     reply: Option<(&Pdu<'_>, &Call)>,
     contexts: &[(u16, Syntax)],
 ) -> ActivationExchange {
@@ -355,6 +369,7 @@ fn activation(
     let sent_at = conn.to_server.segment_at(pending.offset).map(|s| s.ts);
     let now = sent_at.map(|t| FileTime::from_unix_secs(t.secs));
     let stub = ActivationRequest::parse(syntax.unwrap_or(Syntax::Ndr32), &call.stub);
+    let body_at = stub.as_ref().ok().map(|s| call.stub.len() - s.body.len());
     let (request, request_len, request_checks) = match stub {
         Ok(stub) => match decode_request(stub.body, now) {
             Ok((req, checks)) => (Ok(req), stub.body.len(), checks),
@@ -402,6 +417,8 @@ fn activation(
         replied_at: None,
         request,
         request_len,
+        stub: std::mem::take(&mut pending.call.stub),
+        body_at,
         request_checks,
         reply,
         rpc_checks,

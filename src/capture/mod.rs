@@ -19,6 +19,7 @@
 pub mod conversation;
 mod file;
 mod packet;
+pub mod plan;
 pub mod record;
 pub mod tcp;
 

@@ -1,10 +1,25 @@
 //! Frame decoding down to TCP: link headers (Ethernet with VLAN tags, Linux cooked v1 and v2,
 //! BSD loopback, raw IP), then IPv4 or IPv6 (walking extension headers), then the TCP header.
 //!
+//! The Ethernet, VLAN, IPv4, IPv6 and TCP headers are read with `etherparse`'s header slices;
+//! what to make of them (which damage skips a packet and why, lengths of 0 from segmentation
+//! offload, frames cut by the snap length) is decided here. Three small shims cover what it
+//! lacks or refuses: Linux cooked v2 (SLL2), which it does not know; Linux cooked v1, whose
+//! parser rejects ARPHRD_LOOPBACK, the hardware type `tcpdump -i any` writes for loopback
+//! traffic (so both cooked headers are read here: a fixed length, then an EtherType); and BSD
+//! null/loop, a 4-byte address family. The IPv6 extension-header walk is ours as well: it steps
+//! over Mobility, HIP, Shim6 and the experimental headers, where etherparse's walk stops.
+//!
 //! Checksums are not verified: captures taken on the sending host (loopback above all) carry
 //! checksums that the NIC or kernel would have filled in later, so they are routinely wrong.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
+
+use etherparse::err::{ipv4, ipv6, tcp};
+use etherparse::{
+    EtherType, Ethernet2HeaderSlice, IpNumber, Ipv4HeaderSlice, Ipv6HeaderSlice,
+    SingleVlanHeaderSlice, TcpHeaderSlice,
+};
 
 use super::SkipReason;
 
@@ -28,15 +43,16 @@ pub mod linktype {
     pub const LINUX_SLL2: u32 = 276;
 }
 
-/// EtherTypes (IEEE registry) that matter here.
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86DD;
 /// 802.1Q customer tag, 802.1ad service tag, and the pre-standard QinQ value still in use.
-const ETHERTYPE_VLAN_TAGS: [u16; 3] = [0x8100, 0x88A8, 0x9100];
+const VLAN_TAGS: [EtherType; 3] = [
+    EtherType::VLAN_TAGGED_FRAME,
+    EtherType::PROVIDER_BRIDGING,
+    EtherType::VLAN_DOUBLE_TAGGED_FRAME,
+];
 /// Destination MAC, source MAC, EtherType.
-const ETHERNET_HEADER_LEN: usize = 14;
+const ETHERNET_HEADER_LEN: usize = etherparse::Ethernet2Header::LEN;
 /// Tag control information plus the inner EtherType.
-const VLAN_TAG_LEN: usize = 4;
+const VLAN_TAG_LEN: usize = etherparse::SingleVlanHeader::LEN;
 /// packet type, ARPHRD, address length, 8 address bytes, protocol (pcap-linktype(7), SLL).
 const SLL_HEADER_LEN: usize = 16;
 const SLL_PROTOCOL_AT: usize = 14;
@@ -50,11 +66,10 @@ const AF_INET: u32 = 2;
 /// AF_INET6 differs per OS: Linux 10, Windows 23, NetBSD/OpenBSD 24, FreeBSD 28, Darwin 30.
 const AF_INET6: [u32; 5] = [10, 23, 24, 28, 30];
 
-const IPV4_MIN_HEADER_LEN: usize = 20;
-/// More Fragments flag and fragment offset mask in the IPv4 flags/offset word (RFC 791).
-const IPV4_MORE_FRAGMENTS: u16 = 0x2000;
-const IPV4_FRAGMENT_OFFSET: u16 = 0x1FFF;
-const IPV6_HEADER_LEN: usize = 40;
+const IPV4_MIN_HEADER_LEN: usize = etherparse::Ipv4Header::MIN_LEN;
+/// Version 4, header length 5 words: the first byte of an IPv4 header without options.
+const IPV4_NO_OPTIONS: u8 = 0x45;
+const IPV6_HEADER_LEN: usize = etherparse::Ipv6Header::LEN;
 /// IP protocol / IPv6 next-header numbers (IANA "Assigned Internet Protocol Numbers").
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_FRAGMENT: u8 = 44;
@@ -69,7 +84,10 @@ const IPV6_FRAGMENT_HEADER_LEN: usize = 8;
 const IPV6_FRAGMENT_OFFSET_MASK: u16 = 0xFFF8;
 const IPV6_MORE_FRAGMENTS: u16 = 0x0001;
 
-const TCP_MIN_HEADER_LEN: usize = 20;
+const TCP_MIN_HEADER_LEN: usize = etherparse::TcpHeader::MIN_LEN;
+/// Offsets of the data offset and flags bytes in the TCP header (RFC 9293 3.1).
+const TCP_DATA_OFFSET_AT: usize = 12;
+const TCP_FLAGS_AT: usize = 13;
 
 /// TCP flag bits (RFC 9293 3.1).
 pub(crate) mod flags {
@@ -126,9 +144,9 @@ pub(crate) fn decode(link: u32, frame: &[u8]) -> Result<Option<Segment<'_>>, Ski
             let ip = frame
                 .get(header_len..)
                 .ok_or(truncated(name, header_len, frame.len()))?;
-            match be16(frame, protocol_at) {
-                Some(ETHERTYPE_IPV4) => (Network::V4, ip),
-                Some(ETHERTYPE_IPV6) => (Network::V6, ip),
+            match be16(frame, protocol_at).map(EtherType) {
+                Some(EtherType::IPV4) => (Network::V4, ip),
+                Some(EtherType::IPV6) => (Network::V6, ip),
                 _ => return Ok(None),
             }
         }
@@ -189,22 +207,24 @@ pub(crate) fn decode(link: u32, frame: &[u8]) -> Result<Option<Segment<'_>>, Ski
 
 /// Walks the Ethernet header and any VLAN tags.
 fn ethernet(frame: &[u8]) -> Result<Option<(Network, &[u8])>, SkipReason> {
-    let mut ethertype = be16(frame, ETHERNET_HEADER_LEN - 2).ok_or(truncated(
-        "Ethernet",
-        ETHERNET_HEADER_LEN,
-        frame.len(),
-    ))?;
+    let header = Ethernet2HeaderSlice::from_slice(frame)
+        .map_err(|_| truncated("Ethernet", ETHERNET_HEADER_LEN, frame.len()))?;
+    let mut ethertype = header.ether_type();
     let mut at = ETHERNET_HEADER_LEN;
     // Each tag is 4 bytes, so the loop ends with the frame even if every tag is another tag.
-    while ETHERTYPE_VLAN_TAGS.contains(&ethertype) {
+    while VLAN_TAGS.contains(&ethertype) {
         let end = at + VLAN_TAG_LEN;
-        ethertype = be16(frame, end - 2).ok_or(truncated("802.1Q tag", end, frame.len()))?;
+        let tag = frame
+            .get(at..)
+            .and_then(|rest| SingleVlanHeaderSlice::from_slice(rest).ok())
+            .ok_or(truncated("802.1Q tag", end, frame.len()))?;
+        ethertype = tag.ether_type();
         at = end;
     }
     let rest = frame.get(at..).unwrap_or_default();
     Ok(match ethertype {
-        ETHERTYPE_IPV4 => Some((Network::V4, rest)),
-        ETHERTYPE_IPV6 => Some((Network::V6, rest)),
+        EtherType::IPV4 => Some((Network::V4, rest)),
+        EtherType::IPV6 => Some((Network::V6, rest)),
         _ => None,
     })
 }
@@ -220,27 +240,31 @@ struct Transport<'a> {
 }
 
 fn ipv4(ip: &[u8]) -> Result<Option<Transport<'_>>, SkipReason> {
-    let header =
-        ip.get(..IPV4_MIN_HEADER_LEN)
-            .ok_or(truncated("IPv4", IPV4_MIN_HEADER_LEN, ip.len()))?;
-    let (first, proto) = (header.first().copied(), header.get(9).copied());
-    let (Some(first), Some(proto)) = (first, proto) else {
-        return Err(truncated("IPv4", IPV4_MIN_HEADER_LEN, ip.len()));
+    let mut fixed = [0; IPV4_MIN_HEADER_LEN];
+    let (header, options_cut) = match Ipv4HeaderSlice::from_slice(ip) {
+        Ok(h) => (h, false),
+        // Options cut by the snap length: the fixed part, read as a header without options,
+        // still says whether this is an unfragmented TCP packet, which decides between "not
+        // TCP", "fragment" and "cut short" as for any other packet.
+        Err(ipv4::HeaderSliceError::Len(e)) if e.required_len > IPV4_MIN_HEADER_LEN => {
+            if let Some(f) = ip.get(..IPV4_MIN_HEADER_LEN) {
+                fixed.copy_from_slice(f);
+            }
+            fixed[0] = IPV4_NO_OPTIONS;
+            match Ipv4HeaderSlice::from_slice(&fixed) {
+                Ok(h) => (h, true),
+                Err(_) => return Err(truncated("IPv4", IPV4_MIN_HEADER_LEN, ip.len())),
+            }
+        }
+        Err(ipv4::HeaderSliceError::Len(_)) => {
+            return Err(truncated("IPv4", IPV4_MIN_HEADER_LEN, ip.len()));
+        }
+        Err(ipv4::HeaderSliceError::Content(e)) => return Err(ipv4_malformed(&e)),
     };
-    if first >> 4 != 4 {
-        return Err(malformed(
-            "IPv4",
-            format!("version {} is not 4", first >> 4),
-        ));
-    }
-    let header_len = usize::from(first & 0x0F) * 4;
-    if header_len < IPV4_MIN_HEADER_LEN {
-        return Err(malformed(
-            "IPv4",
-            format!("header length {header_len} is below 20"),
-        ));
-    }
-    let total_len = usize::from(be16(ip, 2).unwrap_or(0));
+    // From the byte itself: the fixed-part view of a packet whose options are cut has the
+    // fixed part's length, not the one the header claims.
+    let header_len = ip.first().map_or(0, |b| usize::from(b & 0x0F) * 4);
+    let total_len = usize::from(header.total_len());
     // A total length of 0 appears in captures of TCP segmentation offload, where the kernel
     // hands the NIC one oversized packet; the captured length is then the best there is.
     let total_len = if total_len == 0 { ip.len() } else { total_len };
@@ -250,39 +274,46 @@ fn ipv4(ip: &[u8]) -> Result<Option<Transport<'_>>, SkipReason> {
             format!("total length {total_len} is below header length {header_len}"),
         ));
     }
-    let frag = be16(ip, 6).unwrap_or(0);
-    if frag & (IPV4_MORE_FRAGMENTS | IPV4_FRAGMENT_OFFSET) != 0 {
+    if header.is_fragmenting_payload() {
         return Err(SkipReason::Fragment);
     }
-    if proto != IPPROTO_TCP {
+    if header.protocol() != IpNumber::TCP {
         return Ok(None);
     }
     // Ethernet pads short frames to 60 bytes, so the total length, not the frame, sets the end.
     let bytes = ip
         .get(header_len..total_len.min(ip.len()))
+        .filter(|_| !options_cut)
         .ok_or(truncated("IPv4 options", header_len, ip.len()))?;
     Ok(Some(Transport {
-        src: IpAddr::V4(ipv4_addr(ip, 12)),
-        dst: IpAddr::V4(ipv4_addr(ip, 16)),
+        src: IpAddr::V4(header.source_addr()),
+        dst: IpAddr::V4(header.destination_addr()),
         bytes,
         wire_len: total_len - header_len,
     }))
 }
 
-fn ipv6(ip: &[u8]) -> Result<Option<Transport<'_>>, SkipReason> {
-    let version = ip.first().map(|b| b >> 4);
-    let (Some(payload_len), Some(&first_next)) = (be16(ip, 4), ip.get(6)) else {
-        return Err(truncated("IPv6", IPV6_HEADER_LEN, ip.len()));
+/// The reason for an IPv4 header etherparse refused for its content, in our words.
+fn ipv4_malformed(e: &ipv4::HeaderError) -> SkipReason {
+    let problem = match e {
+        ipv4::HeaderError::UnexpectedVersion { version_number } => {
+            format!("version {version_number} is not 4")
+        }
+        ipv4::HeaderError::HeaderLengthSmallerThanHeader { ihl } => {
+            format!("header length {} is below 20", usize::from(*ihl) * 4)
+        }
     };
-    if ip.len() < IPV6_HEADER_LEN {
-        return Err(truncated("IPv6", IPV6_HEADER_LEN, ip.len()));
-    }
-    if version != Some(6) {
-        return Err(malformed(
-            "IPv6",
-            format!("version {} is not 6", version.unwrap_or(0)),
-        ));
-    }
+    malformed("IPv4", problem)
+}
+
+fn ipv6(ip: &[u8]) -> Result<Option<Transport<'_>>, SkipReason> {
+    let header = Ipv6HeaderSlice::from_slice(ip).map_err(|e| match e {
+        ipv6::HeaderSliceError::Len(_) => truncated("IPv6", IPV6_HEADER_LEN, ip.len()),
+        ipv6::HeaderSliceError::Content(ipv6::HeaderError::UnexpectedVersion {
+            version_number,
+        }) => malformed("IPv6", format!("version {version_number} is not 6")),
+    })?;
+    let (payload_len, first_next) = (header.payload_length(), header.next_header().0);
     // Payload length 0 means a jumbogram (RFC 2675) or a segmentation-offload capture; either
     // way the captured length is the best bound there is.
     let wire_end = match usize::from(payload_len) {
@@ -336,8 +367,8 @@ fn ipv6(ip: &[u8]) -> Result<Option<Transport<'_>>, SkipReason> {
     }
     let bytes = ip.get(at..captured_end).unwrap_or_default();
     Ok(Some(Transport {
-        src: IpAddr::V6(ipv6_addr(ip, 8)),
-        dst: IpAddr::V6(ipv6_addr(ip, 24)),
+        src: IpAddr::V6(header.source_addr()),
+        dst: IpAddr::V6(header.destination_addr()),
         bytes,
         wire_len: wire_end.saturating_sub(at),
     }))
@@ -345,26 +376,42 @@ fn ipv6(ip: &[u8]) -> Result<Option<Transport<'_>>, SkipReason> {
 
 fn tcp<'a>(t: &Transport<'a>) -> Result<Segment<'a>, SkipReason> {
     let b = t.bytes;
-    let (Some(sport), Some(dport), Some(seq), Some(&off), Some(&fl)) =
-        (be16(b, 0), be16(b, 2), be32(b, 4), b.get(12), b.get(13))
-    else {
-        return Err(truncated("TCP", TCP_MIN_HEADER_LEN, b.len()));
-    };
-    let header_len = usize::from(off >> 4) * 4;
-    if header_len < TCP_MIN_HEADER_LEN {
-        return Err(malformed(
+    let data_offset_too_small = |data_offset: u8| {
+        malformed(
             "TCP",
-            format!("data offset {header_len} is below 20"),
-        ));
-    }
-    let payload = b
-        .get(header_len..)
-        .ok_or(truncated("TCP options", header_len, b.len()))?;
+            format!("data offset {} is below 20", usize::from(data_offset) * 4),
+        )
+    };
+    let header = TcpHeaderSlice::from_slice(b).map_err(|e| match e {
+        tcp::HeaderSliceError::Len(e) if e.required_len > TCP_MIN_HEADER_LEN => {
+            truncated("TCP options", e.required_len, b.len())
+        }
+        // Cut inside the fixed header but past the flags: the data offset is there, so it is
+        // judged as for a whole header (kept from before etherparse did the reading).
+        tcp::HeaderSliceError::Len(_) => match b.get(TCP_DATA_OFFSET_AT) {
+            Some(&byte) if b.len() > TCP_FLAGS_AT => {
+                let data_offset = byte >> 4;
+                if usize::from(data_offset) * 4 < TCP_MIN_HEADER_LEN {
+                    data_offset_too_small(data_offset)
+                } else {
+                    truncated("TCP options", usize::from(data_offset) * 4, b.len())
+                }
+            }
+            _ => truncated("TCP", TCP_MIN_HEADER_LEN, b.len()),
+        },
+        tcp::HeaderSliceError::Content(tcp::HeaderError::DataOffsetTooSmall { data_offset }) => {
+            data_offset_too_small(data_offset)
+        }
+    })?;
+    let header_len = header.slice().len();
+    let payload = b.get(header_len..).unwrap_or_default();
+    // The flags byte as a whole (CWR down to FIN), which is how the reassembly reads them.
+    let flags = header.slice().get(TCP_FLAGS_AT).copied().unwrap_or(0);
     Ok(Segment {
-        src: SocketAddr::new(t.src, sport),
-        dst: SocketAddr::new(t.dst, dport),
-        seq,
-        flags: fl,
+        src: SocketAddr::new(t.src, header.source_port()),
+        dst: SocketAddr::new(t.dst, header.destination_port()),
+        seq: header.sequence_number(),
+        flags,
         payload,
         wire_len: t.wire_len.saturating_sub(header_len).max(payload.len()),
     })
@@ -386,21 +433,4 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes(
         b.get(at..at.checked_add(2)?)?.try_into().ok()?,
     ))
-}
-
-fn be32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes(
-        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
-    ))
-}
-
-/// Callers have checked that the fixed header is present; a short slice gives the unspecified
-/// address rather than a panic.
-fn ipv4_addr(b: &[u8], at: usize) -> Ipv4Addr {
-    Ipv4Addr::from(be32(b, at).unwrap_or(0))
-}
-
-fn ipv6_addr(b: &[u8], at: usize) -> Ipv6Addr {
-    let bytes: Option<[u8; 16]> = b.get(at..at + 16).and_then(|s| s.try_into().ok());
-    Ipv6Addr::from(bytes.unwrap_or([0; 16]))
 }

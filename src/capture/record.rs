@@ -24,6 +24,10 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use etherparse::{
+    EtherType, Ethernet2Header, IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header, TcpHeader,
+    TcpOptionElement,
+};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::{DataLink, Endianness, TsResolution};
 
@@ -38,15 +42,10 @@ const WINDOW: u16 = 65_535;
 /// Hop limit / TTL of recorded packets.
 const TTL: u8 = 64;
 
-const ETHERNET_HEADER_LEN: usize = 14;
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86DD;
-const IPV4_HEADER_LEN: usize = 20;
-const IPV6_HEADER_LEN: usize = 40;
-const IPPROTO_TCP: u8 = 6;
-/// IPv4 "don't fragment", as Linux sets on TCP.
-const IPV4_DONT_FRAGMENT: u16 = 0x4000;
-const TCP_HEADER_LEN: usize = 20;
+const ETHERNET_HEADER_LEN: usize = Ethernet2Header::LEN;
+const IPV4_HEADER_LEN: usize = Ipv4Header::MIN_LEN;
+const IPV6_HEADER_LEN: usize = Ipv6Header::LEN;
+const TCP_HEADER_LEN: usize = TcpHeader::MIN_LEN;
 /// The MSS option (kind 2, length 4) carried by SYN and SYN-ACK.
 const TCP_MSS_OPTION_LEN: usize = 4;
 
@@ -68,26 +67,6 @@ pub fn now() -> Timestamp {
         .duration_since(std::time::UNIX_EPOCH)
         .map(Timestamp::from)
         .unwrap_or_default()
-}
-
-/// The RFC 1071 one's-complement sum of `data`, folded into `acc` (not yet complemented).
-fn sum16(mut acc: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        acc += u32::from(u16::from_be_bytes([*last, 0]));
-    }
-    acc
-}
-
-/// Folds carries and complements: the Internet checksum of what `acc` summed.
-fn fold(mut acc: u32) -> u16 {
-    while acc > 0xFFFF {
-        acc = (acc & 0xFFFF) + (acc >> 16);
-    }
-    !(acc as u16)
 }
 
 /// One TCP segment to frame.
@@ -118,69 +97,67 @@ fn to_v6(ip: IpAddr) -> Ipv6Addr {
     }
 }
 
+/// The TCP header of `seg`, checksum not yet set. SYNs carry an MSS option of [`MSS`].
+fn tcp_header(seg: &Segment<'_>) -> TcpHeader {
+    let bit = |b: u8| seg.flags & b != 0;
+    let mut tcp = TcpHeader::new(seg.src.port(), seg.dst.port(), seg.seq, WINDOW);
+    tcp.acknowledgment_number = seg.ack;
+    (tcp.fin, tcp.syn, tcp.rst, tcp.psh) = (bit(0x01), bit(0x02), bit(0x04), bit(0x08));
+    (tcp.ack, tcp.urg, tcp.ece, tcp.cwr) = (bit(0x10), bit(0x20), bit(0x40), bit(0x80));
+    if tcp.syn {
+        // Four bytes, well under the 40 a header can hold: this cannot fail.
+        let _ = tcp.set_options(&[TcpOptionElement::MaximumSegmentSize(MSS as u16)]);
+    }
+    tcp
+}
+
 /// Appends `seg` to `out` as an Ethernet frame: zero MACs, an IPv4 header (with its checksum)
 /// or an IPv6 header, and a TCP header with its checksum over the pseudo-header. SYNs carry an
-/// MSS option of [`MSS`].
+/// MSS option of [`MSS`]. A payload too long for one IP packet (never one of [`Flow`]'s, which
+/// split at [`MSS`]) is written with a zero TCP checksum.
 pub fn emit_frame(seg: &Segment<'_>, out: &mut Vec<u8>) {
-    let (src, dst) = (seg.src.ip(), seg.dst.ip());
-    let options = if seg.flags & tcp_flags::SYN != 0 {
-        TCP_MSS_OPTION_LEN
-    } else {
-        0
+    let mut tcp = tcp_header(seg);
+    let tcp_len = tcp.header_len() + seg.payload.len();
+    let mut ethernet = Ethernet2Header {
+        source: [0; 6],
+        destination: [0; 6],
+        ether_type: EtherType::IPV4,
     };
-    let tcp_len = TCP_HEADER_LEN + options + seg.payload.len();
-    out.extend_from_slice(&[0; 12]);
-    let ip_start = out.len() + 2;
-    // The pseudo-header sum, which depends on the family.
-    let pseudo = match (src, dst) {
+    match (seg.src.ip(), seg.dst.ip()) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            out.extend_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-            out.push(0x45);
-            out.push(0);
-            out.extend_from_slice(&((IPV4_HEADER_LEN + tcp_len) as u16).to_be_bytes());
-            out.extend_from_slice(&seg.ip_id.to_be_bytes());
-            out.extend_from_slice(&IPV4_DONT_FRAGMENT.to_be_bytes());
-            out.push(TTL);
-            out.push(IPPROTO_TCP);
-            out.extend_from_slice(&[0, 0]);
-            out.extend_from_slice(&s.octets());
-            out.extend_from_slice(&d.octets());
-            let check = fold(sum16(0, &out[ip_start..]));
-            out[ip_start + 10..ip_start + 12].copy_from_slice(&check.to_be_bytes());
-            let acc = sum16(0, &s.octets());
-            let acc = sum16(acc, &d.octets());
-            acc + u32::from(IPPROTO_TCP) + tcp_len as u32
+            let mut ip = Ipv4Header {
+                total_len: (IPV4_HEADER_LEN + tcp_len) as u16,
+                identification: seg.ip_id,
+                dont_fragment: true,
+                time_to_live: TTL,
+                protocol: IpNumber::TCP,
+                source: s.octets(),
+                destination: d.octets(),
+                ..Ipv4Header::default()
+            };
+            ip.header_checksum = ip.calc_header_checksum();
+            tcp.checksum = tcp.calc_checksum_ipv4(&ip, seg.payload).unwrap_or(0);
+            out.extend_from_slice(&ethernet.to_bytes());
+            out.extend_from_slice(&ip.to_bytes());
         }
-        _ => {
-            let (s, d) = (to_v6(src), to_v6(dst));
-            out.extend_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
-            out.extend_from_slice(&0x6000_0000u32.to_be_bytes());
-            out.extend_from_slice(&(tcp_len as u16).to_be_bytes());
-            out.push(IPPROTO_TCP);
-            out.push(TTL);
-            out.extend_from_slice(&s.octets());
-            out.extend_from_slice(&d.octets());
-            let acc = sum16(0, &s.octets());
-            let acc = sum16(acc, &d.octets());
-            acc + (tcp_len as u32 >> 16) + (tcp_len as u32 & 0xFFFF) + u32::from(IPPROTO_TCP)
+        (s, d) => {
+            let ip = Ipv6Header {
+                traffic_class: 0,
+                flow_label: Ipv6FlowLabel::ZERO,
+                payload_length: tcp_len as u16,
+                next_header: IpNumber::TCP,
+                hop_limit: TTL,
+                source: to_v6(s).octets(),
+                destination: to_v6(d).octets(),
+            };
+            tcp.checksum = tcp.calc_checksum_ipv6(&ip, seg.payload).unwrap_or(0);
+            ethernet.ether_type = EtherType::IPV6;
+            out.extend_from_slice(&ethernet.to_bytes());
+            out.extend_from_slice(&ip.to_bytes());
         }
-    };
-    let tcp_start = out.len();
-    out.extend_from_slice(&seg.src.port().to_be_bytes());
-    out.extend_from_slice(&seg.dst.port().to_be_bytes());
-    out.extend_from_slice(&seg.seq.to_be_bytes());
-    out.extend_from_slice(&seg.ack.to_be_bytes());
-    out.push((((TCP_HEADER_LEN + options) / 4) as u8) << 4);
-    out.push(seg.flags);
-    out.extend_from_slice(&WINDOW.to_be_bytes());
-    out.extend_from_slice(&[0, 0, 0, 0]);
-    if options > 0 {
-        out.extend_from_slice(&[2, 4]);
-        out.extend_from_slice(&(MSS as u16).to_be_bytes());
     }
+    out.extend_from_slice(&tcp.to_bytes());
     out.extend_from_slice(seg.payload);
-    let check = fold(sum16(pseudo, &out[tcp_start..]));
-    out[tcp_start + 16..tcp_start + 18].copy_from_slice(&check.to_be_bytes());
 }
 
 /// Length of the Ethernet, IP and TCP headers [`emit_frame`] puts before a payload.
@@ -565,6 +542,28 @@ impl Drop for Flow {
 mod test {
     use super::*;
 
+    // The Internet checksum written out independently of etherparse, to check its output.
+
+    /// The RFC 1071 one's-complement sum of `data`, folded into `acc` (not yet complemented).
+    fn sum16(mut acc: u32, data: &[u8]) -> u32 {
+        let mut chunks = data.chunks_exact(2);
+        for c in &mut chunks {
+            acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
+        }
+        if let [last] = chunks.remainder() {
+            acc += u32::from(u16::from_be_bytes([*last, 0]));
+        }
+        acc
+    }
+
+    /// Folds carries and complements: the Internet checksum of what `acc` summed.
+    fn fold(mut acc: u32) -> u16 {
+        while acc > 0xFFFF {
+            acc = (acc & 0xFFFF) + (acc >> 16);
+        }
+        !(acc as u16)
+    }
+
     /// A writer the test can read back.
     #[derive(Clone, Default)]
     struct Shared(Arc<Mutex<Vec<u8>>>);
@@ -602,6 +601,10 @@ mod test {
         assert_eq!(out.len(), header_len(false, false) + 5);
         // Summing a header that includes its checksum gives 0xFFFF, whose complement is 0.
         assert_eq!(fold(sum16(0, &out[14..34])), 0);
+        // Likewise the TCP segment with its pseudo-header (addresses, protocol 6, length).
+        let tcp = &out[34..];
+        let pseudo = sum16(0, &out[26..34]) + 6 + tcp.len() as u32;
+        assert_eq!(fold(sum16(pseudo, tcp)), 0);
     }
 
     #[test]

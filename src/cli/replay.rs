@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::capture::plan::Plan;
 use crate::capture::record::Recorder;
 use crate::net::client::ClientConfig;
-use crate::replay::{Plan, ReplayConfig, ReplayMode, exit_of};
+use crate::replay::{ReplayConfig, ReplayMode, exit_of};
 
 use super::Error;
 use crate::exit::Exit;

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use crate::capture::plan::Plan;
 use crate::capture::record::Recorder;
 use crate::net::client::ClientConfig;
-use crate::wire::Guid;
 use crate::wire::kms::{FileTime, RequestBase, Workstation};
 
 use super::fleet::{Fleet, Machine};
@@ -26,23 +26,6 @@ pub struct Ticket {
     pub scheduled: Option<Instant>,
     /// Whether it counts (false during warm-up).
     pub recorded: bool,
-}
-
-/// A captured request turned into a new one: the machine `cmid` named `workstation` asking at
-/// `now`, everything else (version, product, license state, counts) as captured. The one
-/// re-stamping step behind `load --from-capture` and `replay --restamp`.
-pub fn restamp(
-    template: &RequestBase,
-    cmid: Guid,
-    workstation: Workstation,
-    now: FileTime,
-) -> RequestBase {
-    RequestBase {
-        cmid,
-        workstation,
-        client_time: now,
-        ..*template
-    }
 }
 
 /// Captured requests used as templates, re-stamped per machine.
@@ -70,18 +53,12 @@ impl Templates {
     /// Template `index` (round robin) with the machine's identity and the current time.
     pub fn restamp(&self, index: u64, machine: &Machine, now: FileTime) -> RequestBase {
         let t = &self.bases[(index % self.bases.len() as u64) as usize];
-        restamp(t, machine.cmid, Workstation(machine.workstation.0), now)
+        t.restamped(machine.cmid, Workstation(machine.workstation.0), now)
     }
 
-    /// The requests of a capture file's bytes as templates (see [`crate::replay::Plan`]).
+    /// The requests of a capture file's bytes as templates (see [`Plan`]).
     pub fn from_capture(bytes: &[u8]) -> Result<Templates, String> {
-        let plan = crate::replay::Plan::from_capture(bytes)?;
-        let bases = plan
-            .connections
-            .iter()
-            .flat_map(|c| &c.requests)
-            .filter_map(|r| r.decoded.map(|d| d.base))
-            .collect();
+        let bases = Plan::from_capture(bytes)?.bases().collect();
         Templates::new(bases).ok_or_else(|| "no decodable KMS request in this capture".to_owned())
     }
 }

@@ -350,6 +350,19 @@ pub struct RequestBase {
 }
 
 impl RequestBase {
+    /// This request turned into a new one: the machine `cmid` named `workstation` asking at
+    /// `now`, everything else (version, product, license state, counts) as it was. The one
+    /// re-stamping step behind `load --from-capture` and `replay --restamp`; the caller picks
+    /// the identity and reads the clock.
+    pub fn restamped(&self, cmid: Guid, workstation: Workstation, now: FileTime) -> RequestBase {
+        RequestBase {
+            cmid,
+            workstation,
+            client_time: now,
+            ..*self
+        }
+    }
+
     /// vlmcs's default request as captured in `captures/vlmcs-vlmcsd-v6.pcap` (Windows Server
     /// 2019 ARM64 SKU, N = 5, workstation `ceo-laptop.htc.co.uk`), with the given version: the
     /// one sample request the examples, tests and benches share.
@@ -637,6 +650,23 @@ mod test {
         assert!(w.is_terminated());
         let long = Workstation::new(&"x".repeat(100));
         assert_eq!(long.units().len(), 63);
+    }
+
+    #[test]
+    fn test_restamped_changes_only_identity_and_time() {
+        let base = RequestBase::example(Version::V6);
+        let cmid = Guid::new_v4([7; 16]);
+        let w = Workstation::new("new-machine");
+        let now = FileTime(0x01DA_0000_0000_0000);
+        let got = base.restamped(cmid, w, now);
+        assert_eq!((got.cmid, got.workstation, got.client_time), (cmid, w, now));
+        let back = RequestBase {
+            cmid: base.cmid,
+            workstation: base.workstation,
+            client_time: base.client_time,
+            ..got
+        };
+        assert_eq!(back, base);
     }
 
     #[test]
