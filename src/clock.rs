@@ -34,6 +34,11 @@ pub fn wall() -> SystemTime {
     SystemTime::now()
 }
 
+/// The current wall time since the Unix epoch (capture timestamps, Unix seconds).
+pub fn unix_now() -> Duration {
+    since_epoch()
+}
+
 /// A clock a host reads; the virtual one can be moved by hand.
 #[derive(Debug, Clone, Default)]
 pub enum Clock {

@@ -10,6 +10,7 @@ mod allocation;
 mod captures;
 mod conform;
 mod inspect;
+mod layers;
 mod load;
 mod network;
 mod properties;

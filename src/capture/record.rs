@@ -63,10 +63,7 @@ pub mod tcp_flags {
 
 /// The wall clock now, as a capture timestamp.
 pub fn now() -> Timestamp {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(Timestamp::from)
-        .unwrap_or_default()
+    Timestamp::from(crate::clock::unix_now())
 }
 
 /// One TCP segment to frame.

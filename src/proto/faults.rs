@@ -175,4 +175,16 @@ mod test {
         assert!(s.has(Fault::WrongHmac) && s.has(Fault::Delay) && !s.has(Fault::WrongMac));
         assert_eq!(s.iter().count(), 2);
     }
+
+    #[test]
+    fn test_every_response_check_has_a_fault() {
+        // The request-side checks are a host's; every other check must be breakable by one
+        // fault of the reference host.
+        for id in CheckId::ALL.iter().filter(|c| !c.is_request_side()) {
+            assert!(
+                Fault::ALL.iter().any(|f| f.check() == Some(*id)),
+                "no fault trips {id}"
+            );
+        }
+    }
 }
