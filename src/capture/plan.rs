@@ -12,7 +12,21 @@ use crate::proto::client::session::ClientRpcOptions;
 use crate::proto::host::message::ReceivedRequest;
 use crate::wire::rpc::{Flags, NDR64, PacketType};
 
-use super::{Timestamp, conversation};
+use super::{CaptureError, Timestamp, conversation};
+
+/// Why a capture gives no plan.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// The file is not a capture, or is damaged before any KMS request.
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    /// The capture holds no KMS request.
+    #[error("no KMS request in this capture")]
+    NoRequest,
+    /// Its KMS requests do not decode, so they cannot serve as templates.
+    #[error("no decodable KMS request in this capture")]
+    NoDecodableRequest,
+}
 
 /// One captured KMS request.
 #[derive(Debug, Clone)]
@@ -71,7 +85,7 @@ impl Plan {
     /// Reads a pcap or pcapng file's bytes into a plan. Fails when the bytes are not a capture
     /// or hold no KMS request at all; a capture damaged part-way gives what came before the
     /// damage, with [`Plan::warning`] set.
-    pub fn from_capture(bytes: &[u8]) -> Result<Plan, String> {
+    pub fn from_capture(bytes: &[u8]) -> Result<Plan, PlanError> {
         let cap = super::read(bytes);
         let mut plan = Plan {
             warning: cap.error.as_ref().map(ToString::to_string),
@@ -117,8 +131,8 @@ impl Plan {
         }
         let Some(origin) = found.iter().map(|f| f.1).min() else {
             return Err(match cap.error {
-                Some(e) => e.to_string(),
-                None => "no KMS request in this capture".to_owned(),
+                Some(e) => PlanError::Capture(e),
+                None => PlanError::NoRequest,
             });
         };
         for (mut c, first, times) in found {

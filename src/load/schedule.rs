@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::capture::plan::Plan;
+use crate::capture::plan::{Plan, PlanError};
 use crate::capture::record::Recorder;
 use crate::net::client::ClientConfig;
 use crate::wire::kms::{FileTime, RequestBase, Workstation};
@@ -57,9 +57,9 @@ impl Templates {
     }
 
     /// The requests of a capture file's bytes as templates (see [`Plan`]).
-    pub fn from_capture(bytes: &[u8]) -> Result<Templates, String> {
+    pub fn from_capture(bytes: &[u8]) -> Result<Templates, PlanError> {
         let bases = Plan::from_capture(bytes)?.bases().collect();
-        Templates::new(bases).ok_or_else(|| "no decodable KMS request in this capture".to_owned())
+        Templates::new(bases).ok_or(PlanError::NoDecodableRequest)
     }
 }
 
