@@ -322,23 +322,39 @@ async fn failures_show_expected_actual_and_source_in_every_format() {
         "{xml}"
     );
     assert!(
-        xml.contains("tests=\"3\" failures=\"2\" skipped=\"0\""),
+        xml.contains("tests=\"3\" skipped=\"0\" failures=\"2\" errors=\"0\""),
         "{xml}"
     );
     assert_eq!(xml.matches("<testcase ").count(), 3, "{xml}");
     assert_eq!(xml.matches("<failure ").count(), 2, "{xml}");
-    // Well formed: every element read back.
-    let mut reader = quick_xml::Reader::from_str(&xml);
-    let mut depth = 0i32;
-    loop {
-        match reader.read_event().unwrap() {
-            quick_xml::events::Event::Start(_) => depth += 1,
-            quick_xml::events::Event::End(_) => depth -= 1,
-            quick_xml::events::Event::Eof => break,
-            _ => {}
+    // Well formed, and the same report when read back.
+    let back = quick_junit::Report::deserialize_from_str(&xml).unwrap();
+    assert_eq!((back.tests, back.failures, back.skipped), (3, 2, 0));
+    let cases: Vec<(&str, &quick_junit::TestCaseStatus)> = back
+        .test_suites
+        .iter()
+        .flat_map(|s| s.test_cases.iter())
+        .map(|c| (c.name.as_str(), &c.status))
+        .collect();
+    assert_eq!(cases.len(), 3);
+    for (name, status) in cases {
+        let failed = matches!(status, quick_junit::TestCaseStatus::NonSuccess { .. });
+        assert_eq!(failed, !name.starts_with("session.idle"), "{name}");
+        if let quick_junit::TestCaseStatus::NonSuccess {
+            message,
+            ty,
+            description,
+            ..
+        } = status
+        {
+            let message = message.as_ref().map(|m| m.as_str()).unwrap_or("");
+            assert!(message.contains("expected"), "{name}: {message}");
+            let ty = ty.as_ref().map(|t| t.as_str());
+            assert!(matches!(ty, Some("must" | "should")), "{name}: {ty:?}");
+            let body = description.as_ref().map(|d| d.as_str()).unwrap_or("");
+            assert!(body.contains("source: "), "{name}: {body}");
         }
     }
-    assert_eq!(depth, 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -515,7 +531,7 @@ fn command_line_selection_and_exit_statuses() {
     let xml = std::fs::read_to_string(&junit).unwrap();
     let _ = std::fs::remove_file(&junit);
     // The named case and the named family add up.
-    assert!(xml.contains("tests=\"3\" failures=\"0\""), "{xml}");
+    assert!(xml.contains("tests=\"3\" skipped=\"0\" failures=\"0\""), "{xml}");
     let o = opts(&["--category", "product-policy", "--profile", "emulator"]);
     assert_eq!(kmsharness::cli::conform::main(&o), Exit::Success);
 }
