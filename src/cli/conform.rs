@@ -60,7 +60,7 @@ pub struct ConformOpts {
 impl ConformOpts {
     /// Validates into a run configuration (target resolution happens in [`main`]).
     pub fn config(&self) -> Result<RunConfig, String> {
-        let vectors = vector::load(self.vectors.as_deref())?;
+        let vectors = vector::load(self.vectors.as_deref()).map_err(|e| e.to_string())?;
         let mut config = RunConfig::new(vectors);
         config.profile = self.profile;
         config.cases = self.cases.clone();
