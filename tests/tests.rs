@@ -2,9 +2,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod support;
-// `conform.rs` still names `crate::common`; this keeps it compiling until it says
-// `crate::support::common` like the other modules.
-use support::common;
 
 mod allocation;
 mod captures;

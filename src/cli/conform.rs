@@ -61,7 +61,7 @@ pub struct ConformOpts {
 impl ConformOpts {
     /// Validates into a run configuration (target resolution happens in [`main`]).
     pub fn config(&self) -> Result<RunConfig, Error> {
-        let vectors = vector::load(self.vectors.as_deref()).map_err(Error::Usage)?;
+        let vectors = vector::load(self.vectors.as_deref())?;
         let mut config = RunConfig::new(vectors);
         config.profile = self.profile;
         config.cases = self.cases.clone();

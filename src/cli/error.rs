@@ -95,6 +95,9 @@ pub enum Error {
     /// Reports do not merge.
     #[error(transparent)]
     Merge(#[from] MergeError),
+    /// The conformance vectors do not load.
+    #[error(transparent)]
+    Vectors(#[from] crate::conform::vector::LoadError),
     /// A replay failed.
     #[error(transparent)]
     Replay(#[from] ReplayError),
@@ -114,7 +117,8 @@ impl Error {
             | Error::Target(_)
             | Error::Content { .. }
             | Error::Mix(_)
-            | Error::Merge(_) => Exit::Usage,
+            | Error::Merge(_)
+            | Error::Vectors(_) => Exit::Usage,
             Error::Resolve { .. } | Error::Unreachable { .. } => Exit::Connection,
             Error::Read { .. } | Error::Write { .. } | Error::Print(_) | Error::Runtime(_) => {
                 Exit::LocalIo

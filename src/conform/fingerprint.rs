@@ -1,14 +1,10 @@
-//! Fingerprints: the tells that set emulators apart from a genuine host, the probes that look
-//! for them, and the verdict built from what the suite saw.
+//! Fingerprints: the tells that set emulators apart from a genuine host, judged from what the
+//! probes (in `steps`) observed, and the verdict weighed from every tell of a run. Pure: no
+//! connection, no clock.
 
 use serde::Serialize;
 
 use crate::epid::{Epid, EpidIssue, YearDay};
-use crate::wire::ndr::Syntax;
-
-use super::checks::{Mismatch, Observed};
-use super::steps::CaseRun;
-use super::vector::{ActivateStep, Probe, ReplyKind, RequestSpec};
 
 /// One tell: which case saw it, what it was, and the implementation it points to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -42,197 +38,151 @@ pub const CONSTANT_ASSOC_GROUPS: &[(u32, &str)] = &[(0x1063_bf3f, "py-kms")];
 pub const FIRST_NDR64_BUILD: u32 = 7600;
 
 /// The implementation an association group points to, if it is an emulator's constant.
-pub fn assoc_group_tell(group: u32) -> Option<&'static str> {
+pub fn assoc_group_owner(group: u32) -> Option<&'static str> {
     CONSTANT_ASSOC_GROUPS
         .iter()
         .find(|(g, _)| *g == group)
         .map(|(_, who)| *who)
 }
 
-/// One activation on a new connection (as Windows clients make them, and as hosts that close
-/// after each response need).
-async fn granted(
-    run: &mut CaseRun<'_>,
-    conn: &str,
-    request: RequestSpec,
-) -> Result<Observed, Mismatch> {
-    if run.conn_used(conn) {
-        run.open(conn, true, true, true).await?;
+/// A tell a probe found: the observation that points away from a genuine host, and the
+/// expectation of a genuine host it breaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tell {
+    /// What was compared.
+    pub what: &'static str,
+    /// What a genuine host does.
+    pub expected: &'static str,
+    /// What this host did, as the mismatch shows it.
+    pub actual: String,
+    /// The observation, as the verdict's evidence shows it.
+    pub observation: String,
+    /// The implementation it points to, when it points to one.
+    pub suggests: Option<&'static str>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// The hardware ID of a V6 response: a tell if it is an emulator's published constant.
+pub fn hwid_tell(hwid: Option<[u8; 8]>) -> Option<Tell> {
+    let h = hwid?;
+    let (_, who, what) = PUBLISHED_HWIDS.iter().find(|(x, ..)| *x == h)?;
+    let shown = hex(&h);
+    Some(Tell {
+        what: "hardware ID",
+        expected: "not an emulator's published constant",
+        actual: format!("{shown} ({what})"),
+        observation: format!("hardware ID {shown}: {what}"),
+        suggests: Some(who),
+    })
+}
+
+/// The ePID's build against whether the host accepted NDR64 (offered with NDR32, without
+/// bind-time feature negotiation): a tell if they disagree.
+pub fn epid_build_tell(epid: &Epid, ndr64_accepted: bool) -> Option<Tell> {
+    let modern = epid.build >= FIRST_NDR64_BUILD;
+    if modern == ndr64_accepted {
+        return None;
+    }
+    let (observation, suggests) = if modern {
+        (
+            format!(
+                "the ePID claims build {} (NDR64 since build {FIRST_NDR64_BUILD}) \
+                 yet the host refuses NDR64",
+                epid.build
+            ),
+            Some("py-kms"),
+        )
     } else {
-        run.ensure_open(conn).await?;
-    }
-    let step = ActivateStep {
-        conn: conn.to_owned(),
-        request,
-        ..ActivateStep::plain()
+        (
+            format!(
+                "the ePID claims build {}, older than NDR64, yet the host accepts it",
+                epid.build
+            ),
+            None,
+        )
     };
-    let obs = run
-        .activate_once(&step)
-        .await
-        .map_err(|e| Mismatch::new("activation", "-", e))?;
-    if obs.kind != Some(ReplyKind::Response) || obs.kms.is_none() {
-        return Err(Mismatch::new("activation", "a KMS response", obs.shown));
-    }
-    Ok(obs)
+    Some(Tell {
+        what: "ePID build against NDR64",
+        expected: if modern {
+            "NDR64 accepted"
+        } else {
+            "NDR64 refused"
+        },
+        actual: observation.clone(),
+        observation,
+        suggests,
+    })
 }
 
-fn parse_epid(obs: &Observed) -> Result<Epid, Mismatch> {
-    let text = obs.kms.as_ref().map(|k| k.epid.clone()).unwrap_or_default();
-    text.parse::<Epid>()
-        .map_err(|e| Mismatch::new("ePID", "a well-formed ePID", format!("{text:?}: {e}")))
+/// The ePID's activation date against `today` (the client's date): a tell if the day does
+/// not exist, comes before the build's release, or lies in the future.
+pub fn epid_date_tell(epid: &Epid, today: Option<YearDay>) -> Option<Tell> {
+    let problem = match epid.activation_date() {
+        None => format!("day {} does not exist in {}", epid.day, epid.year),
+        Some(date) => {
+            let before = epid.validate(None).into_iter().find_map(|i| match i {
+                EpidIssue::BeforeRelease { .. } => Some(i.to_string()),
+                _ => None,
+            });
+            // A day of slack for time zones.
+            let future = today.is_some_and(|t| {
+                date.year > t.year || (date.year == t.year && date.day > t.day + 1)
+            });
+            before.or_else(|| future.then(|| format!("activation date {date} is in the future")))?
+        }
+    };
+    Some(Tell {
+        what: "ePID activation date",
+        expected: "a real date after the build's release and not in the future",
+        actual: format!("{epid}: {problem}"),
+        observation: format!("ePID {epid}: {problem}"),
+        suggests: None,
+    })
 }
 
-/// Runs a probe on connection `conn` (opened as Windows does if needed).
-pub async fn probe(run: &mut CaseRun<'_>, probe: Probe, conn: &str) -> Vec<Mismatch> {
-    match probe_inner(run, probe, conn).await {
-        Ok(m) => m,
-        Err(m) => vec![m],
+/// The association groups two connections' binds got: a tell if they are the same.
+pub fn assoc_groups_tell(first: Option<u32>, second: Option<u32>) -> Option<Tell> {
+    if first != second {
+        return None;
     }
+    let group = first.unwrap_or(0);
+    let who = assoc_group_owner(group);
+    let observation = format!(
+        "two connections got the same association group 0x{group:08x}{}",
+        who.map_or(String::new(), |w| format!(", {w}'s constant"))
+    );
+    Some(Tell {
+        what: "association groups",
+        expected: "a new one per connection",
+        actual: observation.clone(),
+        observation,
+        suggests: who,
+    })
 }
 
-async fn probe_inner(
-    run: &mut CaseRun<'_>,
-    probe: Probe,
-    conn: &str,
-) -> Result<Vec<Mismatch>, Mismatch> {
-    let mut out = Vec::new();
-    match probe {
-        Probe::PublishedHwid => {
-            run.ensure_open(conn).await?;
-            let obs = granted(run, conn, RequestSpec::default()).await?;
-            let hwid = obs.kms.as_ref().and_then(|k| k.hwid);
-            if let Some(h) = hwid
-                && let Some((_, who, what)) = PUBLISHED_HWIDS.iter().find(|(x, ..)| *x == h)
-            {
-                let shown: String = h.iter().map(|b| format!("{b:02X}")).collect();
-                run.tell(format!("hardware ID {shown}: {what}"), Some(who));
-                out.push(Mismatch::new(
-                    "hardware ID",
-                    "not an emulator's published constant",
-                    format!("{shown} ({what})"),
-                ));
-            }
-        }
-        Probe::EpidBuildVsNdr64 => {
-            run.open(conn, true, false, true).await?;
-            let ndr64 = run.has_syntax(conn, Syntax::Ndr64);
-            let epid = parse_epid(&granted(run, conn, RequestSpec::default()).await?)?;
-            let modern = epid.build >= FIRST_NDR64_BUILD;
-            if modern != ndr64 {
-                let (observation, suggests) = if modern {
-                    (
-                        format!(
-                            "the ePID claims build {} (NDR64 since build {FIRST_NDR64_BUILD}) \
-                             yet the host refuses NDR64",
-                            epid.build
-                        ),
-                        Some("py-kms"),
-                    )
-                } else {
-                    (
-                        format!(
-                            "the ePID claims build {}, older than NDR64, yet the host accepts it",
-                            epid.build
-                        ),
-                        None,
-                    )
-                };
-                run.tell(observation.clone(), suggests);
-                out.push(Mismatch::new(
-                    "ePID build against NDR64",
-                    if modern {
-                        "NDR64 accepted"
-                    } else {
-                        "NDR64 refused"
-                    },
-                    observation,
-                ));
-            }
-        }
-        Probe::EpidDate => {
-            run.ensure_open(conn).await?;
-            let epid = parse_epid(&granted(run, conn, RequestSpec::default()).await?)?;
-            let (y, m, d, ..) = run.env().client_now().to_utc();
-            let today = YearDay::from_ymd(y as u16, m as u8, d as u8);
-            let problem = match epid.activation_date() {
-                None => Some(format!("day {} does not exist in {}", epid.day, epid.year)),
-                Some(date) => {
-                    let before = epid.validate(None).into_iter().find_map(|i| match i {
-                        EpidIssue::BeforeRelease { .. } => Some(i.to_string()),
-                        _ => None,
-                    });
-                    // A day of slack for time zones.
-                    let future = today.is_some_and(|t| {
-                        date.year > t.year || (date.year == t.year && date.day > t.day + 1)
-                    });
-                    before.or_else(|| {
-                        future.then(|| format!("activation date {date} is in the future"))
-                    })
-                }
-            };
-            if let Some(p) = problem {
-                run.tell(format!("ePID {epid}: {p}"), None);
-                out.push(Mismatch::new(
-                    "ePID activation date",
-                    "a real date after the build's release and not in the future",
-                    format!("{epid}: {p}"),
-                ));
-            }
-        }
-        Probe::ConstantAssocGroup => {
-            let second = format!("{conn}.second");
-            run.open(conn, true, true, true).await?;
-            run.open(&second, true, true, true).await?;
-            let (a, b) = (run.assoc_of(conn), run.assoc_of(&second));
-            if a == b {
-                let group = a.unwrap_or(0);
-                let who = assoc_group_tell(group);
-                let observation = format!(
-                    "two connections got the same association group 0x{group:08x}{}",
-                    who.map_or(String::new(), |w| format!(", {w}'s constant"))
-                );
-                run.tell(observation.clone(), who);
-                out.push(Mismatch::new(
-                    "association groups",
-                    "a new one per connection",
-                    observation,
-                ));
-            }
-        }
-        Probe::CountMirrorsPolicy => {
-            run.ensure_open(conn).await?;
-            let mut counts = Vec::new();
-            for n in [7u32, 9] {
-                let obs = granted(
-                    run,
-                    conn,
-                    RequestSpec {
-                        machine: Some("*".into()),
-                        required_clients: Some(n),
-                        ..RequestSpec::default()
-                    },
-                )
-                .await?;
-                counts.push((n, obs.kms.map_or(0, |k| k.count)));
-            }
-            if counts.iter().all(|(n, c)| *c == 2 * n) {
-                let shown = format!(
-                    "two new machines with count policies 7 and 9 got counts {} and {}",
-                    counts[0].1, counts[1].1
-                );
-                run.tell(
-                    format!("{shown}: the count mirrors twice the policy"),
-                    Some("emulator"),
-                );
-                out.push(Mismatch::new(
-                    "count",
-                    "the host's own count of machines",
-                    format!("{shown} (twice the policy, whatever was counted)"),
-                ));
-            }
-        }
+/// The counts two new machines got, each with its required count: a tell if every count is
+/// twice the policy (a host that echoes the request instead of counting).
+pub fn count_tell(counts: &[(u32, u32)]) -> Option<Tell> {
+    if counts.is_empty() || !counts.iter().all(|(n, c)| *c == 2 * n) {
+        return None;
     }
-    Ok(out)
+    let policies: Vec<String> = counts.iter().map(|(n, _)| n.to_string()).collect();
+    let got: Vec<String> = counts.iter().map(|(_, c)| c.to_string()).collect();
+    let shown = format!(
+        "two new machines with count policies {} got counts {}",
+        policies.join(" and "),
+        got.join(" and ")
+    );
+    Some(Tell {
+        what: "count",
+        expected: "the host's own count of machines",
+        actual: format!("{shown} (twice the policy, whatever was counted)"),
+        observation: format!("{shown}: the count mirrors twice the policy"),
+        suggests: Some("emulator"),
+    })
 }
 
 /// Which host the evidence points to.
@@ -303,6 +253,28 @@ mod test {
             verdict(vec![e(Some("py-kms")), e(Some("vlmcsd"))]).looks_like,
             "unknown emulator"
         );
-        assert_eq!(assoc_group_tell(0x1063_bf3f), Some("py-kms"));
+        assert_eq!(assoc_group_owner(0x1063_bf3f), Some("py-kms"));
+    }
+
+    #[test]
+    fn test_tells() {
+        assert_eq!(hwid_tell(None), None);
+        assert_eq!(hwid_tell(Some([1; 8])), None);
+        let t = hwid_tell(Some(PUBLISHED_HWIDS[0].0)).unwrap();
+        assert_eq!(t.suggests, Some("vlmcsd"));
+        assert!(
+            t.observation.starts_with("hardware ID 3A1C049600B60076"),
+            "{t:?}"
+        );
+        assert_eq!(assoc_groups_tell(Some(1), Some(2)), None);
+        let t = assoc_groups_tell(Some(0x1063_bf3f), Some(0x1063_bf3f)).unwrap();
+        assert_eq!(t.suggests, Some("py-kms"));
+        assert_eq!(count_tell(&[(7, 3), (9, 4)]), None);
+        let t = count_tell(&[(7, 14), (9, 18)]).unwrap();
+        assert_eq!(
+            t.actual,
+            "two new machines with count policies 7 and 9 got counts 14 and 18 \
+             (twice the policy, whatever was counted)"
+        );
     }
 }

@@ -3,10 +3,14 @@
 //! of steps (connect, bind, activate, raw bytes, wait, advance a virtual clock, code-defined
 //! probes) with expectations on the replies. [`runner`] picks the cases that apply to a host and
 //! profile and runs them (state-changing ones in order, independent ones concurrently);
-//! [`steps`] carries out each step and [`checks`] compares what it saw with what was expected;
-//! [`fingerprint`] weighs the tells that set emulators apart into a verdict.
+//! [`steps`] carries out each step (fingerprint probes among them) and [`expect`] compares what
+//! it saw with what was expected; [`fingerprint`] judges the probes' observations into tells
+//! and weighs the tells into a verdict.
+//!
+//! Within `conform`, data flows one way: `vector` ← `expect`, `fingerprint` ← `steps` ←
+//! `runner`; vectors arrive parsed, and sockets are `net::raw`'s.
 
-pub mod checks;
+pub mod expect;
 pub mod fingerprint;
 pub mod runner;
 pub mod steps;

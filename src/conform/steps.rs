@@ -1,5 +1,7 @@
-//! Carrying out one case's steps against a host: connections, binds, activation calls and raw
-//! bytes, each turned into an [`Observed`] and compared with the step's expectations.
+//! Carrying out one case's steps against a host: connections, binds, activation calls, raw
+//! bytes and fingerprint probes, each turned into an [`Observed`] and compared with the step's
+//! expectations (probes hand what they saw to [`fingerprint`] for judging). Every value comes
+//! parsed from the vectors; sockets are `net::raw`'s.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -7,12 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::{RngExt, SeedableRng};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
-use crate::catalog;
 use crate::clock::VirtualClock;
-use crate::net::framing::{PduReader, ReadError};
+use crate::epid::{Epid, YearDay};
+use crate::net::raw::{RawConn, Received};
 use crate::proto::client::checks::{ReplyHead, check_bind_reply, check_response};
 use crate::proto::client::message::{ResponseBuf, decode_response, encode_request};
 use crate::wire::Guid;
@@ -23,10 +23,11 @@ use crate::wire::rpc::{
     PacketType, Pdu, Request, SyntaxId, emit_fragmented_request,
 };
 
-use super::checks::{BindObs, EvalCtx, KmsObs, Mismatch, Observed, evaluate};
-use super::fingerprint::{self, Evidence};
+use super::expect::{BindObs, EvalCtx, KmsObs, Mismatch, Observed, evaluate};
+use super::fingerprint::{self, Evidence, Tell};
 use super::vector::{
-    ActivateStep, BindPdu, BindStep, ContextSpec, Expect, ReplyKind, RequestSpec, SendStep, Step,
+    ActivateStep, BindPdu, BindStep, ConcurrentStep, DEFAULT_PRODUCT, Expect, Machine, Payload,
+    Probe, ReplyKind, RequestSpec, SendStep, Step, Template, Transfer,
 };
 
 /// The machine ID every request without a named machine uses, so that a run adds at most one
@@ -34,8 +35,6 @@ use super::vector::{
 pub const PROBE_CMID: Guid = Guid::from_str_const("6b6d7368-6172-4e65-8573-636f6e666f72");
 /// The workstation name of the probe machine.
 pub const PROBE_WORKSTATION: &str = "kmsharness-conform.invalid";
-/// Edition requested when a step names none.
-pub const DEFAULT_PRODUCT: &str = "Windows Server 2019 Standard";
 /// Windows numbers its first call 2 (every captured bind).
 const FIRST_CALL_ID: u32 = 2;
 
@@ -48,94 +47,73 @@ pub struct Env {
     pub clock: Option<Arc<VirtualClock>>,
     /// Longest TCP handshake.
     pub connect_timeout: Duration,
-    /// Longest wait for a reply the host should send.
+    /// Longest wait for a reply the host should send, when the step sets none.
     pub read_timeout: Duration,
+    /// Factor on every limit a case sets on how soon the host answers (see
+    /// `RunConfig::time_scale`).
+    pub time_scale: u32,
 }
 
 impl Env {
     /// The clients' clock: the system clock, moved with the host's virtual clock.
     pub fn client_now(&self) -> FileTime {
         let offset = self.clock.as_ref().map_or(0, |c| c.offset_secs());
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        FileTime::from_unix_secs(secs.saturating_add(offset).max(0) as u64)
+        let now = crate::clock::now_filetime();
+        let moved = now.unix_secs().saturating_add(offset).max(0);
+        FileTime::from_unix_secs(u64::try_from(moved).unwrap_or(0))
+    }
+
+    /// How long to wait for what `expect` is about: the step's `within_ms`, stretched by the
+    /// time scale when it limits how soon a reply must come (not when it is how long silence
+    /// must last), or the read timeout.
+    pub fn reply_wait(&self, expect: &Expect) -> Duration {
+        match expect.within {
+            None => self.read_timeout,
+            Some(w) if expect.accepts_silence() => w,
+            Some(w) => w.saturating_mul(self.time_scale.max(1)),
+        }
     }
 }
 
 /// One connection of a case.
 #[derive(Debug)]
 pub struct Conn {
-    stream: TcpStream,
-    reader: PduReader,
-    /// TCP handshake time.
-    pub rtt: Duration,
+    raw: RawConn,
     next_call_id: u32,
     /// Accepted presentation contexts.
     contexts: Vec<(u16, Syntax)>,
     calls: u32,
-    /// The reader was abandoned mid-read: nothing more can be read.
-    broken: bool,
-}
-
-/// How a wait for a PDU ended.
-enum Got {
-    Pdu(Vec<u8>),
-    Closed(String),
-    Silent,
-    Garbage(String),
 }
 
 impl Conn {
     /// Connects.
     pub async fn connect(env: &Env) -> Result<Conn, String> {
-        let start = Instant::now();
-        let stream = tokio::time::timeout(env.connect_timeout, TcpStream::connect(env.addr))
+        let raw = RawConn::connect(env.addr, env.connect_timeout)
             .await
-            .map_err(|_| format!("connect to {} timed out", env.addr))?
-            .map_err(|e| format!("connect to {}: {e}", env.addr))?;
-        let _ = stream.set_nodelay(true);
+            .map_err(|e| e.to_string())?;
         Ok(Conn {
-            stream,
-            reader: PduReader::new(),
-            rtt: start.elapsed(),
+            raw,
             next_call_id: FIRST_CALL_ID,
             contexts: Vec::new(),
             calls: 0,
-            broken: false,
         })
     }
 
+    /// TCP handshake time.
+    pub fn rtt(&self) -> Duration {
+        self.raw.handshake()
+    }
+
     async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
-        self.stream
-            .write_all(bytes)
+        self.raw
+            .send(bytes)
             .await
             .map_err(|e| format!("send failed: {e}"))
     }
 
     /// Waits up to `within` for the next PDU.
-    async fn next(&mut self, within: Duration) -> Got {
-        if self.broken {
-            return Got::Closed("connection unusable after an earlier timeout".into());
-        }
-        // The idle limit inside the reader keeps its buffer consistent; the outer bound stops
-        // a host that trickles bytes forever.
-        let read = self.reader.next_idle(&mut self.stream, within);
-        match tokio::time::timeout(within * 2 + Duration::from_millis(100), read).await {
-            Err(_) => {
-                self.broken = true;
-                Got::Silent
-            }
-            Ok(Ok(pdu)) => Got::Pdu(pdu.to_vec()),
-            Ok(Err(ReadError::Idle(_))) => Got::Silent,
-            Ok(Err(ReadError::Closed)) => Got::Closed("closed".into()),
-            Ok(Err(e @ ReadError::Truncated { .. })) => Got::Closed(format!("closed: {e}")),
-            Ok(Err(ReadError::Io(e))) => Got::Closed(format!("closed: {e}")),
-            Ok(Err(e)) => {
-                self.broken = true;
-                Got::Garbage(e.to_string())
-            }
-        }
+    async fn next(&mut self, within: Duration) -> Received {
+        self.raw.next_pdu(within).await
     }
 
     fn take_call_id(&mut self, given: Option<u32>) -> u32 {
@@ -153,77 +131,28 @@ impl Conn {
     }
 }
 
-/// A transfer syntax written in a vector.
-fn parse_syntax(s: &str) -> Result<SyntaxId, String> {
-    match s {
-        "ndr32" => Ok(NDR32),
-        "ndr64" => Ok(NDR64),
-        "btfn" => Ok(SyntaxId::btfn(0x3)),
-        other => {
-            if let Some(bits) = other.strip_prefix("btfn:") {
-                let v = super::checks::parse_hex_u32(bits)
-                    .and_then(|v| u16::try_from(v).ok())
-                    .ok_or(format!("bad feature bits in {other:?}"))?;
-                return Ok(SyntaxId::btfn(v));
-            }
-            parse_uuid_version(other)
-        }
-    }
-}
-
-/// `UUID vMAJOR[.MINOR]` (a syntax id's version word is major | minor << 16).
-fn parse_uuid_version(s: &str) -> Result<SyntaxId, String> {
-    let (uuid, version) = s.split_once(" v").unwrap_or((s, "1"));
-    let uuid: Guid = uuid
-        .trim()
-        .parse()
-        .map_err(|e| format!("syntax {s:?}: {e}"))?;
-    let (major, minor) = version.split_once('.').unwrap_or((version, "0"));
-    let major: u32 = major
-        .parse()
-        .map_err(|_| format!("syntax {s:?}: version"))?;
-    let minor: u32 = minor
-        .parse()
-        .map_err(|_| format!("syntax {s:?}: version"))?;
-    Ok(SyntaxId {
-        uuid,
-        version: major | minor << 16,
-    })
-}
-
-fn context_items(step: &BindStep) -> Result<Vec<ContextItem>, String> {
+/// The presentation contexts a bind step proposes.
+fn context_items(step: &BindStep) -> Vec<ContextItem> {
     if !step.contexts.is_empty() {
         return step
             .contexts
             .iter()
-            .map(|c: &ContextSpec| {
-                Ok(ContextItem {
-                    context_id: c.id,
-                    reserved: 0,
-                    abstract_syntax: if c.interface == "kms" {
-                        KMS_INTERFACE
-                    } else {
-                        parse_uuid_version(&c.interface)?
-                    },
-                    transfer_syntaxes: c
-                        .transfer
-                        .iter()
-                        .map(|t| parse_syntax(t))
-                        .collect::<Result<_, _>>()?,
-                })
+            .map(|c| ContextItem {
+                context_id: c.id,
+                reserved: 0,
+                abstract_syntax: c.interface.0,
+                transfer_syntaxes: c.transfer.iter().map(|t| t.0).collect(),
             })
             .collect();
     }
     step.offer
         .iter()
         .enumerate()
-        .map(|(i, t)| {
-            Ok(ContextItem {
-                context_id: i as u16,
-                reserved: 0,
-                abstract_syntax: KMS_INTERFACE,
-                transfer_syntaxes: vec![parse_syntax(t)?],
-            })
+        .map(|(i, t)| ContextItem {
+            context_id: i as u16,
+            reserved: 0,
+            abstract_syntax: KMS_INTERFACE,
+            transfer_syntaxes: vec![t.0],
         })
         .collect()
 }
@@ -257,18 +186,14 @@ impl<'e> CaseRun<'e> {
         }
     }
 
-    /// The environment.
-    pub fn env(&self) -> &Env {
-        self.env
-    }
-
-    /// Records a tell.
-    pub fn tell(&mut self, observation: String, suggests: Option<&str>) {
+    /// Records a tell as evidence; the mismatch it makes of the probe's step.
+    fn tell(&mut self, tell: Tell) -> Mismatch {
         self.evidence.push(Evidence {
             case: self.case_id.clone(),
-            observation,
-            suggests: suggests.map(str::to_owned),
+            observation: tell.observation,
+            suggests: tell.suggests.map(str::to_owned),
         });
+        Mismatch::new(tell.what, tell.expected, tell.actual)
     }
 
     fn eval(&self, expect: &Expect, obs: &Observed, default: &[ReplyKind]) -> Vec<Mismatch> {
@@ -277,6 +202,7 @@ impl<'e> CaseRun<'e> {
             assoc: &self.assoc,
             port: self.env.addr.port(),
             default_reply: default,
+            time_scale: self.env.time_scale,
         };
         evaluate(expect, obs, &ctx)
     }
@@ -284,48 +210,41 @@ impl<'e> CaseRun<'e> {
     /// Carries out one step; the mismatches it found (empty when it passed).
     pub async fn step(&mut self, step: &Step) -> Vec<Mismatch> {
         match step {
-            Step::Connect { conn } => match Conn::connect(self.env).await {
+            Step::Connect(s) => match Conn::connect(self.env).await {
                 Ok(c) => {
-                    self.conns.insert(conn.clone(), c);
+                    self.conns.insert(s.conn.clone(), c);
                     Vec::new()
                 }
                 Err(e) => vec![Mismatch::new("connect", "a TCP connection", e)],
             },
-            Step::Open {
-                conn,
-                ndr64,
-                btfn,
-                multiplex,
-            } => match self.open(conn, *ndr64, *btfn, *multiplex).await {
+            Step::Open(s) => match self.open(&s.conn, s.ndr64, s.btfn, s.multiplex).await {
                 Ok(()) => Vec::new(),
                 Err(e) => vec![e],
             },
             Step::Bind(b) => self.bind_step(b).await,
             Step::Activate(a) => self.activate_step(a).await,
             Step::Send(s) => self.send_step(s).await,
-            Step::Receive { conn, expect } => {
-                let Some(c) = self.conns.get_mut(conn) else {
-                    return vec![no_conn(conn)];
+            Step::Receive(r) => {
+                let within = self.env.reply_wait(&r.expect);
+                let Some(c) = self.conns.get_mut(&r.conn) else {
+                    return vec![no_conn(&r.conn)];
                 };
                 let start = Instant::now();
-                let within = expect
-                    .within_ms
-                    .map_or(self.env.read_timeout, Duration::from_millis);
                 let mut obs = observe_pdu(c.next(within).await);
                 obs.elapsed = start.elapsed();
-                self.eval(expect, &obs, &[])
+                self.eval(&r.expect, &obs, &[])
             }
-            Step::Close { conn } => {
-                self.conns.remove(conn);
+            Step::Close(s) => {
+                self.conns.remove(&s.conn);
                 Vec::new()
             }
-            Step::Wait { ms } => {
-                tokio::time::sleep(Duration::from_millis(*ms)).await;
+            Step::Wait(w) => {
+                tokio::time::sleep(w.pause).await;
                 Vec::new()
             }
-            Step::AdvanceClock { secs } => match &self.env.clock {
+            Step::AdvanceClock(a) => match &self.env.clock {
                 Some(c) => {
-                    c.advance(*secs);
+                    c.advance(a.secs);
                     Vec::new()
                 }
                 None => vec![Mismatch::new(
@@ -334,11 +253,11 @@ impl<'e> CaseRun<'e> {
                     "the host runs on its own clock",
                 )],
             },
-            Step::Concurrent {
-                connections,
-                within_ms,
-            } => self.concurrent(*connections, *within_ms).await,
-            Step::Fingerprint { probe, conn } => fingerprint::probe(self, *probe, conn).await,
+            Step::Concurrent(c) => self.concurrent(c).await,
+            Step::Fingerprint(f) => match self.probe(f.probe, &f.conn).await {
+                Ok(tells) => tells,
+                Err(m) => vec![m],
+            },
         }
     }
 
@@ -375,12 +294,12 @@ impl<'e> CaseRun<'e> {
         btfn: bool,
         multiplex: bool,
     ) -> Result<(), Mismatch> {
-        let mut offer = vec!["ndr32".to_owned()];
+        let mut offer = vec![Transfer(NDR32)];
         if ndr64 {
-            offer.push("ndr64".into());
+            offer.push(Transfer(NDR64));
         }
         if btfn {
-            offer.push("btfn".into());
+            offer.push(Transfer(SyntaxId::btfn(0x3)));
         }
         let step = BindStep {
             conn: conn.to_owned(),
@@ -406,7 +325,7 @@ impl<'e> CaseRun<'e> {
         if !has(self, Syntax::Ndr32) && has(self, Syntax::Ndr64) {
             let alter = BindStep {
                 pdu: BindPdu::AlterContext,
-                offer: vec!["ndr32".into()],
+                offer: vec![Transfer(NDR32)],
                 ..step
             };
             let (obs, _) = self.bind(&alter).await;
@@ -440,10 +359,8 @@ impl<'e> CaseRun<'e> {
             BindPdu::Bind => ReplyKind::BindAck,
             BindPdu::AlterContext => ReplyKind::AlterContextResp,
         };
-        let items = match context_items(step) {
-            Ok(i) => i,
-            Err(e) => return (Observed::error(format!("vector error: {e}")), default),
-        };
+        let items = context_items(step);
+        let within = self.env.reply_wait(&step.expect);
         if !self.conns.contains_key(&step.conn) {
             match Conn::connect(self.env).await {
                 Ok(c) => {
@@ -487,19 +404,15 @@ impl<'e> CaseRun<'e> {
         if let Err(e) = c.send(&bytes).await {
             return (Observed::of(ReplyKind::Closed, e), default);
         }
-        let within = step
-            .expect
-            .within_ms
-            .map_or(self.env.read_timeout, Duration::from_millis);
         let got = c.next(within).await;
         let elapsed = start.elapsed();
         let raw = match &got {
-            Got::Pdu(b) => Some(b.clone()),
+            Received::Pdu(b) => Some(b.clone()),
             _ => None,
         };
         let mut obs = observe_pdu(got);
         obs.elapsed = elapsed;
-        obs.rtt = c.rtt;
+        obs.rtt = c.rtt();
         if let (Some(b), Some(raw)) = (&mut obs.bind, raw) {
             b.offered_frag = step.max_frag;
             if let Ok(reply) = Pdu::parse(&raw) {
@@ -528,33 +441,25 @@ impl<'e> CaseRun<'e> {
 
     /// The client machine ID for a request.
     fn machine(&mut self, spec: &RequestSpec) -> Guid {
-        match spec.machine.as_deref() {
-            None => PROBE_CMID,
-            Some("*") => Guid::new_v4(self.rng.random()),
-            Some(name) => {
+        match &spec.machine {
+            Machine::Probe => PROBE_CMID,
+            Machine::Fresh => Guid::new_v4(self.rng.random()),
+            Machine::Named(name) => {
                 let fresh = Guid::new_v4(self.rng.random());
-                *self.machines.entry(name.to_owned()).or_insert(fresh)
+                *self.machines.entry(name.clone()).or_insert(fresh)
             }
         }
     }
 
     /// Builds the KMS request base of an activation step.
     pub fn request_base(&mut self, spec: &RequestSpec) -> Result<RequestBase, String> {
-        let product = spec.product.as_deref().unwrap_or(DEFAULT_PRODUCT);
-        let sku = catalog::find_sku(product).ok_or(format!("unknown product {product:?}"))?;
-        let version: Version = match &spec.version {
-            Some(v) => v.parse()?,
-            None => Version {
-                major: u16::from(sku.protocol().unwrap_or(6)),
-                minor: 0,
-            },
-        };
-        let guid = |s: &Option<String>, default: Guid| -> Result<Guid, String> {
-            match s {
-                Some(s) => s.parse().map_err(|e| format!("GUID {s:?}: {e}")),
-                None => Ok(default),
-            }
-        };
+        let sku = spec
+            .sku()
+            .ok_or(format!("the catalog has no {DEFAULT_PRODUCT:?}"))?;
+        let version = spec.version.unwrap_or(Version {
+            major: u16::from(sku.protocol().unwrap_or(6)),
+            minor: 0,
+        });
         let cmid = self.machine(spec);
         let workstation = if cmid == PROBE_CMID {
             PROBE_WORKSTATION.to_owned()
@@ -575,9 +480,11 @@ impl<'e> CaseRun<'e> {
             vm_info: 0,
             license_status: spec.license_status.unwrap_or(2),
             binding_expiration: 43_200,
-            app_id: guid(&spec.app_id, sku.application().map_or(Guid::NIL, |a| a.id))?,
+            app_id: spec
+                .app_id
+                .unwrap_or_else(|| sku.application().map_or(Guid::NIL, |a| a.id)),
             sku_id: sku.id,
-            kms_id: guid(&spec.kms_id, sku.kms)?,
+            kms_id: spec.kms_id.unwrap_or(sku.kms),
             cmid,
             required_clients: spec
                 .required_clients
@@ -622,7 +529,7 @@ impl<'e> CaseRun<'e> {
                     let mut m = self.eval(
                         &Expect {
                             reply: step.expect.reply.clone(),
-                            hresult: step.expect.hresult.clone(),
+                            hresult: step.expect.hresult,
                             ..Expect::default()
                         },
                         &obs,
@@ -651,30 +558,20 @@ impl<'e> CaseRun<'e> {
         let base = self.request_base(&step.request)?;
         let mut kms = Vec::with_capacity(260);
         let sent = encode_request(&base, self.rng.random(), &mut kms);
-        let read_timeout = step
-            .expect
-            .within_ms
-            .map_or(self.env.read_timeout, Duration::from_millis);
+        let read_timeout = self.env.reply_wait(&step.expect);
         let c = self
             .conns
             .get_mut(&step.conn)
             .ok_or_else(|| format!("no connection {:?}", step.conn))?;
         let pick = |s: Syntax| c.contexts.iter().find(|(_, x)| *x == s).map(|(id, _)| *id);
-        let (context_id, syntax) = match (step.context_id, step.syntax.as_deref()) {
+        let asked = step.syntax.map(|s| s.syntax());
+        let (context_id, syntax) = match (step.context_id, asked) {
             (Some(id), _) => (
                 id,
-                c.syntax_of(id).unwrap_or(match step.syntax.as_deref() {
-                    Some("ndr64") => Syntax::Ndr64,
-                    _ => Syntax::Ndr32,
-                }),
+                c.syntax_of(id).unwrap_or(asked.unwrap_or(Syntax::Ndr32)),
             ),
-            (None, Some(name)) => {
-                let s = if name == "ndr64" {
-                    Syntax::Ndr64
-                } else {
-                    Syntax::Ndr32
-                };
-                let id = pick(s).ok_or(format!("{name} was not negotiated on this connection"))?;
+            (None, Some(s)) => {
+                let id = pick(s).ok_or(format!("{s:?} was not negotiated on this connection"))?;
                 (id, s)
             }
             (None, None) => {
@@ -734,7 +631,7 @@ impl<'e> CaseRun<'e> {
         }
         let (mut obs, body) = read_call_reply(c, &request_pdu, syntax, read_timeout).await;
         obs.elapsed = start.elapsed();
-        obs.rtt = c.rtt;
+        obs.rtt = c.rtt();
         if let Some(body) = body {
             let mut buf = ResponseBuf::default();
             match decode_response(&sent, &body, &mut buf) {
@@ -771,44 +668,28 @@ impl<'e> CaseRun<'e> {
             Ok(b) => b,
             Err(e) => return vec![Mismatch::new("send", "-", format!("vector error: {e}"))],
         };
+        let within = self.env.reply_wait(&step.expect);
         let Some(c) = self.conns.get_mut(&step.conn) else {
             return vec![no_conn(&step.conn)];
         };
         let start = Instant::now();
-        let mut hung_up = None;
-        match step.byte_delay_ms {
-            Some(ms) => {
-                for (i, b) in bytes.iter().enumerate() {
-                    if let Err(e) = c.send(std::slice::from_ref(b)).await {
-                        hung_up = Some(format!(
-                            "the host hung up after {i} of {} bytes: {e}",
-                            bytes.len()
-                        ));
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                }
-            }
-            None => {
-                if let Err(e) = c.send(&bytes).await {
-                    hung_up = Some(e);
-                }
-            }
-        }
+        let hung_up =
+            match step.byte_delay {
+                Some(pause) => c.raw.send_slowly(&bytes, pause).await.err().map(|(i, e)| {
+                    format!("the host hung up after {i} of {} bytes: {e}", bytes.len())
+                }),
+                None => c.send(&bytes).await.err(),
+            };
         if step.shutdown {
-            let _ = c.stream.shutdown().await;
+            c.raw.shutdown().await;
         }
         let sent_at = start.elapsed();
         let obs = match hung_up {
             Some(e) => Observed::of(ReplyKind::Closed, e),
             None => {
-                let within = step
-                    .expect
-                    .within_ms
-                    .map_or(self.env.read_timeout, Duration::from_millis);
                 let mut o = observe_pdu(c.next(within).await);
                 o.elapsed = start.elapsed().saturating_sub(sent_at);
-                o.rtt = c.rtt;
+                o.rtt = c.rtt();
                 o
             }
         };
@@ -816,14 +697,12 @@ impl<'e> CaseRun<'e> {
     }
 
     fn raw_bytes(&mut self, step: &SendStep) -> Result<Vec<u8>, String> {
-        let mut one = match (&step.hex, step.template.as_deref()) {
-            (Some(h), None) => hex_bytes(h)?,
-            (None, Some(t)) => self.template(&step.conn, t)?,
-            _ => return Err("give exactly one of hex and template".into()),
+        let mut one = match &step.payload {
+            Payload::Bytes(b) => b.clone(),
+            Payload::Template(t) => self.template(&step.conn, *t)?,
         };
         for p in &step.patch {
-            let b = hex_bytes(&p.hex)?;
-            let end = p.offset + b.len();
+            let end = p.offset + p.hex.0.len();
             if end > one.len() {
                 return Err(format!(
                     "patch at {} runs past {} bytes",
@@ -831,10 +710,10 @@ impl<'e> CaseRun<'e> {
                     one.len()
                 ));
             }
-            one[p.offset..end].copy_from_slice(&b);
+            one[p.offset..end].copy_from_slice(&p.hex.0);
         }
         let mut bytes = Vec::with_capacity(one.len() * step.repeat as usize);
-        for _ in 0..step.repeat.max(1) {
+        for _ in 0..step.repeat {
             bytes.extend_from_slice(&one);
         }
         if let Some(n) = step.truncate {
@@ -843,18 +722,18 @@ impl<'e> CaseRun<'e> {
         Ok(bytes)
     }
 
-    fn template(&mut self, conn: &str, name: &str) -> Result<Vec<u8>, String> {
+    fn template(&mut self, conn: &str, template: Template) -> Result<Vec<u8>, String> {
         use crate::proto::client::session::{ClientRpcOptions, ClientSession};
         let mut out = Vec::new();
-        match name {
-            "bind" => ClientSession::new(ClientRpcOptions::default()).bind(&mut out),
-            "bind_ndr32" => ClientSession::new(ClientRpcOptions {
+        match template {
+            Template::Bind => ClientSession::new(ClientRpcOptions::default()).bind(&mut out),
+            Template::BindNdr32 => ClientSession::new(ClientRpcOptions {
                 ndr64: false,
                 btfn: false,
                 ..ClientRpcOptions::default()
             })
             .bind(&mut out),
-            "request" => {
+            Template::Request => {
                 let base = self.request_base(&RequestSpec::default())?;
                 let mut kms = Vec::new();
                 encode_request(&base, self.rng.random(), &mut kms);
@@ -877,16 +756,18 @@ impl<'e> CaseRun<'e> {
                 }
                 .emit(&mut out);
             }
-            other => return Err(format!("unknown template {other:?}")),
         }
         Ok(out)
     }
 
     /// Opens `n` connections at once, each binding and activating; all stay open until every
     /// one is done.
-    async fn concurrent(&mut self, n: u32, within_ms: u64) -> Vec<Mismatch> {
+    async fn concurrent(&mut self, step: &ConcurrentStep) -> Vec<Mismatch> {
+        let (n, deadline) = (
+            step.connections,
+            step.within.saturating_mul(self.env.time_scale.max(1)),
+        );
         let start = Instant::now();
-        let deadline = Duration::from_millis(within_ms);
         let mut set = tokio::task::JoinSet::new();
         for _ in 0..n {
             let env = self.env.clone();
@@ -928,7 +809,7 @@ impl<'e> CaseRun<'e> {
         let elapsed = start.elapsed();
         if collected.is_err() {
             set.abort_all();
-            first_error.get_or_insert(format!("not all done within {within_ms} ms"));
+            first_error.get_or_insert(format!("not all done within {} ms", deadline.as_millis()));
         }
         drop(held);
         let mut obs = Observed::error(format!(
@@ -941,6 +822,85 @@ impl<'e> CaseRun<'e> {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Fingerprint probes: each makes its observations and hands them to `fingerprint` to judge.
+
+impl CaseRun<'_> {
+    /// Runs a probe on connection `conn` (opened as Windows does if needed): a mismatch per
+    /// tell found, or the mismatch that stopped the probe.
+    async fn probe(&mut self, probe: Probe, conn: &str) -> Result<Vec<Mismatch>, Mismatch> {
+        let tell = match probe {
+            Probe::PublishedHwid => {
+                self.ensure_open(conn).await?;
+                let obs = self.granted(conn, RequestSpec::default()).await?;
+                fingerprint::hwid_tell(obs.hwid)
+            }
+            Probe::EpidBuildVsNdr64 => {
+                self.open(conn, true, false, true).await?;
+                let ndr64 = self.has_syntax(conn, Syntax::Ndr64);
+                let epid = parse_epid(&self.granted(conn, RequestSpec::default()).await?)?;
+                fingerprint::epid_build_tell(&epid, ndr64)
+            }
+            Probe::EpidDate => {
+                self.ensure_open(conn).await?;
+                let epid = parse_epid(&self.granted(conn, RequestSpec::default()).await?)?;
+                let (y, m, d, ..) = self.env.client_now().to_utc();
+                let today = YearDay::from_ymd(y as u16, m as u8, d as u8);
+                fingerprint::epid_date_tell(&epid, today)
+            }
+            Probe::ConstantAssocGroup => {
+                let second = format!("{conn}.second");
+                self.open(conn, true, true, true).await?;
+                self.open(&second, true, true, true).await?;
+                fingerprint::assoc_groups_tell(self.assoc_of(conn), self.assoc_of(&second))
+            }
+            Probe::CountMirrorsPolicy => {
+                self.ensure_open(conn).await?;
+                let mut counts = Vec::new();
+                for n in [7u32, 9] {
+                    let request = RequestSpec {
+                        machine: Machine::Fresh,
+                        required_clients: Some(n),
+                        ..RequestSpec::default()
+                    };
+                    counts.push((n, self.granted(conn, request).await?.count));
+                }
+                fingerprint::count_tell(&counts)
+            }
+        };
+        Ok(tell.map(|t| self.tell(t)).into_iter().collect())
+    }
+
+    /// One granted activation on a new connection (as Windows clients make them, and as hosts
+    /// that close after each response need).
+    async fn granted(&mut self, conn: &str, request: RequestSpec) -> Result<KmsObs, Mismatch> {
+        if self.conn_used(conn) {
+            self.open(conn, true, true, true).await?;
+        } else {
+            self.ensure_open(conn).await?;
+        }
+        let step = ActivateStep {
+            conn: conn.to_owned(),
+            request,
+            ..ActivateStep::plain()
+        };
+        let obs = self
+            .activate_once(&step)
+            .await
+            .map_err(|e| Mismatch::new("activation", "-", e))?;
+        match obs.kms {
+            Some(k) if obs.kind == Some(ReplyKind::Response) => Ok(k),
+            _ => Err(Mismatch::new("activation", "a KMS response", obs.shown)),
+        }
+    }
+}
+
+fn parse_epid(kms: &KmsObs) -> Result<Epid, Mismatch> {
+    kms.epid
+        .parse::<Epid>()
+        .map_err(|e| Mismatch::new("ePID", "a well-formed ePID", format!("{:?}: {e}", kms.epid)))
+}
+
 fn no_conn(name: &str) -> Mismatch {
     Mismatch::new(
         format!("connection {name:?}"),
@@ -949,28 +909,13 @@ fn no_conn(name: &str) -> Mismatch {
     )
 }
 
-/// Hex with optional spaces.
-pub fn hex_bytes(s: &str) -> Result<Vec<u8>, String> {
-    let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if !digits.len().is_multiple_of(2) {
-        return Err(format!("odd number of hex digits in {s:?}"));
-    }
-    digits
-        .chunks(2)
-        .map(|p| {
-            let t = std::str::from_utf8(p).map_err(|e| e.to_string())?;
-            u8::from_str_radix(t, 16).map_err(|_| format!("not hex: {t:?}"))
-        })
-        .collect()
-}
-
 /// Classifies whatever came back when nothing in particular was asked.
-fn observe_pdu(got: Got) -> Observed {
+fn observe_pdu(got: Received) -> Observed {
     match got {
-        Got::Closed(e) => Observed::of(ReplyKind::Closed, format!("the host {e}")),
-        Got::Silent => Observed::of(ReplyKind::Silent, "silence"),
-        Got::Garbage(e) => Observed::error(format!("bytes that are not RPC: {e}")),
-        Got::Pdu(bytes) => {
+        Received::Closed(e) => Observed::of(ReplyKind::Closed, format!("the host {e}")),
+        Received::Silent => Observed::of(ReplyKind::Silent, "silence"),
+        Received::Garbage(e) => Observed::error(format!("bytes that are not RPC: {e}")),
+        Received::Pdu(bytes) => {
             let pdu = match Pdu::parse(&bytes) {
                 Ok(p) => p,
                 Err(e) => return Observed::error(format!("an undecodable PDU: {e}")),
@@ -1001,7 +946,7 @@ fn observe_pdu(got: Got) -> Observed {
                 Body::Fault(f) => {
                     obs.kind = Some(ReplyKind::Fault);
                     obs.fault_status = Some(u32::from(f.status));
-                    obs.shown = format!("fault {}", super::checks::show_fault(f.status.into()));
+                    obs.shown = format!("fault {}", super::expect::show_fault(f.status.into()));
                 }
                 Body::Response(r) => match ActivationResponse::parse(Syntax::Ndr32, r.stub) {
                     Ok(s) if s.max_count.is_none() => {
@@ -1030,7 +975,7 @@ async fn read_call_reply(
     let mut combined = Flags(0);
     loop {
         let bytes = match c.next(within).await {
-            Got::Pdu(b) => b,
+            Received::Pdu(b) => b,
             other => {
                 let mut o = observe_pdu(other);
                 if first.is_some() {
@@ -1045,7 +990,7 @@ async fn read_call_reply(
         };
         let real = header.packet_type();
         if real == PacketType::Fault {
-            return (observe_pdu(Got::Pdu(bytes)), None);
+            return (observe_pdu(Received::Pdu(bytes)), None);
         }
         // Decode as the response it should be even when the type is wrong, so that the wrong
         // type shows as a failed check.

@@ -4,3 +4,4 @@ pub mod client;
 pub mod discovery;
 pub mod framing;
 pub mod host;
+pub mod raw;

@@ -1,10 +1,10 @@
 //! Printing a conformance run: a table grouped by category for people, JSON for machines, and
-//! JUnit XML for CI systems.
+//! JUnit XML for CI systems (through `quick-junit`, the model and writer nextest uses).
 
 use std::io::{self, Write};
+use std::time::Duration;
 
-use quick_xml::Writer;
-use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite, XmlString};
 
 use crate::conform::runner::{CaseResult, Status, SuiteReport};
 
@@ -113,92 +113,58 @@ pub fn json(w: &mut dyn Write, r: &SuiteReport) -> io::Result<()> {
     writeln!(w)
 }
 
-/// XML 1.0 cannot carry most control characters even escaped; a hostile host's strings may
-/// contain them.
-fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() && !matches!(c, '\n' | '\t') {
-                '\u{FFFD}'
-            } else {
-                c
-            }
-        })
-        .collect()
-}
-
-fn secs(ms: u64) -> String {
-    format!("{:.3}", ms as f64 / 1000.0)
+/// XML 1.0 has no place for U+FFFE and U+FFFF, which [`XmlString`] lets through (it drops
+/// the C0 controls and escape sequences); a hostile host's strings may contain them.
+fn clean(s: &str) -> XmlString {
+    XmlString::new(s.replace(['\u{FFFE}', '\u{FFFF}'], "\u{FFFD}"))
 }
 
 /// Writes the report as JUnit XML: one test suite per category, one test case per case;
-/// failures carry expected and actual values and the source, skips their reason.
+/// failures carry expected and actual values and the source, skips their reason, cases with
+/// tells the observations in `system-out`.
 pub fn junit(w: &mut dyn Write, r: &SuiteReport) -> io::Result<()> {
-    let mut x = Writer::new_with_indent(&mut *w, b' ', 2);
-    x.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
-    let s = &r.summary;
-    let mut root = BytesStart::new("testsuites");
-    root.push_attribute((
-        "name",
-        clean(&format!("kmsharness conform: {}", r.target)).as_str(),
-    ));
-    root.push_attribute(("tests", s.total.to_string().as_str()));
-    root.push_attribute(("failures", s.failed.to_string().as_str()));
-    root.push_attribute(("skipped", s.skipped.to_string().as_str()));
-    root.push_attribute(("time", format!("{:.3}", r.seconds).as_str()));
-    x.write_event(Event::Start(root))?;
+    let mut report = Report::new(clean(&format!("kmsharness conform: {}", r.target)));
+    report.set_time(Duration::from_secs_f64(r.seconds.max(0.0)));
     for (category, cases) in categories(r) {
-        let mut suite = BytesStart::new("testsuite");
-        let failures = cases.iter().filter(|c| c.status == Status::Fail).count();
-        let skipped = cases.iter().filter(|c| c.status == Status::Skip).count();
-        let ms: u64 = cases.iter().map(|c| c.millis).sum();
-        suite.push_attribute(("name", clean(category).as_str()));
-        suite.push_attribute(("tests", cases.len().to_string().as_str()));
-        suite.push_attribute(("failures", failures.to_string().as_str()));
-        suite.push_attribute(("errors", "0"));
-        suite.push_attribute(("skipped", skipped.to_string().as_str()));
-        suite.push_attribute(("time", secs(ms).as_str()));
-        x.write_event(Event::Start(suite))?;
+        let mut suite = TestSuite::new(clean(category));
+        suite.set_time(Duration::from_millis(cases.iter().map(|c| c.millis).sum()));
         for c in cases {
-            let mut case = BytesStart::new("testcase");
-            case.push_attribute(("classname", clean(&c.family).as_str()));
-            case.push_attribute(("name", clean(&format!("{} ({})", c.id, c.level)).as_str()));
-            case.push_attribute(("time", secs(c.millis).as_str()));
-            x.write_event(Event::Start(case))?;
-            if let Some(reason) = &c.skip_reason {
-                let mut skip = BytesStart::new("skipped");
-                skip.push_attribute(("message", clean(reason).as_str()));
-                x.write_event(Event::Empty(skip))?;
-            }
-            if let Some(f) = &c.failure {
-                let first = f.mismatches.first().map_or(String::new(), |m| {
-                    format!("{}: expected {}, got {}", m.what, m.expected, m.actual)
-                });
-                let mut fail = BytesStart::new("failure");
-                fail.push_attribute(("message", clean(&first).as_str()));
-                fail.push_attribute(("type", c.level.to_string().as_str()));
-                x.write_event(Event::Start(fail))?;
-                let mut body = format!("{}\nstep {} ({})\n", c.title, f.step, f.kind);
-                for m in &f.mismatches {
-                    body.push_str(&format!(
-                        "{}\n  expected: {}\n  actual:   {}\n",
-                        m.what, m.expected, m.actual
-                    ));
+            let status = match (&c.skip_reason, &c.failure) {
+                (Some(reason), _) => {
+                    let mut s = TestCaseStatus::skipped();
+                    s.set_message(clean(reason));
+                    s
                 }
-                body.push_str(&format!("source: {}", c.source));
-                x.write_event(Event::Text(BytesText::new(&clean(&body))))?;
-                x.write_event(Event::End(BytesEnd::new("failure")))?;
-            }
+                (None, Some(f)) => {
+                    let first = f.mismatches.first().map_or(String::new(), |m| {
+                        format!("{}: expected {}, got {}", m.what, m.expected, m.actual)
+                    });
+                    let mut body = format!("{}\nstep {} ({})\n", c.title, f.step, f.kind);
+                    for m in &f.mismatches {
+                        body.push_str(&format!(
+                            "{}\n  expected: {}\n  actual:   {}\n",
+                            m.what, m.expected, m.actual
+                        ));
+                    }
+                    body.push_str(&format!("source: {}", c.source));
+                    let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    s.set_message(clean(&first))
+                        .set_type(c.level.to_string())
+                        .set_description(clean(&body));
+                    s
+                }
+                (None, None) => TestCaseStatus::success(),
+            };
+            let mut case = TestCase::new(clean(&format!("{} ({})", c.id, c.level)), status);
+            case.set_classname(clean(&c.family))
+                .set_time(Duration::from_millis(c.millis));
             if !c.evidence.is_empty() {
-                let lines: Vec<String> = c.evidence.iter().map(|e| e.observation.clone()).collect();
-                x.write_event(Event::Start(BytesStart::new("system-out")))?;
-                x.write_event(Event::Text(BytesText::new(&clean(&lines.join("\n")))))?;
-                x.write_event(Event::End(BytesEnd::new("system-out")))?;
+                let lines: Vec<&str> = c.evidence.iter().map(|e| e.observation.as_str()).collect();
+                case.set_system_out(clean(&lines.join("\n")));
             }
-            x.write_event(Event::End(BytesEnd::new("testcase")))?;
+            suite.add_test_case(case);
         }
-        x.write_event(Event::End(BytesEnd::new("testsuite")))?;
+        report.add_test_suite(suite);
     }
-    x.write_event(Event::End(BytesEnd::new("testsuites")))?;
-    writeln!(w)
+    report.serialize(&mut *w).map_err(io::Error::other)
 }

@@ -1,16 +1,17 @@
-//! What a step observed, and the comparison of an observation with a case's expectations:
-//! every expectation that does not hold becomes a [`Mismatch`] with expected and actual values.
+//! The expectations on a reply: what a step observed, and its comparison with a case's
+//! (already parsed) expectations. Every expectation that does not hold becomes a [`Mismatch`]
+//! with expected and actual values.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::proto::check::{Check, CheckId};
+use crate::proto::check::Check;
 use crate::wire::HResult;
 use crate::wire::rpc::{AckResult, ContextResult, FaultStatus, NDR32, NDR64, RejectReason};
 
-use super::vector::{CheckSel, CountExpect, Expect, ReplyKind};
+use super::vector::{CheckSel, CountExpect, Expect, HwidExpect, ReplyKind, SecondaryAddress};
 
 /// One expectation that did not hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -132,50 +133,14 @@ pub struct EvalCtx<'a> {
     pub port: u16,
     /// Reply kinds accepted when the expectation names none.
     pub default_reply: &'a [ReplyKind],
-}
-
-/// Whether a vector's check selection names only known checks and groups.
-pub fn validate_checks(sel: &CheckSel) -> Result<(), String> {
-    match sel {
-        CheckSel::Group(g) => match g.as_str() {
-            "all" | "rpc" | "kms" | "bind" | "none" => Ok(()),
-            other => Err(format!(
-                "unknown check group {other:?}: all, rpc, kms, bind or none"
-            )),
-        },
-        CheckSel::Names(names) => names.iter().try_for_each(|n| {
-            CheckId::from_name(n)
-                .map(|_| ())
-                .ok_or(format!("unknown check {n:?}"))
-        }),
-    }
-}
-
-/// A fault status by name (any [`FaultStatus`] name, e.g. `op_range_error`) or hex.
-pub fn fault_status_by_name(s: &str) -> Option<u32> {
-    FaultStatus::from_name(s)
-        .map(u32::from)
-        .or_else(|| parse_hex_u32(s))
-}
-
-/// `0x...` or plain hex.
-pub fn parse_hex_u32(s: &str) -> Option<u32> {
-    let t = s.trim();
-    let t = t
-        .strip_prefix("0x")
-        .or_else(|| t.strip_prefix("0X"))
-        .unwrap_or(t);
-    u32::from_str_radix(t, 16).ok()
+    /// Factor on the limits a case sets on how soon the host answers (see
+    /// `RunConfig::time_scale`).
+    pub time_scale: u32,
 }
 
 /// A fault status as a report shows it: `OpRangeError (0x1C010002)`, or the bare code.
 pub fn show_fault(status: u32) -> String {
     format!("{:#}", FaultStatus::from(status))
-}
-
-/// A bind_nak reason by name or number.
-fn nak_reason_by_name(s: &str) -> Option<u16> {
-    s.parse::<RejectReason>().ok().map(u16::from)
 }
 
 /// A context result as the vectors write them.
@@ -191,20 +156,6 @@ pub fn show_result(r: &ContextResult) -> String {
         },
         AckResult::NegotiateAck => format!("negotiate_ack:{}", r.reason),
         AckResult::Unknown(v) => format!("result {v}"),
-    }
-}
-
-/// Whether one result matches its pattern.
-fn result_matches(pattern: &str, r: &ContextResult) -> bool {
-    let shown = show_result(r);
-    match pattern {
-        "*" => true,
-        "accept" => r.result == AckResult::Acceptance,
-        "reject" => matches!(
-            r.result,
-            AckResult::ProviderRejection | AckResult::UserRejection
-        ),
-        p => p == shown,
     }
 }
 
@@ -263,21 +214,22 @@ pub fn evaluate(expect: &Expect, obs: &Observed, ctx: &EvalCtx<'_>) -> Vec<Misma
             return out;
         }
     }
-    if let Some(min) = expect.min_ms
-        && obs.elapsed < Duration::from_millis(min)
+    if let Some(min) = expect.not_before
+        && obs.elapsed < min
     {
         out.push(Mismatch::new(
             "reply time",
-            format!("not before {min} ms"),
+            format!("not before {} ms", min.as_millis()),
             format!("{} ms", obs.elapsed.as_millis()),
         ));
     }
-    if let Some(max) = expect.max_ms {
+    if let Some(max) = expect.max_over_handshake {
+        let max = max.saturating_mul(ctx.time_scale.max(1));
         let over = obs.elapsed.saturating_sub(obs.rtt);
-        if over > Duration::from_millis(max) {
+        if over > max {
             out.push(Mismatch::new(
                 "reply time beyond the TCP handshake time",
-                format!("at most {max} ms"),
+                format!("at most {} ms", max.as_millis()),
                 format!(
                     "{} ms (reply {:.1} ms, handshake {:.1} ms)",
                     over.as_millis(),
@@ -287,36 +239,28 @@ pub fn evaluate(expect: &Expect, obs: &Observed, ctx: &EvalCtx<'_>) -> Vec<Misma
             ));
         }
     }
-    if let (Some(h), Some(got)) = (&expect.hresult, obs.hresult) {
-        match parse_hex_u32(h) {
-            Some(want) if want == got.0 => {}
-            Some(want) => out.push(Mismatch::new(
-                "HRESULT",
-                HResult(want).to_string(),
-                got.to_string(),
-            )),
-            None => out.push(Mismatch::new("HRESULT", h.clone(), "(a vector error)")),
-        }
+    if let (Some(want), Some(got)) = (expect.hresult, obs.hresult)
+        && want != got
+    {
+        out.push(Mismatch::new("HRESULT", want.to_string(), got.to_string()));
     }
-    if let (Some(f), Some(got)) = (&expect.fault_status, obs.fault_status) {
-        let want = fault_status_by_name(f);
-        if want != Some(got) {
-            out.push(Mismatch::new(
-                "fault status",
-                want.map_or(f.clone(), show_fault),
-                show_fault(got),
-            ));
-        }
+    if let (Some(want), Some(got)) = (expect.fault_status, obs.fault_status)
+        && u32::from(want) != got
+    {
+        out.push(Mismatch::new(
+            "fault status",
+            show_fault(want.into()),
+            show_fault(got),
+        ));
     }
-    if let (Some(r), Some(got)) = (&expect.nak_reason, obs.nak_reason) {
-        let want = nak_reason_by_name(r);
-        if want != Some(got) {
-            out.push(Mismatch::new(
-                "bind_nak reason",
-                r.clone(),
-                format!("{:?} ({got})", RejectReason::from(got)),
-            ));
-        }
+    if let (Some(want), Some(got)) = (expect.nak_reason, obs.nak_reason)
+        && u16::from(want) != got
+    {
+        out.push(Mismatch::new(
+            "bind_nak reason",
+            format!("{want:?} ({})", u16::from(want)),
+            format!("{:?} ({got})", RejectReason::from(got)),
+        ));
     }
     if let Some(flags) = obs.flags {
         if let Some(m) = expect.multiplex {
@@ -367,12 +311,10 @@ pub fn evaluate(expect: &Expect, obs: &Observed, ctx: &EvalCtx<'_>) -> Vec<Misma
 fn bind_fields(expect: &Expect, b: &BindObs, ctx: &EvalCtx<'_>, out: &mut Vec<Mismatch>) {
     if let Some(want) = &expect.results {
         let got: Vec<String> = b.results.iter().map(show_result).collect();
-        let ok = want.len() == b.results.len()
-            && want
-                .iter()
-                .zip(&b.results)
-                .all(|(p, r)| result_matches(p, r));
+        let ok =
+            want.len() == b.results.len() && want.iter().zip(&b.results).all(|(p, r)| p.matches(r));
         if !ok {
+            let want: Vec<String> = want.iter().map(ToString::to_string).collect();
             out.push(Mismatch::new(
                 "context results",
                 want.join(", "),
@@ -391,14 +333,14 @@ fn bind_fields(expect: &Expect, b: &BindObs, ctx: &EvalCtx<'_>, out: &mut Vec<Mi
             .take_while(|&&c| c != 0)
             .map(|&c| char::from(c))
             .collect();
-        let (ok, want) = match s.as_str() {
-            "port" => (
+        let (ok, want) = match s {
+            SecondaryAddress::Port => (
                 text == ctx.port.to_string() && b.secondary.last() == Some(&0),
                 format!("\"{}\" NUL-terminated", ctx.port),
             ),
-            "empty" => (b.secondary.is_empty(), "empty".to_owned()),
-            "nonempty" => (!b.secondary.is_empty(), "non-empty".to_owned()),
-            other => (text == other, format!("\"{other}\"")),
+            SecondaryAddress::Empty => (b.secondary.is_empty(), "empty".to_owned()),
+            SecondaryAddress::Nonempty => (!b.secondary.is_empty(), "non-empty".to_owned()),
+            SecondaryAddress::Literal(other) => (text == *other, format!("\"{other}\"")),
         };
         if !ok {
             out.push(Mismatch::new(
@@ -454,19 +396,17 @@ fn bind_fields(expect: &Expect, b: &BindObs, ctx: &EvalCtx<'_>, out: &mut Vec<Mi
 
 fn select_checks(sel: &CheckSel, checks: &[Check], out: &mut Vec<Mismatch>) {
     let wanted: Vec<&Check> = match sel {
-        CheckSel::Group(g) => match g.as_str() {
-            "none" => return,
-            "rpc" => checks.iter().filter(|c| c.id.is_rpc()).collect(),
-            "kms" => checks.iter().filter(|c| !c.id.is_rpc()).collect(),
-            _ => checks.iter().collect(),
-        },
-        CheckSel::Names(names) => {
+        CheckSel::None => return,
+        CheckSel::Rpc => checks.iter().filter(|c| c.id.is_rpc()).collect(),
+        CheckSel::Kms => checks.iter().filter(|c| !c.id.is_rpc()).collect(),
+        CheckSel::All => checks.iter().collect(),
+        CheckSel::Names(ids) => {
             let mut v = Vec::new();
-            for n in names {
-                match checks.iter().find(|c| c.id.name() == n) {
+            for id in ids {
+                match checks.iter().find(|c| c.id == *id) {
                     Some(c) => v.push(c),
                     None => out.push(Mismatch::new(
-                        format!("check {n}"),
+                        format!("check {}", id.name()),
                         "made and passed",
                         "not made on this reply",
                     )),
@@ -503,15 +443,15 @@ fn kms_fields(expect: &Expect, k: &KmsObs, ctx: &EvalCtx<'_>, out: &mut Vec<Mism
             k.renewal_interval.to_string(),
         ));
     }
-    if let Some(h) = &expect.hwid {
+    if let Some(h) = expect.hwid {
         let got = k.hwid.map_or("absent".to_owned(), |b| hex8(&b));
-        let ok = match h.as_str() {
-            "present" => k.hwid.is_some_and(|b| b != [0; 8]),
-            "absent" => k.hwid.is_none(),
-            hex => got.eq_ignore_ascii_case(hex),
+        let (ok, want) = match h {
+            HwidExpect::Present => (k.hwid.is_some_and(|b| b != [0; 8]), "present".into()),
+            HwidExpect::Absent => (k.hwid.is_none(), "absent".into()),
+            HwidExpect::Exactly(want) => (k.hwid == Some(want), hex8(&want)),
         };
         if !ok {
-            out.push(Mismatch::new("hardware ID", h.clone(), got));
+            out.push(Mismatch::new("hardware ID", want, got));
         }
     }
     if expect.epid_well_formed == Some(true) || expect.epid_matches_product == Some(true) {
@@ -621,6 +561,7 @@ mod test {
             assoc: &assoc,
             port: 1688,
             default_reply: &[ReplyKind::Response],
+            time_scale: 1,
         };
         let mut obs = Observed::of(ReplyKind::Refused, "refused");
         obs.hresult = Some(HResult::INVALID_DATA);
@@ -629,7 +570,7 @@ mod test {
         assert_eq!(m[0].expected, "response");
         let e = Expect {
             reply: Some(super::super::vector::OneOrMany::One(ReplyKind::Refused)),
-            hresult: Some("0xC004F042".into()),
+            hresult: Some(HResult(0xC004_F042)),
             ..Expect::default()
         };
         let m = evaluate(&e, &obs, &ctx);
@@ -665,11 +606,32 @@ mod test {
     }
 
     #[test]
-    fn test_names() {
-        assert_eq!(fault_status_by_name("op_range_error"), Some(0x1C01_0002));
-        assert_eq!(fault_status_by_name("0x1c010003"), Some(0x1C01_0003));
-        assert!(validate_checks(&CheckSel::Names(vec!["hmac".into()])).is_ok());
-        assert!(validate_checks(&CheckSel::Names(vec!["hmak".into()])).is_err());
-        assert!(validate_checks(&CheckSel::Group("rpc".into())).is_ok());
+    fn test_time_scale_stretches_only_upper_bounds() {
+        let (labels, assoc) = (HashMap::new(), HashMap::new());
+        let ctx = |time_scale| EvalCtx {
+            labels: &labels,
+            assoc: &assoc,
+            port: 1688,
+            default_reply: &[ReplyKind::Response],
+            time_scale,
+        };
+        let mut obs = Observed::of(ReplyKind::Response, "a KMS response");
+        obs.elapsed = Duration::from_millis(150);
+        let e = Expect {
+            max_over_handshake: Some(Duration::from_millis(100)),
+            not_before: Some(Duration::from_millis(200)),
+            ..Expect::default()
+        };
+        let whats = |scale| -> Vec<String> {
+            evaluate(&e, &obs, &ctx(scale))
+                .into_iter()
+                .map(|m| m.what)
+                .collect()
+        };
+        assert_eq!(
+            whats(1),
+            ["reply time", "reply time beyond the TCP handshake time"]
+        );
+        assert_eq!(whats(2), ["reply time"]);
     }
 }
