@@ -216,13 +216,7 @@ impl ActivateOpts {
                 expected: "at most 65535",
             });
         }
-        if self.requests == 0 {
-            return Err(Error::BadValue {
-                option: "--requests",
-                value: "0".into(),
-                expected: "at least 1",
-            });
-        }
+        super::at_least_one("--requests", u64::from(self.requests))?;
         Ok(ActivateConfig {
             target,
             prefer: self.ip.into(),

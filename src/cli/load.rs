@@ -129,22 +129,11 @@ fn templates(path: &PathBuf) -> Result<Templates, Error> {
     })
 }
 
-fn at_least_one(option: &'static str, value: u64) -> Result<(), Error> {
-    if value == 0 {
-        return Err(Error::BadValue {
-            option,
-            value: "0".into(),
-            expected: "at least 1",
-        });
-    }
-    Ok(())
-}
-
 impl LoadOpts {
     /// Validates into a config (target resolution happens in [`main`]).
     pub fn config(&self) -> Result<LoadConfig, Error> {
-        at_least_one("--clients", self.clients as u64)?;
-        at_least_one("--connections", self.connections as u64)?;
+        super::at_least_one("--clients", self.clients as u64)?;
+        super::at_least_one("--connections", self.connections as u64)?;
         if let Some(r) = self.rate
             && !(r.is_finite() && r > 0.0 && r <= 10_000_000.0)
         {
@@ -163,9 +152,9 @@ impl LoadOpts {
             d = Some(Duration::from_secs(DEFAULT_DURATION_SECS));
         }
         if let Some(n) = self.requests {
-            at_least_one("--requests", n)?;
+            super::at_least_one("--requests", n)?;
         }
-        at_least_one("--record-sample", self.record_sample)?;
+        super::at_least_one("--record-sample", self.record_sample)?;
         let mix = match &self.mix {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|e| Error::read("--mix", p, e))?;

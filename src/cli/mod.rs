@@ -55,6 +55,18 @@ pub async fn resolve_target(target: Option<&str>) -> Result<Option<Vec<SocketAdd
         })
 }
 
+/// A count option that must be at least 1.
+pub fn at_least_one(option: &'static str, value: u64) -> Result<(), Error> {
+    if value == 0 {
+        return Err(Error::BadValue {
+            option,
+            value: "0".into(),
+            expected: "at least 1",
+        });
+    }
+    Ok(())
+}
+
 /// Writes a report as pretty JSON to `path` (named by `option` in errors).
 pub fn write_json(
     option: &'static str,

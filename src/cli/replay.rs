@@ -59,17 +59,6 @@ pub struct ReplayOpts {
     pub record: Option<PathBuf>,
 }
 
-fn at_least_one(option: &'static str, value: u64) -> Result<(), Error> {
-    if value == 0 {
-        return Err(Error::BadValue {
-            option,
-            value: "0".into(),
-            expected: "at least 1",
-        });
-    }
-    Ok(())
-}
-
 impl ReplayOpts {
     /// Validates the options and reads the capture into a config (target resolution and the
     /// `--record` file happen in [`main`]).
@@ -86,8 +75,8 @@ impl ReplayOpts {
                 });
             }
         };
-        at_least_one("--repeat", u64::from(self.repeat))?;
-        at_least_one("--concurrency", self.concurrency as u64)?;
+        super::at_least_one("--repeat", u64::from(self.repeat))?;
+        super::at_least_one("--concurrency", self.concurrency as u64)?;
         if !(self.read_timeout.is_finite()
             && self.read_timeout > 0.0
             && self.read_timeout < 86_400.0)
