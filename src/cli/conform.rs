@@ -82,7 +82,7 @@ impl ConformOpts {
         }
         config.connect_timeout = Duration::from_secs_f64(self.connect_timeout);
         config.read_timeout = Duration::from_secs_f64(self.read_timeout);
-        config.validate().map_err(Error::Usage)?;
+        config.validate()?;
         Ok(config)
     }
 }
@@ -151,7 +151,7 @@ pub fn main(opts: &ConformOpts) -> Result<Exit, Error> {
                         target: t.to_string(),
                         source,
                     })?;
-                let mut last = String::new();
+                let mut last = None;
                 for addr in addrs {
                     match reachable(addr, config.connect_timeout).await {
                         Ok(()) => {
@@ -165,12 +165,12 @@ pub fn main(opts: &ConformOpts) -> Result<Exit, Error> {
                             let report = run_suite(&config, &host).await;
                             return print(opts, &report);
                         }
-                        Err(e) => last = e,
+                        Err(e) => last = Some(e),
                     }
                 }
                 Err(Error::Unreachable {
                     target: t.to_string(),
-                    message: last,
+                    last,
                 })
             }
         }

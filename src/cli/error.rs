@@ -42,12 +42,12 @@ pub enum Error {
         source: ResolveError,
     },
     /// No address of the target accepted a connection.
-    #[error("{target}: no connection: {message}")]
+    #[error("{target}: no connection{}", last.as_ref().map_or_else(String::new, |e| format!(": {e}")))]
     Unreachable {
         /// The target as given.
         target: String,
         /// The last connection error.
-        message: String,
+        last: Option<crate::net::raw::ConnectError>,
     },
     /// A local file cannot be read.
     #[error("{}cannot read {}: {source}", option_prefix(option), path.display())]
@@ -95,6 +95,9 @@ pub enum Error {
     /// Reports do not merge.
     #[error(transparent)]
     Merge(#[from] MergeError),
+    /// `--case` or `--category` names nothing.
+    #[error(transparent)]
+    Selection(#[from] crate::conform::runner::SelectionError),
     /// The conformance vectors do not load.
     #[error(transparent)]
     Vectors(#[from] crate::conform::vector::LoadError),
@@ -118,7 +121,8 @@ impl Error {
             | Error::Content { .. }
             | Error::Mix(_)
             | Error::Merge(_)
-            | Error::Vectors(_) => Exit::Usage,
+            | Error::Vectors(_)
+            | Error::Selection(_) => Exit::Usage,
             Error::Resolve { .. } | Error::Unreachable { .. } => Exit::Connection,
             Error::Read { .. } | Error::Write { .. } | Error::Print(_) | Error::Runtime(_) => {
                 Exit::LocalIo

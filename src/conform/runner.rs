@@ -83,27 +83,43 @@ impl RunConfig {
 
     /// Checks the selection names real cases and families (the vectors themselves were
     /// checked when they loaded).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SelectionError> {
         for c in &self.cases {
             if !self
                 .vectors
                 .iter()
                 .any(|f| f.cases.iter().any(|x| &x.id == c))
             {
-                return Err(format!("--case {c}: no such case (see --list)"));
+                return Err(SelectionError::NoSuchCase(c.clone()));
             }
         }
         for c in &self.categories {
             if !self.vectors.iter().any(|f| &f.family == c) {
                 let names: Vec<&str> = self.vectors.iter().map(|f| f.family.as_str()).collect();
-                return Err(format!(
-                    "--category {c}: no such family; families: {}",
-                    names.join(", ")
-                ));
+                return Err(SelectionError::NoSuchFamily {
+                    family: c.clone(),
+                    known: names.join(", "),
+                });
             }
         }
         Ok(())
     }
+}
+
+/// A `--case` or `--category` that names nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectionError {
+    /// No case has this id.
+    #[error("--case {0}: no such case (see --list)")]
+    NoSuchCase(String),
+    /// No family has this name.
+    #[error("--category {family}: no such family; families: {known}")]
+    NoSuchFamily {
+        /// The name given.
+        family: String,
+        /// The families there are.
+        known: String,
+    },
 }
 
 /// The host the suite runs against.
@@ -481,8 +497,6 @@ pub async fn run_suite(config: &RunConfig, host: &HostUnderTest) -> SuiteReport 
 }
 
 /// Whether the host accepts a TCP connection at all (else: exit status 3).
-pub async fn reachable(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
-    raw::reachable(addr, timeout)
-        .await
-        .map_err(|e| e.to_string())
+pub async fn reachable(addr: SocketAddr, timeout: Duration) -> Result<(), raw::ConnectError> {
+    raw::reachable(addr, timeout).await
 }
