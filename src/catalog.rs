@@ -958,7 +958,144 @@ pub fn host_key_groups_for_epid(
 /// The edition with this name, ignoring case, spaces, dashes and underscores: both
 /// `windows-server-2019-arm64` and "Windows Server 2019 ARM64" find the same SKU.
 pub fn find_sku(name: &str) -> Option<&'static Sku> {
-    SKUS.iter().find(|s| loose_eq(s.name, name))
+    lookup_sku(name).ok()
+}
+
+/// Why a product name names no single SKU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkuLookup {
+    /// Nothing matches; the nearest names, best first (possibly none).
+    NotFound(Vec<&'static str>),
+    /// Several products match equally well.
+    Ambiguous(Vec<&'static str>),
+}
+
+impl core::fmt::Display for SkuLookup {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SkuLookup::NotFound(near) if near.is_empty() => f.write_str("not in the catalog"),
+            SkuLookup::NotFound(near) => {
+                write!(f, "not in the catalog; did you mean {}?", quoted(near))
+            }
+            SkuLookup::Ambiguous(names) => write!(f, "ambiguous: {}", quoted(names)),
+        }
+    }
+}
+
+fn quoted(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Words people type for the catalog's words, after lower-casing.
+const SYNONYMS: &[(&str, &str)] = &[
+    ("win", "windows"),
+    ("professional", "pro"),
+    ("proplus", "pro plus"),
+    ("ent", "enterprise"),
+    ("edu", "education"),
+    ("std", "standard"),
+    ("dc", "datacenter"),
+    ("srv", "server"),
+];
+
+/// A name as a list of lower-case words: separators dropped, `10/11` split, letters and digits
+/// apart (`win11` is `win 11`), synonyms mapped to the catalog's word.
+fn words(name: &str) -> Vec<String> {
+    let mut raw = Vec::new();
+    let mut cur = String::new();
+    let mut digits = false;
+    for c in name.chars().flat_map(char::to_lowercase) {
+        let alnum = c.is_alphanumeric() || c == '.';
+        if !alnum || (!cur.is_empty() && c.is_ascii_digit() != digits && c != '.') {
+            if !cur.is_empty() {
+                raw.push(std::mem::take(&mut cur));
+            }
+        }
+        if alnum {
+            digits = c.is_ascii_digit();
+            cur.push(c);
+        }
+    }
+    if !cur.is_empty() {
+        raw.push(cur);
+    }
+    let mut out = Vec::new();
+    for w in raw {
+        match SYNONYMS.iter().find(|(from, _)| *from == w) {
+            Some((_, to)) => out.extend(to.split(' ').map(str::to_owned)),
+            None => out.push(w),
+        }
+    }
+    out
+}
+
+/// Resolves a product as users type it: a SKU ID; the catalog name (case, spaces, `-` and `_`
+/// ignored); or words in any order that pick out one product, the last of them possibly cut
+/// short (`Windows 10 Enterprise`, `Win11 Pro`, `Office 2021 ProPlus`, `server 2022 data`).
+/// Among products whose names hold every word, the one with the fewest other words wins, so
+/// `Windows 11 Enterprise` is "Windows 10/11 Enterprise", not its N edition.
+pub fn lookup_sku(text: &str) -> Result<&'static Sku, SkuLookup> {
+    if let Ok(id) = text.trim().parse::<Guid>() {
+        return sku(&id).ok_or(SkuLookup::NotFound(Vec::new()));
+    }
+    if let Some(s) = SKUS.iter().find(|s| loose_eq(s.name, text)) {
+        return Ok(s);
+    }
+    let wanted = words(text);
+    if wanted.is_empty() {
+        return Err(SkuLookup::NotFound(Vec::new()));
+    }
+    let mut best: Option<(usize, Vec<&'static Sku>)> = None;
+    for s in SKUS {
+        let have = words(s.name);
+        let holds = wanted.iter().enumerate().all(|(i, w)| {
+            have.iter().any(|h| {
+                h == w || (i + 1 == wanted.len() && !w.is_empty() && h.starts_with(w.as_str()))
+            })
+        });
+        if !holds {
+            continue;
+        }
+        let extra = have.len().saturating_sub(wanted.len());
+        match &mut best {
+            Some((e, list)) if *e == extra => list.push(s),
+            Some((e, _)) if *e < extra => {}
+            _ => best = Some((extra, vec![s])),
+        }
+    }
+    match best {
+        Some((_, list)) if list.len() == 1 => Ok(list[0]),
+        Some((_, list)) => Err(SkuLookup::Ambiguous(
+            list.iter().map(|s| s.name).take(MAX_SUGGESTIONS).collect(),
+        )),
+        None => Err(SkuLookup::NotFound(nearest(&wanted))),
+    }
+}
+
+/// How many names an error lists.
+const MAX_SUGGESTIONS: usize = 5;
+
+/// The catalog names sharing the most words with `wanted` (at least half of them).
+fn nearest(wanted: &[String]) -> Vec<&'static str> {
+    let mut scored: Vec<(usize, usize, &'static str)> = SKUS
+        .iter()
+        .map(|s| {
+            let have = words(s.name);
+            let shared = wanted.iter().filter(|w| have.contains(w)).count();
+            (shared, have.len(), s.name)
+        })
+        .filter(|&(shared, ..)| 2 * shared >= wanted.len() && shared > 0)
+        .collect();
+    scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(b.2)));
+    scored
+        .into_iter()
+        .map(|(.., n)| n)
+        .take(MAX_SUGGESTIONS)
+        .collect()
 }
 
 /// Name comparison for user-typed names: separators people swap freely are dropped.
@@ -1154,7 +1291,9 @@ mod test {
         assert_eq!(find_sku("windows-server-2019-arm64").map(|s| s.id), id);
         assert_eq!(find_sku("WINDOWS_SERVER_2019_ARM64").map(|s| s.id), id);
         assert_eq!(find_sku("windowsserver2019arm64").map(|s| s.id), id);
-        assert!(find_sku("windows server 2019 arm").is_none());
+        // A cut-short last word still picks out the one product it begins.
+        assert_eq!(find_sku("windows server 2019 arm").map(|s| s.id), id);
+        assert!(find_sku("windows server 2019 zz").is_none());
         assert!(find_sku("").is_none());
         let ent = find_sku("windows-10/11-enterprise").unwrap();
         assert_eq!(ent.kms, K_WIN10.id);
@@ -1266,5 +1405,61 @@ mod test {
             "{json}"
         );
         assert!(json.contains("\"key_ids\""), "{json}");
+    }
+
+    #[test]
+    fn products_by_the_names_users_type() {
+        let name = |s: &str| lookup_sku(s).map(|k| k.name);
+        assert_eq!(
+            name("Windows 10 Enterprise"),
+            Ok("Windows 10/11 Enterprise")
+        );
+        assert_eq!(
+            name("windows 11 enterprise"),
+            Ok("Windows 10/11 Enterprise")
+        );
+        assert_eq!(name("Win11 Pro"), Ok("Windows 10/11 Pro"));
+        assert_eq!(name("Windows 11 Professional"), Ok("Windows 10/11 Pro"));
+        assert_eq!(
+            name("Office 2021 ProPlus"),
+            Ok("Office LTSC Professional Plus 2021")
+        );
+        assert_eq!(
+            name("server 2022 data"),
+            Ok("Windows Server 2022 Datacenter")
+        );
+        assert_eq!(
+            name("WINDOWS-SERVER-2019-STANDARD"),
+            Ok("Windows Server 2019 Standard")
+        );
+        assert_eq!(
+            name("ef6cfc9f-8c5d-44ac-9aad-de6a2ea0ae03"),
+            Ok("Windows Server 2022 Datacenter")
+        );
+        match lookup_sku("Windows Server 2022") {
+            Err(SkuLookup::Ambiguous(names)) => {
+                assert!(names.contains(&"Windows Server 2022 Standard"), "{names:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+        match lookup_sku("Windows Sevrer 2022 Datacenter") {
+            Err(SkuLookup::NotFound(near)) => {
+                assert_eq!(
+                    near.first(),
+                    Some(&"Windows Server 2022 Datacenter"),
+                    "{near:?}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            lookup_sku("Windows 95 Plus"),
+            Err(SkuLookup::NotFound(_))
+        ));
+        assert!(lookup_sku("").is_err());
+        // Every catalog name still finds itself.
+        for s in SKUS {
+            assert_eq!(lookup_sku(s.name).map(|k| k.id), Ok(s.id), "{}", s.name);
+        }
     }
 }

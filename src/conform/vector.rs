@@ -407,7 +407,8 @@ impl Parse for Version {
 
 impl Parse for &'static Sku {
     fn parse(s: &str) -> Result<&'static Sku, String> {
-        catalog::find_sku(s).ok_or(format!("unknown product {s:?} (see `kmsharness products`)"))
+        catalog::lookup_sku(s)
+            .map_err(|why| format!("product {s:?}: {why} (see `kmsharness activate --list`)"))
     }
 }
 

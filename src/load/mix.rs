@@ -59,8 +59,13 @@ struct MixEntry {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MixError {
     /// A product name or SKU ID the catalog does not hold.
-    #[error("product {0:?} is not in the catalog (see `activate --list`)")]
-    UnknownProduct(String),
+    #[error("product {name:?}: {why} (see `activate --list`)")]
+    UnknownProduct {
+        /// The name given.
+        name: String,
+        /// Nothing or several products match it.
+        why: catalog::SkuLookup,
+    },
     /// Every weight is 0.
     #[error("the mix has no product with a weight above 0")]
     NoWeight,
@@ -84,12 +89,10 @@ impl Mix {
     pub fn new(entries: &[(&str, u32)]) -> Result<Mix, MixError> {
         let mut shares = Vec::new();
         for &(name, weight) in entries {
-            let sku = name
-                .parse()
-                .ok()
-                .and_then(|g| catalog::sku(&g))
-                .or_else(|| catalog::find_sku(name))
-                .ok_or_else(|| MixError::UnknownProduct(name.to_owned()))?;
+            let sku = catalog::lookup_sku(name).map_err(|why| MixError::UnknownProduct {
+                name: name.to_owned(),
+                why,
+            })?;
             if weight > 0 {
                 shares.push(Share { sku, weight });
             }
