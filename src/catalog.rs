@@ -1010,10 +1010,9 @@ fn words(name: &str) -> Vec<String> {
     let mut digits = false;
     for c in name.chars().flat_map(char::to_lowercase) {
         let alnum = c.is_alphanumeric() || c == '.';
-        if !alnum || (!cur.is_empty() && c.is_ascii_digit() != digits && c != '.') {
-            if !cur.is_empty() {
-                raw.push(std::mem::take(&mut cur));
-            }
+        let boundary = !alnum || (c.is_ascii_digit() != digits && c != '.');
+        if boundary && !cur.is_empty() {
+            raw.push(std::mem::take(&mut cur));
         }
         if alnum {
             digits = c.is_ascii_digit();
