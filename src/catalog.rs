@@ -921,6 +921,22 @@ pub const fn default_host_key_group() -> &'static HostKeyGroup {
     &HKG_WS2022
 }
 
+/// The host key groups a host holds unless told otherwise: Windows Server 2022's (every Windows
+/// client and server edition up to it) and Office LTSC 2021's (Office 2013 to LTSC 2021), so that
+/// the default load mix and every conformance case are activated rather than refused.
+pub const DEFAULT_HOST_KEY_GROUPS: &[&str] = &[
+    DEFAULT_HOST_KEY_GROUP,
+    "Volume License for Office LTSC 2021",
+];
+
+/// [`DEFAULT_HOST_KEY_GROUPS`] as groups.
+pub fn default_host_key_groups() -> Vec<&'static HostKeyGroup> {
+    DEFAULT_HOST_KEY_GROUPS
+        .iter()
+        .filter_map(|name| host_key_group(name))
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Lookups
 
@@ -1459,6 +1475,21 @@ mod test {
         // Every catalog name still finds itself.
         for s in SKUS {
             assert_eq!(lookup_sku(s.name).map(|k| k.id), Ok(s.id), "{}", s.name);
+        }
+    }
+
+    #[test]
+    fn default_groups_activate_the_default_mix_products() {
+        let groups = default_host_key_groups();
+        assert_eq!(groups.len(), DEFAULT_HOST_KEY_GROUPS.len());
+        for name in [
+            "Windows 10/11 Enterprise",
+            "Windows Server 2022 Datacenter",
+            "Office LTSC Professional Plus 2021",
+            "Office Professional Plus 2016",
+        ] {
+            let sku = find_sku(name).unwrap();
+            assert!(groups.iter().any(|g| g.activates_sku(sku)), "{name}");
         }
     }
 }

@@ -25,7 +25,7 @@ use kmsharness::catalog::{self, AppKind};
 use kmsharness::cli::load::LoadOpts;
 use kmsharness::host::{HostSetup, RunningHost, start};
 use kmsharness::load::fleet::Fleet;
-use kmsharness::load::mix::{EMBEDDED_KEY_GROUPS, Mix};
+use kmsharness::load::mix::Mix;
 use kmsharness::load::schedule::Pacing;
 use kmsharness::load::stats::{PhaseSummary, base64_decode};
 use kmsharness::load::{self, LoadConfig, LoadReport, Mode, start_embedded};
@@ -154,10 +154,6 @@ async fn host(faults: FaultSet, delay: Duration) -> RunningHost {
     config.listen.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.listen.delay = delay;
     config.faults = faults;
-    config.host.key_groups = EMBEDDED_KEY_GROUPS
-        .iter()
-        .map(|g| catalog::host_key_group(g).unwrap())
-        .collect();
     bounded("start host", start(config)).await.unwrap()
 }
 
@@ -473,6 +469,7 @@ async fn a_run_the_host_refuses_exits_with_refused() {
 async fn windows_only_run() -> (LoadReport, u64) {
     let mut serve = HostSetup::default();
     serve.listen.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    serve.host.key_groups = vec![catalog::default_host_key_group()];
     let h = bounded("start host", start(serve)).await.unwrap();
     let mut c = config(Some(h.addr()), 300);
     c.clients = 100;

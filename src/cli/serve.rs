@@ -28,7 +28,7 @@ pub struct ServeOpts {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Host key group to hold (repeatable), by the docs' name, e.g. "Volume License for
-    /// Windows Server 2022". Default: Windows Server 2022's.
+    /// Windows Server 2022". Default: Windows Server 2022's and Office LTSC 2021's.
     #[arg(long = "key-group")]
     pub key_groups: Vec<String>,
     /// Host OS build for generated ePIDs (6002, 7601, 9200, 9600, 14393, 17763, 20348).

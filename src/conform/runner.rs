@@ -22,13 +22,6 @@ use super::vector::{Capability, Case, Level, Profile, VectorFile};
 /// The report format identifier.
 pub const REPORT_FORMAT: &str = "kmsharness-conform/1";
 
-/// Key groups of the bundled host: a genuine Windows Server 2022 host that also holds an
-/// Office host key, so that Office cases run.
-pub const BUNDLED_KEY_GROUPS: &[&str] = &[
-    "Volume License for Windows Server 2022",
-    "Volume License for Office LTSC 2021",
-];
-
 /// Idle timeout of the bundled host: short, so that the idle case finishes quickly.
 pub const BUNDLED_IDLE: Duration = Duration::from_secs(2);
 
@@ -144,10 +137,6 @@ pub fn bundled_config() -> HostSetup {
     config.listen.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
     config.listen.idle_timeout = BUNDLED_IDLE;
     config.virtual_clock = true;
-    config.host.key_groups = BUNDLED_KEY_GROUPS
-        .iter()
-        .filter_map(|g| crate::catalog::host_key_group(g))
-        .collect();
     config
 }
 

@@ -1563,7 +1563,7 @@ mod test {
             (
                 r#"{"step": "open"}, {"step": "activate", "request": {"product": "Windows 3.1"}}"#,
                 "steps[1] (activate).request.product",
-                "unknown product \"Windows 3.1\"",
+                "product \"Windows 3.1\": not in the catalog",
             ),
             (
                 r#"{"step": "send", "hex": "abc"}"#,

@@ -34,12 +34,6 @@ pub const DEFAULT_MIX: &[(&str, u32)] = &[
     ("Office Professional Plus 2019", 10),
 ];
 
-/// The host key groups the embedded host holds so that the default mix is fully served.
-pub const EMBEDDED_KEY_GROUPS: &[&str] = &[
-    "Volume License for Windows Server 2022",
-    "Volume License for Office LTSC 2021",
-];
-
 /// The mix file: `{"products": [{"product": "...", "weight": 3}, ...]}` or the TOML
 /// equivalent (`[[products]]` tables).
 #[derive(Debug, Deserialize)]
@@ -169,10 +163,7 @@ mod test {
     fn test_default_mix_resolves_and_is_served_by_the_embedded_host() {
         let mix = Mix::default_mix();
         assert_eq!(mix.shares().len(), DEFAULT_MIX.len());
-        let groups: Vec<_> = EMBEDDED_KEY_GROUPS
-            .iter()
-            .map(|g| catalog::host_key_group(g).unwrap())
-            .collect();
+        let groups = catalog::default_host_key_groups();
         assert_eq!(mix.unserved(&groups), Vec::<&str>::new());
     }
 

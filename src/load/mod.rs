@@ -346,16 +346,9 @@ pub enum MergeError {
 }
 
 /// The bundled host as `load` starts it when no target is given: loopback, a free port, the
-/// key groups the default mix needs, quiet.
+/// default key groups (which serve the default mix), quiet.
 pub async fn start_embedded() -> Result<RunningHost, crate::host::StartError> {
-    let mut config = HostSetup::default();
-    config.listen.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
-    config.listen.idle_timeout = crate::host::EMBEDDED_IDLE;
-    config.host.key_groups = mix::EMBEDDED_KEY_GROUPS
-        .iter()
-        .filter_map(|g| crate::catalog::host_key_group(g))
-        .collect();
-    crate::host::start(config).await
+    crate::host::start(HostSetup::loopback()).await
 }
 
 /// Runs the load; `interrupt` completes on Ctrl-C (the partial report is still returned).

@@ -53,7 +53,7 @@ pub struct HostConfig {
 impl Default for HostConfig {
     fn default() -> Self {
         HostConfig {
-            key_groups: vec![catalog::default_host_key_group()],
+            key_groups: catalog::default_host_key_groups(),
             host_build: default_host_build(),
             lcid: DEFAULT_LCID,
             epids: Vec::new(),

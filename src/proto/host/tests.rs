@@ -77,8 +77,16 @@ fn received(base: &RequestBase) -> (ReceivedRequest, Checks) {
     decode_request(&msg, None).unwrap()
 }
 
+/// A host holding the Windows Server 2022 group only, so that Office requests are refused.
+fn windows_config() -> HostConfig {
+    HostConfig {
+        key_groups: vec![catalog::default_host_key_group()],
+        ..HostConfig::default()
+    }
+}
+
 fn default_host() -> KmsHost {
-    KmsHost::new(HostConfig::default(), TODAY, 42).unwrap()
+    KmsHost::new(windows_config(), TODAY, 42).unwrap()
 }
 
 fn decide(host: &mut KmsHost, base: &RequestBase, now: FileTime) -> Result<u32, Refusal> {
@@ -238,7 +246,7 @@ fn test_office_counts_apart_from_windows() {
             catalog::default_host_key_group(),
             group("Volume License for Office 2016"),
         ],
-        ..HostConfig::default()
+        ..windows_config()
     };
     let mut host = KmsHost::new(config, TODAY, 7).unwrap();
     assert_eq!(ask(&mut host, WS2019, cmid(1), 5, T0), 1);
@@ -272,7 +280,7 @@ fn test_first_configured_group_answers() {
     let ws2019 = group("Volume License for Windows Server 2019");
     let config = HostConfig {
         key_groups: vec![ws2019, catalog::default_host_key_group()],
-        ..HostConfig::default()
+        ..windows_config()
     };
     let host = KmsHost::new(config, TODAY, 7).unwrap();
     assert_eq!(host.epid_for(&WS2019).unwrap().group_id, 206);
@@ -427,7 +435,7 @@ fn test_refuse_clock_skew() {
     // Disabled: any client time goes.
     let config = HostConfig {
         max_clock_skew_secs: None,
-        ..HostConfig::default()
+        ..windows_config()
     };
     let mut lax = KmsHost::new(config, TODAY, 1).unwrap();
     assert_eq!(
@@ -591,7 +599,7 @@ fn test_generated_epids_validate() {
             key_groups: groups.to_vec(),
             host_build: epid::host_build(build).unwrap(),
             lcid: 1031,
-            ..HostConfig::default()
+            ..windows_config()
         };
         let host = KmsHost::new(config.clone(), TODAY, 99).unwrap();
         let epids: Vec<_> = host.epids().collect();
@@ -625,7 +633,7 @@ fn test_explicit_epid_and_hwid() {
         // Loose spelling, as a command line gives it.
         epids: vec![("volume-license-for-windows-server-2019".into(), captured)],
         hwid: Some([1, 2, 3, 4, 5, 6, 7, 8]),
-        ..HostConfig::default()
+        ..windows_config()
     };
     let host = KmsHost::new(config.clone(), TODAY, 5).unwrap();
     assert_eq!(host.hwid(), [1, 2, 3, 4, 5, 6, 7, 8]);
@@ -650,20 +658,20 @@ fn test_config_errors() {
 
     let err = try_new(HostConfig {
         key_groups: Vec::new(),
-        ..HostConfig::default()
+        ..windows_config()
     });
     assert_eq!(err, ConfigError::NoKeyGroups);
 
     let err = try_new(HostConfig {
         key_groups: vec![ws2022, ws2022],
-        ..HostConfig::default()
+        ..windows_config()
     });
     assert_eq!(err, ConfigError::DuplicateKeyGroup { name: ws2022.name });
 
     // A Server 2019 ePID given for the Server 2022 key.
     let err = try_new(HostConfig {
         epids: vec![(ws2022.name.into(), captured)],
-        ..HostConfig::default()
+        ..windows_config()
     });
     let ConfigError::EpidGroupMismatch { name, issues, .. } = &err else {
         panic!("{err}");
@@ -674,12 +682,12 @@ fn test_config_errors() {
 
     let err = try_new(HostConfig {
         epids: vec![("Volume License for Windows Server 2019".into(), captured)],
-        ..HostConfig::default()
+        ..windows_config()
     });
     assert!(matches!(err, ConfigError::UnknownEpidGroup { .. }), "{err}");
     let err = try_new(HostConfig {
         epids: vec![("no such group".into(), captured)],
-        ..HostConfig::default()
+        ..windows_config()
     });
     assert!(matches!(err, ConfigError::UnknownEpidGroup { .. }), "{err}");
 
@@ -690,13 +698,13 @@ fn test_config_errors() {
             (ws2019.name.into(), captured),
             (ws2019.name.into(), captured),
         ],
-        ..HostConfig::default()
+        ..windows_config()
     });
     assert_eq!(err, ConfigError::DuplicateEpid { name: ws2019.name });
 
     let err = try_new(HostConfig {
         lcid: 1047,
-        ..HostConfig::default()
+        ..windows_config()
     });
     assert_eq!(err, ConfigError::UnknownLcid { lcid: 1047 });
 
@@ -712,7 +720,7 @@ fn test_config_errors() {
         key_groups: vec![ws2019],
         epids: vec![(ws2019.name.into(), captured)],
         lcid: 1047,
-        ..HostConfig::default()
+        ..windows_config()
     };
     assert!(KmsHost::new(explicit_only, early, 1).is_ok());
 }
@@ -724,7 +732,7 @@ fn populated() -> (HostConfig, KmsHost) {
             catalog::default_host_key_group(),
             group("Volume License for Office 2016"),
         ],
-        ..HostConfig::default()
+        ..windows_config()
     };
     let mut host = KmsHost::new(config.clone(), TODAY, 11).unwrap();
     for i in 0..8 {
@@ -949,7 +957,7 @@ fn test_matches_a_plain_model() {
     let mut next = || splitmix64(&mut rng);
     let config = HostConfig {
         max_clock_skew_secs: None,
-        ..HostConfig::default()
+        ..windows_config()
     };
     let mut host = KmsHost::new(config, TODAY, 3).unwrap();
     let mut model = Model::default();
