@@ -576,7 +576,16 @@ async fn report_merge_adds_histograms_exactly() {
         "{mb}"
     );
     assert_eq!((m.merged, m.clients, m.connections), (2, 400, 6));
-    assert_eq!(m.duration_secs, a.duration_secs.max(b.duration_secs));
+    // The runs were one after the other: throughput over the union of their intervals, not
+    // over the longer one (which would double the rate).
+    let union = (b.started_at + b.duration_secs) - a.started_at;
+    assert!((m.duration_secs - union).abs() < 1e-6, "{mb}");
+    assert!(
+        m.duration_secs >= a.duration_secs + b.duration_secs - 0.01,
+        "{mb}"
+    );
+    assert!((m.outcome.throughput - 500.0 / m.duration_secs).abs() < 1e-6);
+    assert_eq!(m.started_at, a.started_at);
     assert_histograms_added(&m, &[&a, &b]);
 
     // Through JSON, as `report merge` reads the files: the same histograms and counts.
@@ -652,6 +661,16 @@ async fn report_merge_adds_histograms_exactly() {
         "{e}"
     );
     assert!(LoadReport::merge(&[]).is_err());
+    // Fresh and reuse runs measure different things: refused, naming both.
+    let mut reuse = b.clone();
+    reuse.mode = Mode::Reuse;
+    let e = LoadReport::merge(&[a.clone(), reuse])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("report 2") && e.contains("reuse") && e.contains("fresh"),
+        "{e}"
+    );
     let mut corrupt = a.clone();
     corrupt.outcome.phases.get_mut("total").unwrap().histogram = "not base64!".into();
     let e = LoadReport::merge(&[corrupt]).unwrap_err().to_string();
@@ -812,7 +831,10 @@ fn report_schema_documents_and_requires_every_field() {
 async fn report_matches_its_schema() {
     let _cpu = CPU.read().await;
     let schema = load_schema();
-    let ok = run(&config(None, 50)).await;
+    // Both in reuse mode: reports of different modes do not merge.
+    let mut okc = config(None, 50);
+    okc.mode = Mode::Reuse;
+    let ok = run(&okc).await;
     let h = host(FaultSet::NONE.with(Fault::WrongHmac), Duration::ZERO).await;
     let mut c = config(Some(h.addr()), 20);
     c.mode = Mode::Reuse;

@@ -42,6 +42,15 @@ pub enum Mode {
     Reuse,
 }
 
+impl core::fmt::Display for Mode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Mode::Fresh => "fresh",
+            Mode::Reuse => "reuse",
+        })
+    }
+}
+
 /// Everything a load run needs, validated.
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
@@ -169,6 +178,14 @@ pub struct LoadReport {
         range(min = 0)
     )]
     pub warmup_secs: f64,
+    /// When the measured interval began: Unix seconds.
+    #[schemars(
+        description = "Wall time the measured interval began, Unix seconds. A merged report \
+        holds the earliest; its throughput is taken over the union of the runs' intervals, so \
+        two runs one after the other are not counted as one run at twice the rate.",
+        range(min = 0)
+    )]
+    pub started_at: f64,
     /// Measured seconds (after warm-up).
     #[schemars(
         description = "Measured time, seconds: from the end of the warm-up to the last \
@@ -204,12 +221,12 @@ impl LoadReport {
     fn from_stats(
         config: &LoadConfig,
         stats: &Stats,
-        duration: Duration,
+        measured: Measured,
         interrupted: bool,
         reconnects: u64,
         cpu: Option<CpuReport>,
     ) -> LoadReport {
-        let secs = duration.as_secs_f64().max(1e-9);
+        let secs = measured.duration.as_secs_f64().max(1e-9);
         LoadReport {
             format: REPORT_FORMAT.into(),
             target: config.target_label.clone(),
@@ -219,6 +236,7 @@ impl LoadReport {
             connections: config.connections,
             rate: config.pacing.rate,
             warmup_secs: config.pacing.warmup.as_secs_f64(),
+            started_at: measured.started_at,
             duration_secs: secs,
             interrupted,
             outcome: Outcome::of(stats, reconnects, secs),
@@ -227,9 +245,10 @@ impl LoadReport {
         }
     }
 
-    /// Merges reports of generators that ran at the same time against one host: histograms
-    /// are added (not averaged), counts and timelines summed, throughput taken over the
-    /// longest run.
+    /// Merges reports of generators that ran against one host: histograms are added (not
+    /// averaged), counts and timelines summed, throughput taken over the union of their
+    /// measured intervals (from the earliest start to the latest end). Reports of different
+    /// modes (fresh and reuse) measure different things and are refused.
     pub fn merge(reports: &[LoadReport]) -> Result<LoadReport, MergeError> {
         let Some(first) = reports.first() else {
             return Err(MergeError::Empty);
@@ -269,7 +288,13 @@ impl LoadReport {
             out.clients += r.clients;
             out.connections += r.connections;
             out.interrupted |= r.interrupted;
-            out.duration_secs = out.duration_secs.max(r.duration_secs);
+            if r.mode != first.mode {
+                return Err(MergeError::Modes {
+                    report: i + 1,
+                    first: first.mode,
+                    found: r.mode,
+                });
+            }
             out.rate = match (out.rate, r.rate) {
                 (Some(a), Some(b)) => Some(a + b),
                 _ => None,
@@ -296,13 +321,32 @@ impl LoadReport {
             .iter()
             .map(|(k, h)| (k.clone(), PhaseSummary::of(h)))
             .collect();
-        out.outcome.throughput = out.outcome.ok as f64 / out.duration_secs.max(1e-9);
+        let begin = reports
+            .iter()
+            .map(|r| r.started_at)
+            .fold(f64::INFINITY, f64::min);
+        let end = reports
+            .iter()
+            .map(|r| r.started_at + r.duration_secs)
+            .fold(f64::NEG_INFINITY, f64::max);
+        out.started_at = begin;
+        out.duration_secs = (end - begin).max(1e-9);
+        out.outcome.throughput = out.outcome.ok as f64 / out.duration_secs;
         if let Some(c) = &mut out.cpu {
             c.micros_per_activation = c.process_secs * 1e6 / out.outcome.ok.max(1) as f64;
         }
         out.merged = reports.iter().map(|r| r.merged).sum();
         Ok(out)
     }
+}
+
+/// The measured interval of a run.
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    /// Unix seconds at its start.
+    started_at: f64,
+    /// Its length.
+    duration: Duration,
 }
 
 /// Why a load run could not run or finish.
@@ -332,6 +376,16 @@ pub enum MergeError {
         report: usize,
         /// Its format tag.
         found: String,
+    },
+    /// Reports of different modes.
+    #[error("report {report}: mode {found} cannot be merged with mode {first} (report 1)")]
+    Modes {
+        /// Its position, from 1.
+        report: usize,
+        /// The first report's mode.
+        first: Mode,
+        /// Its mode.
+        found: Mode,
     },
     /// A report's histogram cannot be read or added.
     #[error("report {report}: phase {phase}: {source}")]
@@ -431,10 +485,18 @@ pub async fn run_recorded(
     if let Some(e) = log_error {
         return Err(LoadError::IntervalLog(e));
     }
+    // The wall time the measured interval began, for merging reports of runs that did not
+    // overlap.
+    let started_at = crate::clock::unix_now()
+        .saturating_sub(Instant::now().saturating_duration_since(warmup_end))
+        .as_secs_f64();
     Ok(LoadReport::from_stats(
         config,
         &merged,
-        duration,
+        Measured {
+            started_at,
+            duration,
+        },
         interrupted,
         reconnects,
         cpu,

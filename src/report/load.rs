@@ -23,7 +23,7 @@ pub fn text(w: &mut dyn Write, r: &LoadReport) -> io::Result<()> {
     )?;
     writeln!(
         w,
-        "  {} clients, mode {:?}, {} connections, {:.1} s measured after {:.1} s warm-up{}",
+        "  {} clients, mode {}, {} connections, {:.1} s measured after {:.1} s warm-up{}",
         r.clients,
         r.mode,
         r.connections,
