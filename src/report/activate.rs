@@ -105,7 +105,11 @@ fn exchange(w: &mut dyn Write, e: &ExchangeReport, total: usize) -> io::Result<(
             format!("NO CONNECTION: {}", e.error.as_deref().unwrap_or("?"))
         }
     };
-    writeln!(w, "\nResult: {verdict}")
+    writeln!(w, "\nResult: {verdict}")?;
+    if let Some(hint) = e.hresult.and_then(super::hint) {
+        writeln!(w, "Hint: {hint}")?;
+    }
+    Ok(())
 }
 
 /// Writes the report as text.
