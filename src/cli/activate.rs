@@ -164,12 +164,8 @@ impl ActivateOpts {
     /// Validates the options into a config; the error is one line naming the bad option.
     pub fn config(&self) -> Result<ActivateConfig, Error> {
         let target: Target = self.target.parse()?;
-        let sku = self
-            .product
-            .parse::<Guid>()
-            .ok()
-            .and_then(|g| catalog::sku(&g))
-            .or_else(|| catalog::find_sku(&self.product));
+        let lookup = catalog::lookup_sku(&self.product);
+        let sku = lookup.as_ref().ok().copied();
         // Explicit GUIDs may name a product the catalog does not know.
         let (app_id, sku_id, kms_id, name, threshold, protocol) = match (
             sku,
@@ -187,11 +183,11 @@ impl ActivateOpts {
             ),
             (None, Some(app), Some(s), Some(k)) => (app, s, k, "custom product".to_owned(), 5, 6),
             (None, ..) => {
-                return Err(Error::BadValue {
-                    option: "--product",
-                    value: format!("{:?}", self.product),
-                    expected: "not in the catalog (see `activate --list`); or give --app-id, --kms-id and --sku-id",
-                });
+                let why = lookup.err().map_or_else(String::new, |e| e.to_string());
+                return Err(Error::Usage(format!(
+                    "--product {:?}: {why} (see `activate --list`); or give --app-id, --kms-id and --sku-id",
+                    self.product
+                )));
             }
         };
         let version = if self.v4 {
