@@ -27,6 +27,20 @@ pub enum Exit {
 }
 
 impl Exit {
+    /// The status's name as reports print it (and as JSON spells it).
+    pub fn name(self) -> &'static str {
+        match self {
+            Exit::Success => "success",
+            Exit::ChecksFailed => "checks_failed",
+            Exit::Usage => "usage",
+            Exit::Connection => "connection",
+            Exit::Rpc => "rpc",
+            Exit::Refused => "refused",
+            Exit::LocalIo => "local_io",
+            Exit::Interrupted => "interrupted",
+        }
+    }
+
     /// The most severe of two outcomes (a run reports its worst request).
     #[must_use]
     pub fn worst(self, other: Exit) -> Exit {
@@ -73,8 +87,38 @@ impl Exit {
     }
 }
 
+impl core::fmt::Display for Exit {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl From<Exit> for ExitCode {
     fn from(e: Exit) -> ExitCode {
         ExitCode::from(e as u8)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_json_names() {
+        for e in [
+            Exit::Success,
+            Exit::ChecksFailed,
+            Exit::Usage,
+            Exit::Connection,
+            Exit::Rpc,
+            Exit::Refused,
+            Exit::LocalIo,
+            Exit::Interrupted,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&e).expect("serializes"),
+                format!("\"{e}\"")
+            );
+        }
     }
 }

@@ -5,6 +5,7 @@ mod support;
 
 mod allocation;
 mod captures;
+mod command_line;
 mod conform;
 mod inspect;
 mod layers;

@@ -125,7 +125,7 @@ pub fn text(w: &mut dyn Write, report: &ActivateReport) -> io::Result<()> {
         .count();
     writeln!(
         w,
-        "\n{ok} of {} requests ok; exit status {} ({:?})",
+        "\n{ok} of {} requests ok; exit status {} ({})",
         report.exchanges.len(),
         report.exit_status,
         report.exit
