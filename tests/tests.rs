@@ -10,6 +10,7 @@ mod inspect;
 mod layers;
 mod load;
 mod network;
+mod process;
 mod properties;
 mod record;
 mod replay;
