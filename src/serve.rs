@@ -51,11 +51,47 @@ pub fn init_log() {
         .try_init();
 }
 
-/// Runs a host with `setup` until `interrupt` completes, then stops it.
+/// Open files kept free besides connections: listeners, the control port, the state and
+/// recording files, stdio, the runtime's own descriptors.
+pub const FILE_MARGIN: u64 = 64;
+
+/// Raises the soft open-file limit (RLIMIT_NOFILE) to the hard one and returns the limit now
+/// in force; `None` where there is none to raise or it cannot be read.
+pub fn raise_file_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        rlimit::increase_nofile_limit(u64::MAX).ok()
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// How many connections fit under an open-file limit of `limit` (one descriptor each, and
+/// [`FILE_MARGIN`] kept free), at most `max`, at least 1.
+pub fn connections_within(max: usize, limit: u64) -> usize {
+    let room = usize::try_from(limit.saturating_sub(FILE_MARGIN)).unwrap_or(usize::MAX);
+    max.min(room).max(1)
+}
+
+/// Runs a host with `setup` until `interrupt` completes, then stops it. The open-file limit
+/// is raised first and `--max-connections` capped below it (said in one line), so that a
+/// full host refuses connections instead of failing to accept or to save its state.
 pub async fn run(
-    setup: HostSetup,
+    mut setup: HostSetup,
     interrupt: impl std::future::Future<Output = ()>,
 ) -> Result<Stopped, StartError> {
+    if let Some(limit) = raise_file_limit() {
+        let max = setup.listen.max_connections;
+        let fit = connections_within(max, limit);
+        if fit < max {
+            eprintln!(
+                "kmsharness serve: --max-connections {max} capped to {fit} (open-file limit {limit})"
+            );
+            setup.listen.max_connections = fit;
+        }
+    }
     let recorder = setup.listen.record.clone();
     let state = setup.state.clone();
     let host = crate::host::start(setup).await?;
@@ -80,4 +116,20 @@ pub async fn run(
             source,
         },
     })
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn test_connections_fit_under_the_file_limit() {
+        assert_eq!(connections_within(10_000, 1_048_576), 10_000);
+        assert_eq!(
+            connections_within(10_000, 1024),
+            1024 - FILE_MARGIN as usize
+        );
+        assert_eq!(connections_within(10, 1024), 10);
+        assert_eq!(connections_within(10, 8), 1);
+    }
 }

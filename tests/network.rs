@@ -713,10 +713,11 @@ async fn robust_lying_frag_length_waits_then_closes_at_idle_timeout() {
     let host = robust_host(SHORT_IDLE).await;
     let mut raw = Raw::connect(host.addr()).await;
     let (_, mut bind) = bind_bytes(ClientRpcOptions::default());
-    bind[8..10].copy_from_slice(&5000u16.to_le_bytes());
+    // Under the 1024 bytes an unbound connection may announce (more is refused at once).
+    bind[8..10].copy_from_slice(&1000u16.to_le_bytes());
     let started = Instant::now();
     raw.send(&bind[..100]).await;
-    raw.assert_closed(PROMPT, "frag_length 5000, 100 bytes sent")
+    raw.assert_closed(PROMPT, "frag_length 1000, 100 bytes sent")
         .await;
     let waited = started.elapsed();
     assert!(
@@ -870,9 +871,10 @@ async fn robust_slow_sender_is_answered() {
 }
 
 /// A connection that sends a byte every 20 ms is not idle: the host's idle timeout bounds each
-/// wait for more bytes (`PduReader::next_idle` in src/net/framing.rs, called per PDU by
-/// `serve_connection` in src/net/host.rs), that is the silence on the connection, not the time
-/// a whole PDU takes to arrive. So a 300 ms idle timeout lets a bind that takes 1.5 s through.
+/// wait for more bytes (`PduReader::next_within_deadlines` in src/net/framing.rs, called per
+/// PDU by `serve_connection` in src/net/host.rs), that is the silence on the connection; the
+/// time a whole PDU takes is bounded apart, by the PDU timeout (5 s by default). So a 300 ms
+/// idle timeout lets a bind that takes 1.5 s through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn robust_slow_sender_is_not_idle() {
     let host = robust_host(SHORT_IDLE).await;
@@ -936,6 +938,131 @@ async fn robust_500_concurrent_activations() {
     host.stop().await.unwrap();
 }
 
+/// A host with a short PDU deadline and a long idle timeout.
+async fn deadline_host(pdu: Duration) -> RunningHost {
+    let mut config = serve_config("127.0.0.1:0");
+    config.listen.idle_timeout = LONG_IDLE;
+    config.listen.pdu_timeout = pdu;
+    start_host(config).await
+}
+
+/// A sender that drips one byte every 50 ms is never silent for the idle timeout, but its PDU
+/// is not whole within the PDU deadline, so the host hangs up; a real activation meanwhile
+/// succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn robust_drip_sender_is_cut_at_the_pdu_deadline() {
+    const PDU: Duration = Duration::from_millis(500);
+    let host = deadline_host(PDU).await;
+    let addr = host.addr();
+    // A bind announcing 1000 bytes: 50 s at this pace.
+    let (_, mut bind) = bind_bytes(NDR32_ONLY);
+    bind.resize(1000, 0);
+    bind[8..10].copy_from_slice(&1000u16.to_le_bytes());
+    let stream = bounded("connect", TcpStream::connect(addr)).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (mut rd, mut wr) = stream.into_split();
+    let started = Instant::now();
+    let total = bind.len();
+    let drip = tokio::spawn(async move {
+        for (i, byte) in bind.iter().enumerate() {
+            if wr.write_all(std::slice::from_ref(byte)).await.is_err() {
+                return i;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bind.len()
+    });
+    assert_still_serves(addr, "during a drip").await;
+    let mut buf = [0u8; 64];
+    let read = bounded("the host's close", rd.read(&mut buf)).await;
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= PDU - Duration::from_millis(50),
+        "closed after {waited:?}"
+    );
+    let sent = bounded("the drip", drip).await.unwrap();
+    assert!(sent < total, "the whole dripped PDU went through");
+    assert_still_serves(addr, "a drip sender").await;
+    host.stop().await.unwrap();
+}
+
+/// A client that sends requests but never reads its replies fills the socket buffers; the
+/// host's write then misses its deadline and the host drops the connection (the client's
+/// writes fail) instead of waiting forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn robust_client_that_never_reads_is_dropped_at_the_write_deadline() {
+    let host = deadline_host(Duration::from_millis(500)).await;
+    let addr = host.addr();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = bounded("connect", socket.connect(addr)).await.unwrap();
+    let (mut session, bind) = bind_bytes(NDR32_ONLY);
+    stream.write_all(&bind).await.unwrap();
+    let mut ack = Vec::new();
+    while split_pdu(&ack).unwrap().is_none() {
+        let mut chunk = [0u8; 512];
+        let n = bounded("bind_ack", stream.read(&mut chunk)).await.unwrap();
+        assert!(n > 0, "closed instead of a bind_ack");
+        ack.extend_from_slice(&chunk[..n]);
+    }
+    session.handle_bind_reply(&ack).unwrap();
+    let batch: Vec<u8> = (0..100u32).flat_map(|i| request_bytes(i, 0, 0)).collect();
+    assert_still_serves(addr, "while a client does not read").await;
+    // At most 100,000 batches (30 MB each way is far beyond any socket buffer).
+    let cut = bounded("the host's hang-up", async {
+        for n in 0..100_000u32 {
+            if stream.write_all(&batch).await.is_err() {
+                return Some(n);
+            }
+        }
+        None
+    })
+    .await;
+    assert!(cut.is_some(), "the host took every request");
+    assert_still_serves(addr, "a client that never reads").await;
+    host.stop().await.unwrap();
+}
+
+/// Before a bind, a PDU larger than a bind is refused at once (not buffered until the idle
+/// timeout), and fragments are answered with a fault instead of being reassembled; a bind
+/// afterwards still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn robust_unbound_connection_holds_one_small_pdu() {
+    let host = robust_host(LONG_IDLE).await;
+    let mut raw = Raw::connect(host.addr()).await;
+    let (_, mut bind) = bind_bytes(NDR32_ONLY);
+    bind[8..10].copy_from_slice(&4000u16.to_le_bytes());
+    raw.send(&bind).await;
+    // Well before the 20 s idle timeout.
+    raw.assert_closed(PROMPT, "a 4000-byte PDU before a bind")
+        .await;
+
+    let mut raw = Raw::connect(host.addr()).await;
+    for call in 1..=17u32 {
+        let mut all = Vec::new();
+        kmsharness::wire::rpc::emit_fragmented_request(
+            &mut all,
+            call,
+            kmsharness::wire::rpc::Flags::FIRST_LAST,
+            0,
+            0,
+            &[7; 400],
+            224,
+        );
+        let (first, _) = split_pdu(&all).unwrap().unwrap();
+        raw.send(first).await;
+        let reply = raw.next_pdu(PROMPT).await.expect("a fault PDU");
+        assert_eq!(fault_status(&reply, call), FaultStatus::ProtocolError);
+    }
+    let (mut session, bind) = bind_bytes(NDR32_ONLY);
+    raw.send(&bind).await;
+    let ack = raw.next_pdu(PROMPT).await.expect("bind_ack");
+    assert_eq!(session.handle_bind_reply(&ack).unwrap().accepted, ["NDR32"]);
+    assert_still_serves(host.addr(), "fragments before a bind").await;
+    host.stop().await.unwrap();
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6. State file
 
@@ -963,7 +1090,7 @@ impl TempState {
 impl Drop for TempState {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
-        let _ = std::fs::remove_file(self.0.with_extension("tmp"));
+        let _ = std::fs::remove_file(kmsharness::host::temp_path(&self.0));
     }
 }
 

@@ -11,6 +11,7 @@ mod inspect;
 mod layers;
 mod load;
 mod network;
+mod process;
 mod properties;
 mod record;
 mod replay;

@@ -218,9 +218,7 @@ pub fn main(opts: &LoadOpts) -> Result<Exit, Error> {
     let runtime = super::runtime(Some(config.threads.max(1)))?;
     runtime.block_on(async {
         config.target = super::resolve_target(opts.target.as_deref()).await?;
-        let interrupt = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
+        let interrupt = super::shutdown_signal();
         let record = match &opts.record {
             None => None,
             Some(path) => Some(Sampling {

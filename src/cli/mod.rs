@@ -42,6 +42,42 @@ pub fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime, Error>
     builder.enable_all().build().map_err(Error::Runtime)
 }
 
+/// Completes on Ctrl-C (SIGINT) or, on unix, SIGTERM (what docker, systemd and `kill` send),
+/// so that a stopped run still prints and writes what it has. The handlers are installed
+/// when this is called (inside the runtime), not when the future is first polled, so a
+/// signal that arrives while the run starts is not lost to the default action.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        let terminate = signal(SignalKind::terminate()).ok();
+        async move {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    // No handler: this one never completes, the other may.
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = wait(interrupt) => {}
+                () = wait(terminate) => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
 /// Resolves an optional `--target` to addresses: `None` stays `None` (the bundled host).
 pub async fn resolve_target(target: Option<&str>) -> Result<Option<Vec<SocketAddr>>, Error> {
     let Some(text) = target else { return Ok(None) };

@@ -143,9 +143,7 @@ pub fn main(opts: &ReplayOpts) -> Result<Exit, Error> {
     let runtime = super::runtime(None)?;
     runtime.block_on(async {
         config.target = super::resolve_target(opts.target.as_deref()).await?;
-        let interrupt = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
+        let interrupt = super::shutdown_signal();
         let run = crate::replay::run(&config, interrupt).await?;
         super::print(|w| crate::report::replay::text(w, &run.report))?;
         if let (Some(r), Some(path)) = (&config.record, &opts.record) {

@@ -65,7 +65,11 @@ pub struct ServeOpts {
     /// Close connections idle this long (e.g. 30s).
     #[arg(long = "idle-timeout")]
     pub idle_timeout: Option<String>,
-    /// Connections served at once.
+    /// A PDU must arrive whole within this of its first byte, and each reply be taken within
+    /// this, or the connection is closed (default 5s).
+    #[arg(long = "pdu-timeout")]
+    pub pdu_timeout: Option<String>,
+    /// Connections served at once (capped below the open-file limit).
     #[arg(long = "max-connections")]
     pub max_connections: Option<usize>,
     /// Refuse NDR64 (like a pre-Windows 7 host).
@@ -106,6 +110,7 @@ struct FileConfig {
     control: Option<SocketAddr>,
     state: Option<PathBuf>,
     idle_timeout: Option<String>,
+    pdu_timeout: Option<String>,
     max_connections: Option<usize>,
     ndr64: Option<bool>,
     btfn: Option<bool>,
@@ -274,6 +279,11 @@ impl ServeOpts {
                 .ok_or_else(|| format!("--idle-timeout {t:?}: expected a duration like 30s"))?;
             c.listen.idle_timeout = Duration::from_secs(secs as u64);
         }
+        if let Some(t) = self.pdu_timeout.clone().or(file.pdu_timeout.clone()) {
+            c.listen.pdu_timeout = crate::clock::parse_duration(&t)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| format!("--pdu-timeout {t:?}: expected a duration like 5s"))?;
+        }
         if let Some(m) = self.max_connections.or(file.max_connections) {
             if m == 0 {
                 return Err("--max-connections must be at least 1".into());
@@ -296,7 +306,7 @@ impl ServeOpts {
     }
 }
 
-/// Runs `serve` until Ctrl-C.
+/// Runs `serve` until Ctrl-C or SIGTERM.
 pub fn main(opts: &ServeOpts) -> Result<Exit, Error> {
     if opts.faults.iter().any(|f| f == "list") {
         super::print(|w| crate::serve::list_faults(w))?;
@@ -313,10 +323,7 @@ pub fn main(opts: &ServeOpts) -> Result<Exit, Error> {
     }
     let runtime = super::runtime(None)?;
     runtime.block_on(async {
-        let stopped = crate::serve::run(config, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+        let stopped = crate::serve::run(config, super::shutdown_signal()).await?;
         match stopped {
             crate::serve::Stopped::Clean => Ok(Exit::Success),
             crate::serve::Stopped::StateNotSaved { path, source } => Err(Error::Write {

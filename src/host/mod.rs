@@ -25,7 +25,7 @@ use crate::proto::host::engine::{KmsHost, Policy};
 use crate::proto::host::state::{StateError, decode_state};
 
 pub use self::service::Service;
-pub use self::state_file::{STATE_SAVE_INTERVAL, write_atomically};
+pub use self::state_file::{STATE_SAVE_INTERVAL, temp_path, write_atomically};
 
 /// Idle timeout of a host embedded in another subcommand (long: a load run may pause between
 /// phases).
@@ -96,6 +96,27 @@ pub enum StartError {
         /// Why.
         source: StateError,
     },
+    /// The state file cannot be written (a directory, a missing or read-only directory):
+    /// found at start rather than at the first save.
+    #[error("state file {}: cannot write: {source}", path.display())]
+    StateWrite {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A configured key group has no ePID: the state file was saved with other key groups.
+    #[error(
+        "state file {} holds no ePID for key group \"{name}\" (it was saved with other key \
+         groups): give one with --epid \"{name}=EPID\", or start without this state file",
+        path.display()
+    )]
+    StateKeyGroup {
+        /// The file.
+        path: PathBuf,
+        /// The key group.
+        name: &'static str,
+    },
     /// The state file does not fit the configuration.
     #[error("state file {}: {source}", path.display())]
     StateRestore {
@@ -124,7 +145,9 @@ impl StartError {
     /// The exit status this failure calls for: a local file problem is 6, the rest usage (2).
     pub fn exit(&self) -> crate::exit::Exit {
         match self {
-            StartError::StateRead { .. } => crate::exit::Exit::LocalIo,
+            StartError::StateRead { .. } | StartError::StateWrite { .. } => {
+                crate::exit::Exit::LocalIo
+            }
             _ => crate::exit::Exit::Usage,
         }
     }
@@ -148,6 +171,12 @@ pub struct RunningHost {
 
 /// Restores the engine from the state file when there is one, else builds a new one.
 fn engine(setup: &HostSetup, clock: &Clock) -> Result<KmsHost, StartError> {
+    if let Some(path) = &setup.state {
+        state_file::check_writable(path).map_err(|source| StartError::StateWrite {
+            path: path.clone(),
+            source,
+        })?;
+    }
     match &setup.state {
         Some(path) if path.exists() => {
             let bytes = std::fs::read(path).map_err(|source| StartError::StateRead {
@@ -158,9 +187,15 @@ fn engine(setup: &HostSetup, clock: &Clock) -> Result<KmsHost, StartError> {
                 path: path.clone(),
                 source,
             })?;
-            KmsHost::restore(setup.host.clone(), state).map_err(|source| StartError::StateRestore {
-                path: path.clone(),
-                source,
+            KmsHost::restore(setup.host.clone(), state).map_err(|source| match source {
+                ConfigError::MissingEpid { name } => StartError::StateKeyGroup {
+                    path: path.clone(),
+                    name,
+                },
+                source => StartError::StateRestore {
+                    path: path.clone(),
+                    source,
+                },
             })
         }
         _ => KmsHost::new(setup.host.clone(), clock.today(), rand::rng().random())

@@ -1,8 +1,10 @@
 //! Reading whole PDUs from a socket: the DCE/RPC framing over any async byte stream.
 
 use std::io;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::time::Instant;
 
 use crate::wire::rpc::frame_len;
 
@@ -27,25 +29,51 @@ pub enum ReadError {
     /// Nothing arrived for the idle limit.
     #[error("idle for {0:?}")]
     Idle(std::time::Duration),
+    /// A PDU had begun but was not whole within the PDU limit: a sender too slow to serve.
+    #[error("PDU not whole within {0:?} of its first byte")]
+    Slow(std::time::Duration),
     /// The bytes are not DCE/RPC.
     #[error("not a DCE/RPC PDU: {0}")]
     NotRpc(crate::wire::Error),
-    /// The PDU announces more than [`MAX_PDU`] bytes.
-    #[error("PDU of {0} bytes exceeds the {MAX_PDU}-byte limit")]
-    TooLarge(usize),
+    /// The PDU announces more than the reader's limit ([`MAX_PDU`] unless set lower).
+    #[error("PDU of {len} bytes exceeds the {limit}-byte limit")]
+    TooLarge {
+        /// Bytes the header announced.
+        len: usize,
+        /// The limit in force.
+        limit: usize,
+    },
     /// A socket error.
     #[error(transparent)]
     Io(#[from] io::Error),
 }
 
+/// Time limits on reading one PDU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    /// Longest silence: no byte for this long fails with [`ReadError::Idle`].
+    pub idle: Duration,
+    /// Longest a PDU may take from its first byte to its last: a sender dripping bytes is
+    /// never silent, but fails with [`ReadError::Slow`] once this passes.
+    pub pdu: Duration,
+}
+
 /// Buffers a byte stream and yields whole PDUs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PduReader {
     buf: Vec<u8>,
     /// Start of unconsumed bytes in `buf`.
     start: usize,
     /// Length of the PDU last returned, consumed on the next call.
     last: usize,
+    /// Largest PDU accepted.
+    max: usize,
+}
+
+impl Default for PduReader {
+    fn default() -> Self {
+        PduReader::new()
+    }
 }
 
 impl PduReader {
@@ -55,7 +83,14 @@ impl PduReader {
             buf: Vec::with_capacity(4096),
             start: 0,
             last: 0,
+            max: MAX_PDU,
         }
+    }
+
+    /// Accepts PDUs of at most `max` bytes (never more than [`MAX_PDU`]) from the next read
+    /// on: a host lowers it for a connection that has not bound yet.
+    pub fn set_max(&mut self, max: usize) {
+        self.max = max.min(MAX_PDU);
     }
 
     /// Bytes buffered beyond the PDU last returned.
@@ -65,7 +100,7 @@ impl PduReader {
 
     /// Reads until one whole PDU is buffered and returns it.
     pub async fn next<R: AsyncRead + Unpin>(&mut self, io: &mut R) -> Result<&[u8], ReadError> {
-        self.next_within(io, None).await
+        self.next_within(io, None, None).await
     }
 
     /// Like [`next`](Self::next), but fails with [`ReadError::Idle`] when no byte arrives for
@@ -75,13 +110,25 @@ impl PduReader {
         io: &mut R,
         idle: std::time::Duration,
     ) -> Result<&[u8], ReadError> {
-        self.next_within(io, Some(idle)).await
+        self.next_within(io, Some(idle), None).await
+    }
+
+    /// Like [`next_idle`](Self::next_idle), and the PDU must also be whole within
+    /// `deadlines.pdu` of its first byte (bytes already buffered count from now).
+    pub async fn next_within_deadlines<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        deadlines: Deadlines,
+    ) -> Result<&[u8], ReadError> {
+        self.next_within(io, Some(deadlines.idle), Some(deadlines.pdu))
+            .await
     }
 
     async fn next_within<R: AsyncRead + Unpin>(
         &mut self,
         io: &mut R,
-        idle: Option<std::time::Duration>,
+        idle: Option<Duration>,
+        pdu_limit: Option<Duration>,
     ) -> Result<&[u8], ReadError> {
         self.start += self.last;
         self.last = 0;
@@ -89,11 +136,20 @@ impl PduReader {
             self.buf.clear();
             self.start = 0;
         }
+        // When the PDU's first byte was seen (the clock starts with the first byte, so the
+        // silence between PDUs is the idle limit's alone).
+        let mut begun: Option<Instant> = None;
         loop {
             let avail = &self.buf[self.start..];
+            if begun.is_none() && !avail.is_empty() {
+                begun = Some(Instant::now());
+            }
             if let Some(len) = frame_len(avail).map_err(ReadError::NotRpc)? {
-                if len > MAX_PDU {
-                    return Err(ReadError::TooLarge(len));
+                if len > self.max {
+                    return Err(ReadError::TooLarge {
+                        len,
+                        limit: self.max,
+                    });
                 }
                 if avail.len() >= len {
                     self.last = len;
@@ -107,12 +163,24 @@ impl PduReader {
             let old = self.buf.len();
             self.buf.resize(old + 2048, 0);
             let read = io.read(&mut self.buf[old..]);
-            let n = match idle {
-                Some(limit) => match tokio::time::timeout(limit, read).await {
+            // The wait ends at the idle limit, or sooner at the PDU's deadline.
+            let wait = match (idle, begun.zip(pdu_limit)) {
+                (None, None) => None,
+                (Some(idle), None) => Some((idle, ReadError::Idle(idle))),
+                (idle, Some((begun, limit))) => {
+                    let left = limit.saturating_sub(begun.elapsed());
+                    match idle {
+                        Some(idle) if idle < left => Some((idle, ReadError::Idle(idle))),
+                        _ => Some((left, ReadError::Slow(limit))),
+                    }
+                }
+            };
+            let n = match wait {
+                Some((limit, error)) => match tokio::time::timeout(limit, read).await {
                     Ok(r) => r,
                     Err(_) => {
                         self.buf.truncate(old);
-                        return Err(ReadError::Idle(limit));
+                        return Err(error);
                     }
                 },
                 None => read.await,

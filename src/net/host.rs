@@ -1,5 +1,6 @@
 //! The host driver: TCP listeners, one task per connection driving a [`HostSession`], an idle
-//! timeout, a connection limit and graceful shutdown. The KMS logic is behind [`KmsService`].
+//! timeout, a deadline on each PDU read and each reply written, a connection limit and
+//! graceful shutdown. The KMS logic is behind [`KmsService`].
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,7 +20,7 @@ use crate::proto::host::session::{HostRpcConfig, HostSession};
 use crate::wire::HResult;
 use crate::wire::rpc::PacketType;
 
-use super::framing::{PduReader, ReadError};
+use super::framing::{Deadlines, PduReader, ReadError};
 
 /// The KMS side of a host: a request's bytes in, a response's bytes out (or a refusal).
 pub trait KmsService: Send + Sync + 'static {
@@ -36,6 +37,10 @@ pub struct ListenConfig {
     pub rpc: HostRpcConfig,
     /// A connection idle this long is closed.
     pub idle_timeout: Duration,
+    /// A PDU must arrive whole within this of its first byte, and each reply must be taken
+    /// by the client within this; a slower peer is disconnected (a drip sender is never
+    /// idle, a client that never reads never blocks a read).
+    pub pdu_timeout: Duration,
     /// Connections served at once; more are closed on accept.
     pub max_connections: usize,
     /// Delay before each activation reply, when the `delay` fault is on.
@@ -50,12 +55,17 @@ impl Default for ListenConfig {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 1688))],
             rpc: HostRpcConfig::default(),
             idle_timeout: Duration::from_secs(30),
+            pdu_timeout: DEFAULT_PDU_TIMEOUT,
             max_connections: 10_000,
             delay: Duration::from_millis(200),
             record: None,
         }
     }
 }
+
+/// Default of [`ListenConfig::pdu_timeout`]: a KMS PDU is a few hundred bytes, so a peer that
+/// needs seconds for one is too slow or hostile.
+pub const DEFAULT_PDU_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Counters a running host keeps.
 #[derive(Debug, Default)]
@@ -68,6 +78,8 @@ pub struct HostStats {
     pub pdus: AtomicU64,
     /// Connections closed for bad input.
     pub bad_input: AtomicU64,
+    /// Connections closed for a PDU or a reply that missed its deadline.
+    pub too_slow: AtomicU64,
 }
 
 /// Bound listeners, ready to serve.
@@ -203,13 +215,23 @@ async fn serve_connection<S: KmsService>(
     };
     // Who closes first, for the recording: the host, unless the client did.
     let mut closer = Direction::ToClient;
+    let deadlines = Deadlines {
+        idle: config.idle_timeout,
+        pdu: config.pdu_timeout,
+    };
     loop {
-        let pdu = match reader.next_idle(&mut stream, config.idle_timeout).await {
+        // Before a bind, only a bind-sized PDU is buffered (the session's policy).
+        reader.set_max(session.max_pdu());
+        let pdu = match reader.next_within_deadlines(&mut stream, deadlines).await {
             Err(ReadError::Closed) => {
                 closer = Direction::ToServer;
                 break;
             }
             Err(ReadError::Idle(_)) => break,
+            Err(ReadError::Slow(_)) => {
+                stats.too_slow.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
             Err(_) => {
                 stats.bad_input.fetch_add(1, Ordering::Relaxed);
                 break;
@@ -232,11 +254,19 @@ async fn serve_connection<S: KmsService>(
         if let Some(f) = &mut flow {
             f.data(Direction::ToClient, &out, record::now());
         }
-        if !out.is_empty() && stream.write_all(&out).await.is_err() {
-            break;
+        if !out.is_empty() {
+            match tokio::time::timeout(config.pdu_timeout, stream.write_all(&out)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    // The client does not take its replies: drop it rather than wait forever.
+                    stats.too_slow.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+            }
         }
         if step.close {
-            let _ = stream.shutdown().await;
+            let _ = tokio::time::timeout(config.pdu_timeout, stream.shutdown()).await;
             break;
         }
     }

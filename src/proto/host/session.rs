@@ -81,6 +81,15 @@ pub struct HostSession {
     stub: Vec<u8>,
 }
 
+/// Largest PDU a connection may send before it has bound a context: a bind or alter_context
+/// offering KMS in every syntax is under 200 bytes, and a single-fragment request (answered
+/// with a fault) about 300. So an unbound connection holds at most this much.
+pub const MAX_UNBOUND_PDU: usize = 1024;
+
+/// Largest PDU once bound (what the framing reader accepts at most; Windows caps fragments
+/// at 5840).
+pub const MAX_BOUND_PDU: usize = 16 * 1024;
+
 /// Smallest fragment size a peer may announce (C706 12.6.3.1: 1432 for CO; we accept any
 /// value above the response header so that tiny sizes can exercise fragmentation).
 const MIN_FRAG: u16 = 64;
@@ -109,10 +118,35 @@ impl HostSession {
         &self.contexts
     }
 
+    /// Whether a bind or alter_context has accepted a context: until then the connection is
+    /// unauthenticated and held to one small PDU at a time, with no reassembly.
+    pub fn is_bound(&self) -> bool {
+        !self.contexts.is_empty()
+    }
+
+    /// Largest PDU the driver should accept next: [`MAX_UNBOUND_PDU`] before a bind, else
+    /// [`MAX_BOUND_PDU`].
+    pub fn max_pdu(&self) -> usize {
+        if self.is_bound() {
+            MAX_BOUND_PDU
+        } else {
+            MAX_UNBOUND_PDU
+        }
+    }
+
+    /// Fragmented calls waiting for more fragments.
+    pub fn calls_in_progress(&self) -> usize {
+        self.reassembler.in_progress()
+    }
+
     /// Handles one whole PDU (framed with [`crate::wire::rpc::split_pdu`]) and appends the
     /// reply to `out`. `activate` turns a KMS request into a KMS response (appended to its
     /// output buffer) or an HRESULT refusal.
     pub fn handle(&mut self, bytes: &[u8], activate: &mut Activate<'_>, out: &mut Vec<u8>) -> Step {
+        if bytes.len() > self.max_pdu() {
+            // A driver honouring `max_pdu` never hands over such a PDU; hang up regardless.
+            return Step::CLOSE;
+        }
         let pdu = match Pdu::parse(bytes) {
             Ok(p) => p,
             Err(_) => {
@@ -265,6 +299,11 @@ impl HostSession {
         out: &mut Vec<u8>,
     ) -> Step {
         let call_id = pdu.header.call_id;
+        // Checked before reassembly: an unbound connection gets no buffer for fragments.
+        if !self.is_bound() {
+            self.fault(call_id, context_id, FaultStatus::ProtocolError, out);
+            return Step::reply(PacketType::Fault);
+        }
         let whole =
             pdu.header.flags.contains(Flags::FIRST_LAST) && self.reassembler.in_progress() == 0;
         // Single-fragment calls (every real client) skip the reassembler: no copy.
@@ -287,10 +326,6 @@ impl HostSession {
                 }
             }
         };
-        if self.contexts.is_empty() {
-            self.fault(call_id, context_id, FaultStatus::ProtocolError, out);
-            return Step::reply(PacketType::Fault);
-        }
         let Some(&(_, syntax)) = self.contexts.iter().find(|(c, _)| *c == context_id) else {
             self.fault(call_id, context_id, FaultStatus::UnknownInterface, out);
             return Step::reply(PacketType::Fault);
@@ -407,4 +442,87 @@ fn write_port(port: u16, buf: &mut [u8; 6]) -> usize {
     }
     buf[n] = 0;
     n + 1
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::proto::client::session::{ClientRpcOptions, ClientSession};
+    use crate::wire::rpc::{emit_fragmented_request, split_pdu};
+
+    fn refuse(_: &[u8], _: &mut Vec<u8>) -> Result<(), HResult> {
+        Err(HResult::INVALID_DATA)
+    }
+
+    /// Feeds every PDU in `bytes`; returns the steps and the output.
+    fn feed(host: &mut HostSession, bytes: &[u8]) -> (Vec<Step>, Vec<u8>) {
+        let mut out = Vec::new();
+        let mut steps = Vec::new();
+        let mut rest = bytes;
+        while let Some((pdu, tail)) = split_pdu(rest).unwrap() {
+            steps.push(host.handle(pdu, &mut refuse, &mut out));
+            rest = tail;
+        }
+        (steps, out)
+    }
+
+    /// The first fragment of each of `calls` calls, 200 bytes of stub each.
+    fn first_fragments(calls: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        for call in 1..=calls {
+            let mut all = Vec::new();
+            emit_fragmented_request(&mut all, call, Flags::FIRST_LAST, 0, 0, &[7; 400], 224);
+            let (first, _) = split_pdu(&all).unwrap().unwrap();
+            out.extend_from_slice(first);
+        }
+        out
+    }
+
+    #[test]
+    fn test_unbound_connection_gets_no_reassembly() {
+        let mut host = HostSession::new(HostRpcConfig::default(), 1);
+        assert!(!host.is_bound());
+        assert_eq!(host.max_pdu(), MAX_UNBOUND_PDU);
+        let calls = Reassembler::DEFAULT_MAX_CALLS as u32;
+        let (steps, _) = feed(&mut host, &first_fragments(calls));
+        assert_eq!(steps.len(), calls as usize);
+        for step in steps {
+            assert_eq!(step, Step::reply(PacketType::Fault));
+        }
+        assert_eq!(host.calls_in_progress(), 0);
+    }
+
+    #[test]
+    fn test_unbound_connection_takes_only_small_pdus() {
+        let mut host = HostSession::new(HostRpcConfig::default(), 1);
+        let mut big = Vec::new();
+        emit_fragmented_request(&mut big, 1, Flags::FIRST_LAST, 0, 0, &[7; 2000], 4096);
+        assert!(big.len() > MAX_UNBOUND_PDU);
+        let (steps, out) = feed(&mut host, &big);
+        assert_eq!(steps, [Step::CLOSE]);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn test_bound_connection_keeps_the_reassembly_caps() {
+        let mut host = HostSession::new(HostRpcConfig::default(), 1);
+        let mut client = ClientSession::new(ClientRpcOptions::default());
+        let mut bind = Vec::new();
+        client.bind(&mut bind);
+        assert!(bind.len() <= MAX_UNBOUND_PDU);
+        let (steps, _) = feed(&mut host, &bind);
+        assert_eq!(steps, [Step::reply(PacketType::BindAck)]);
+        assert!(host.is_bound());
+        assert_eq!(host.max_pdu(), MAX_BOUND_PDU);
+        let calls = Reassembler::DEFAULT_MAX_CALLS as u32;
+        let (steps, _) = feed(&mut host, &first_fragments(calls));
+        assert!(steps.iter().all(|s| *s == Step::NOTHING), "{steps:?}");
+        assert_eq!(host.calls_in_progress(), calls as usize);
+        // One more is over the cap.
+        let mut more = Vec::new();
+        emit_fragmented_request(&mut more, 99, Flags::FIRST_LAST, 0, 0, &[7; 400], 224);
+        let (first, _) = split_pdu(&more).unwrap().unwrap();
+        let (steps, _) = feed(&mut host, first);
+        assert_eq!(steps, [Step::reply(PacketType::Fault)]);
+    }
 }

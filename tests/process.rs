@@ -1,0 +1,275 @@
+//! The built binary as a service manager runs it: SIGTERM stops `serve` (state written) and
+//! `load` (report printed, 130); a state file that cannot be written stops the start with 6;
+//! the open-file limit caps `--max-connections`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_kmsharness");
+
+/// Longest wait for a child to do what it should do at once: a guard against hangs only.
+const GUARD: Duration = Duration::from_secs(120);
+
+/// A scratch directory unique to this test, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        let dir =
+            std::env::temp_dir().join(format!("kmsharness-process-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Kills the child on drop, so a failing test leaves no process behind.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Reaped {
+    fn term(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits (bounded) for the child's exit.
+    fn wait(&mut self) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(started.elapsed() < GUARD, "no exit within {GUARD:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits (bounded) until the child handles SIGTERM (Linux: its SigCgt mask has bit 15).
+    #[cfg(target_os = "linux")]
+    fn wait_for_sigterm_handler(&self) {
+        let started = Instant::now();
+        let status = format!("/proc/{}/status", self.0.id());
+        loop {
+            let text = std::fs::read_to_string(&status).unwrap_or_default();
+            let caught = text
+                .lines()
+                .find_map(|l| l.strip_prefix("SigCgt:"))
+                .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+                .unwrap_or(0);
+            if caught & (1 << (15 - 1)) != 0 {
+                return;
+            }
+            assert!(
+                started.elapsed() < GUARD,
+                "no SIGTERM handler within {GUARD:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Starts `serve -q -L 127.0.0.1:0 ARGS` and returns it with its listening address.
+fn serve(args: &[&str]) -> (Reaped, String) {
+    let mut child = Reaped(
+        Command::new(BIN)
+            .args(["serve", "-q", "-L", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("serve ended before it listened")
+            .unwrap();
+        if let Some(a) = line.strip_prefix("kmsharness serve: listening on ") {
+            break a.to_owned();
+        }
+    };
+    // Keep draining stderr so the child never blocks on it.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
+}
+
+fn activate(addr: &str) {
+    let out = Command::new(BIN)
+        .args(["activate", addr])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "activate: {out:?}");
+}
+
+fn clients(path: &Path) -> usize {
+    let bytes = std::fs::read(path).expect("the state file");
+    let state = kmsharness::proto::host::state::decode_state(&bytes).unwrap();
+    state.tables.iter().map(|t| t.clients.len()).sum()
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_serve_and_writes_its_state() {
+    let dir = Scratch::new("sigterm-serve");
+    let state = dir.path("state.json");
+    let state_arg = state.display().to_string();
+    // A long save interval is not configurable here: the default (10 s) is longer than the
+    // test, so only the shutdown writes the file.
+    let (mut child, addr) = serve(&["--state", &state_arg]);
+    activate(&addr);
+    child.term();
+    let status = child.wait();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert_eq!(clients(&state), 1);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn sigterm_cuts_load_short_with_its_report() {
+    let mut child = Reaped(
+        Command::new(BIN)
+            .args(["load", "-d", "30s", "-q"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    child.wait_for_sigterm_handler();
+    let started = Instant::now();
+    child.term();
+    let status = child.wait();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "ran to its end"
+    );
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.0.stdout.take().unwrap(), &mut out).unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}: {out}");
+    assert!(out.contains("(interrupted)"), "{out}");
+}
+
+/// Runs `serve ARGS` to its end (it must stop at start) and returns its status and stderr.
+fn serve_fails(args: &[&str]) -> (Option<i32>, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "-q", "-L", "127.0.0.1:0"]).args(args);
+    let child = Reaped(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut child = child;
+    let status = child.wait();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+    (status.code(), err)
+}
+
+#[test]
+fn unwritable_state_path_stops_the_start_with_6() {
+    let dir = Scratch::new("unwritable");
+    let missing = dir.path("missing/state.json");
+    let (code, err) = serve_fails(&["--state", &missing.display().to_string()]);
+    assert_eq!(code, Some(6), "{err}");
+    assert!(err.contains("cannot write"), "{err}");
+    let (code, err) = serve_fails(&["--state", &dir.0.display().to_string()]);
+    assert_eq!(code, Some(6), "{err}");
+    assert!(err.contains("directory"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn state_file_named_tmp_is_saved_and_restored() {
+    let dir = Scratch::new("tmp-name");
+    let state = dir.path("x.tmp");
+    let state_arg = state.display().to_string();
+    let (mut child, addr) = serve(&["--state", &state_arg]);
+    activate(&addr);
+    child.term();
+    assert_eq!(child.wait().code(), Some(0));
+    assert_eq!(clients(&state), 1);
+    let leftovers: Vec<_> = std::fs::read_dir(&dir.0).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+}
+
+#[cfg(unix)]
+#[test]
+fn new_key_group_with_a_state_file_names_epid() {
+    let dir = Scratch::new("key-group");
+    let state = dir.path("state.json");
+    let state_arg = state.display().to_string();
+    let (mut child, _) = serve(&["--state", &state_arg]);
+    child.term();
+    assert_eq!(child.wait().code(), Some(0));
+    let (code, err) = serve_fails(&[
+        "--state",
+        &state_arg,
+        "--key-group",
+        "Volume License for Windows Server 2022",
+        "--key-group",
+        "Volume License for Office LTSC 2021",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--epid"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn max_connections_is_capped_below_the_file_limit() {
+    let child = Reaped(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -n 300 && exec {BIN} serve -q -L 127.0.0.1:0 --max-connections 10000"
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut child = child;
+    let stderr = child.0.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut capped = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.contains("capped") {
+            capped = Some(line);
+        } else if line.contains("listening on") {
+            break;
+        }
+    }
+    let capped = capped.expect("no line saying the limit capped --max-connections");
+    assert!(capped.contains("10000 capped to 236"), "{capped}");
+    child.term();
+    child.wait();
+}
