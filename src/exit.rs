@@ -52,9 +52,11 @@ impl Exit {
     }
 
     /// The status of a whole run: 130 when interrupted, else its worst failure class, else 1
-    /// when anything failed, else 0.
+    /// when anything failed or when the run `validated_nothing` it set out to (a run that
+    /// proved nothing never passes), else 0.
     pub fn of_run(
         interrupted: bool,
+        validated_nothing: bool,
         failed: u64,
         failures: impl IntoIterator<Item = Failure>,
     ) -> Exit {
@@ -65,7 +67,7 @@ impl Exit {
             .into_iter()
             .map(Exit::of_failure)
             .fold(Exit::Success, Exit::worst);
-        if worst == Exit::Success && failed > 0 {
+        if worst == Exit::Success && (failed > 0 || validated_nothing) {
             Exit::ChecksFailed
         } else {
             worst
@@ -76,5 +78,21 @@ impl Exit {
 impl From<Exit> for ExitCode {
     fn from(e: Exit) -> ExitCode {
         ExitCode::from(e as u8)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_run_that_validated_nothing_fails() {
+        assert_eq!(Exit::of_run(false, false, 0, []), Exit::Success);
+        assert_eq!(Exit::of_run(false, true, 0, []), Exit::ChecksFailed);
+        assert_eq!(
+            Exit::of_run(false, true, 3, [Failure::Timeout]),
+            Exit::Connection
+        );
+        assert_eq!(Exit::of_run(true, true, 0, []), Exit::Interrupted);
     }
 }
