@@ -6,6 +6,7 @@ mod support;
 mod allocation;
 mod captures;
 mod conform;
+mod hostile_client;
 mod inspect;
 mod layers;
 mod load;
