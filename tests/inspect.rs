@@ -974,10 +974,7 @@ fn many_skipped_records_are_counted_not_listed_in_text() {
     }
     let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
     let file = pcap_of(&pcap_header(), &refs);
-    let dir = std::env::temp_dir().join(format!(
-        "kmsharness-inspect-skips-{}",
-        std::process::id()
-    ));
+    let dir = std::env::temp_dir().join(format!("kmsharness-inspect-skips-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("fragments.pcap");
     std::fs::write(&path, &file).unwrap();
