@@ -18,6 +18,7 @@ use crate::proto::client::names::{random_dns_name, random_netbios_name};
 use crate::proto::client::session::CallReply;
 pub use crate::proto::summary::Outcome;
 use crate::proto::summary::{RequestSummary, ResponseSummary, ser};
+use crate::proto::verdict::Failure;
 use crate::wire::kms::{RequestBase, Version, Workstation};
 use crate::wire::ndr::Syntax;
 use crate::wire::rpc::FaultStatus;
@@ -301,8 +302,10 @@ pub async fn run_recorded(
         let Some(result) = result else { continue };
         match result {
             Err(e) => {
-                report.outcome = match e {
-                    NetError::Rpc { .. } => Outcome::Rpc,
+                // Replies that are not DCE/RPC, or too large, are RPC failures (4), like a
+                // rejected bind; only the connection's own failures are 3.
+                report.outcome = match e.failure() {
+                    Failure::Protocol => Outcome::Rpc,
                     _ => Outcome::Connection,
                 };
                 report.error = Some(e.to_string());

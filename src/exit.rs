@@ -66,9 +66,11 @@ impl Exit {
     }
 
     /// The status of a whole run: 130 when interrupted, else its worst failure class, else 1
-    /// when anything failed, else 0.
+    /// when anything failed or when the run `validated_nothing` it set out to (a run that
+    /// proved nothing never passes), else 0.
     pub fn of_run(
         interrupted: bool,
+        validated_nothing: bool,
         failed: u64,
         failures: impl IntoIterator<Item = Failure>,
     ) -> Exit {
@@ -79,7 +81,7 @@ impl Exit {
             .into_iter()
             .map(Exit::of_failure)
             .fold(Exit::Success, Exit::worst);
-        if worst == Exit::Success && failed > 0 {
+        if worst == Exit::Success && (failed > 0 || validated_nothing) {
             Exit::ChecksFailed
         } else {
             worst
@@ -120,5 +122,16 @@ mod tests {
                 format!("\"{e}\"")
             );
         }
+    }
+
+    #[test]
+    fn test_run_that_validated_nothing_fails() {
+        assert_eq!(Exit::of_run(false, false, 0, []), Exit::Success);
+        assert_eq!(Exit::of_run(false, true, 0, []), Exit::ChecksFailed);
+        assert_eq!(
+            Exit::of_run(false, true, 3, [Failure::Timeout]),
+            Exit::Connection
+        );
+        assert_eq!(Exit::of_run(true, true, 0, []), Exit::Interrupted);
     }
 }

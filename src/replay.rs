@@ -427,10 +427,12 @@ pub async fn run(
 }
 
 /// The exit status a report calls for: 130 when interrupted, else its worst failure class (a
-/// check 1, no connection 3, RPC 4, an HRESULT 5), else 0.
+/// check 1, no connection 3, RPC 4, an HRESULT 5), else 1 when something was sent and
+/// nothing validated, else 0.
 pub fn exit_of(report: &ReplayReport) -> Exit {
     Exit::of_run(
         report.interrupted,
+        report.outcome.sent > 0 && report.outcome.ok == 0,
         report.outcome.failed,
         report.outcome.errors.keys().copied(),
     )

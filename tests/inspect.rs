@@ -959,3 +959,46 @@ fn refusals_and_faults_are_named_and_fail_the_run() {
     );
     assert_eq!(v["exit_status"], 1);
 }
+
+#[test]
+fn many_skipped_records_are_counted_not_listed_in_text() {
+    // 5000 IPv4 fragments (more-fragments flag set) around one HTTP connection.
+    let c = ([10, 0, 0, 1], 50_001);
+    let s = ([10, 0, 0, 2], 80);
+    let mut records = http_records();
+    for i in 0..5000u32 {
+        let mut r = tcp_record(1_800_000_001, c, s, i, 0, ACK, b"x");
+        // 16 (record header) + 14 (Ethernet) + 6: the IPv4 flags byte.
+        r[36] = 0x20;
+        records.push(r);
+    }
+    let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+    let file = pcap_of(&pcap_header(), &refs);
+    let dir = std::env::temp_dir().join(format!("kmsharness-inspect-skips-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("fragments.pcap");
+    std::fs::write(&path, &file).unwrap();
+    let path = path.to_str().unwrap();
+    for args in [&[path][..], &[path, "--summary"]] {
+        let (_, stdout, stderr) = run(args);
+        assert!(
+            stdout.contains("Skipped packet records: 5000"),
+            "{args:?}: {stdout}{stderr}"
+        );
+        assert!(stdout.contains("5000  IP fragment"), "{args:?}: {stdout}");
+        let listed = stdout
+            .lines()
+            .filter(|l| l.trim_start().starts_with("record "))
+            .count();
+        assert_eq!(listed, 10, "{args:?}: {stdout}");
+        assert!(stdout.lines().count() < 200, "{args:?}");
+    }
+    // JSON keeps every record.
+    let (_, stdout, _) = run(&[path, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        v["capture"]["skipped_records"].as_array().unwrap().len(),
+        5000
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -288,7 +288,9 @@ pub fn main(opts: &ActivateOpts) -> Result<Exit, Error> {
             let grab = crate::activate::grab(&config, &addrs).await;
             for (app, outcome) in &grab.missing {
                 let why = outcome.map_or("no exchange", |o| o.name());
-                eprintln!("kmsharness activate: no ePID for {app}: {why}");
+                super::note(format_args!(
+                    "kmsharness activate: no ePID for {app}: {why}"
+                ));
             }
             std::fs::write(path, &grab.toml).map_err(|e| Error::write("--grab", path, e))?;
             return Ok(grab.exit);

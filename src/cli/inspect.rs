@@ -67,12 +67,12 @@ pub fn main(opts: &InspectOpts) -> Result<Exit, Error> {
                     message: e.message.clone(),
                 });
             }
-            (FileErrorKind::Damaged, Some(r)) => eprintln!(
+            (FileErrorKind::Damaged, Some(r)) => super::note(format_args!(
                 "kmsharness inspect: {file}: {}; everything before packet record {r} is reported",
                 e.message
-            ),
+            )),
             (FileErrorKind::Damaged, None) => {
-                eprintln!("kmsharness inspect: {file}: {}", e.message);
+                super::note(format_args!("kmsharness inspect: {file}: {}", e.message));
             }
         }
     }

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 
 use crate::capture::record::Recorder;
 use crate::clock::parse_duration;
+use crate::load::fleet::MAX_CLIENTS;
 use crate::load::mix::Mix;
 use crate::load::schedule::{Pacing, Sampling, Templates};
 use crate::load::{LoadConfig, LoadReport, Mode};
@@ -29,7 +30,7 @@ pub struct LoadOpts {
     /// in-process on a loopback port.
     #[arg(long, short = 't')]
     pub target: Option<String>,
-    /// Simulated machines.
+    /// Simulated machines (at most 1000000: each is held in memory for the run).
     #[arg(long, default_value_t = 1000)]
     pub clients: usize,
     /// Product mix file (JSON or TOML: a `products` list of `{product, weight}`).
@@ -133,6 +134,13 @@ impl LoadOpts {
     /// Validates into a config (target resolution happens in [`main`]).
     pub fn config(&self) -> Result<LoadConfig, Error> {
         super::at_least_one("--clients", self.clients as u64)?;
+        if self.clients > MAX_CLIENTS {
+            return Err(Error::BadValue {
+                option: "--clients",
+                value: self.clients.to_string(),
+                expected: "at most 1000000 (every machine is held in memory)",
+            });
+        }
         super::at_least_one("--connections", self.connections as u64)?;
         if let Some(r) = self.rate
             && !(r.is_finite() && r > 0.0 && r <= 10_000_000.0)
@@ -203,10 +211,12 @@ impl LoadOpts {
 }
 
 /// The exit status a report calls for: 130 when interrupted, else its worst failure class (a
-/// check 1, no connection 3, RPC 4, an HRESULT 5), else 0.
+/// check 1, no connection 3, RPC 4, an HRESULT 5), else 1 when no measured activation was
+/// validated (a host so slow that nothing was measured after the warm-up included), else 0.
 pub fn exit_of(report: &LoadReport) -> Exit {
     Exit::of_run(
         report.interrupted,
+        report.outcome.ok == 0,
         report.outcome.failed,
         report.outcome.errors.keys().copied(),
     )
@@ -230,12 +240,12 @@ pub fn main(opts: &LoadOpts) -> Result<Exit, Error> {
         let report = crate::load::run_recorded(&config, interrupt, record).await?;
         if let (Some(r), Some(path)) = (&recorder, &opts.record) {
             let sum = r.finish().map_err(|e| Error::write("--record", path, e))?;
-            eprintln!(
+            super::note(format_args!(
                 "kmsharness load: recorded {} packets ({} bytes) to {}",
                 sum.packets,
                 sum.bytes,
                 path.display()
-            );
+            ));
         }
         super::print(|w| crate::report::load::text(w, &report))?;
         if let Some(path) = &opts.json {

@@ -23,10 +23,16 @@ pub fn finish(name: &str, result: Result<Exit, Error>) -> Exit {
     match result {
         Ok(exit) => exit,
         Err(e) => {
-            eprintln!("kmsharness {name}: {e}");
+            note(format_args!("kmsharness {name}: {e}"));
             e.exit()
         }
     }
+}
+
+/// Writes one line on stderr. A closed stderr is ignored: nothing is left to report it on,
+/// and the exit status still tells (`eprintln!` would panic instead).
+pub fn note(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// The async runtime a subcommand runs on (`threads` workers, or one per CPU).

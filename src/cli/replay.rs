@@ -124,17 +124,17 @@ impl ReplayOpts {
 pub fn main(opts: &ReplayOpts) -> Result<Exit, Error> {
     let mut config = opts.config()?;
     if let Some(w) = &config.plan.warning {
-        eprintln!(
+        super::note(format_args!(
             "kmsharness replay: {}: read up to a damaged record: {w}",
             opts.capture.display()
-        );
+        ));
     }
     if config.plan.unreadable > 0 {
-        eprintln!(
+        super::note(format_args!(
             "kmsharness replay: {}: {} activation calls carry no readable KMS request and are left out",
             opts.capture.display(),
             config.plan.unreadable
-        );
+        ));
     }
     if let Some(path) = &opts.record {
         config.record =

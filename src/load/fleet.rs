@@ -23,6 +23,12 @@ pub const STATUS_LICENSED: u32 = 1;
 /// (docs: "valid for 180 days", "renew every 7 days").
 pub const RENEWAL_MINUTES: u32 = (180 - 7) * 24 * 60;
 
+/// Most machines a fleet holds. Each machine is built up front and kept for the whole run
+/// (about 190 bytes: two GUIDs, a 128-byte workstation name, product and state), so a million
+/// of them take about 190 MB, already far more than any one generator can activate in a run;
+/// beyond that, allocation would fail before anything was sent.
+pub const MAX_CLIENTS: usize = 1_000_000;
+
 /// One simulated machine.
 #[derive(Debug)]
 pub struct Machine {
@@ -160,6 +166,12 @@ mod test {
                 share.sku.name
             );
         }
+    }
+
+    #[test]
+    fn test_max_clients_fits_in_memory() {
+        // The documented bound: a fleet of MAX_CLIENTS machines stays well under a gigabyte.
+        assert!(std::mem::size_of::<Machine>() * MAX_CLIENTS < 256 << 20);
     }
 
     #[test]

@@ -201,6 +201,14 @@ impl Shared {
         std::mem::replace(&mut *shared, histogram())
     }
 
+    /// When an activation still in flight at the end of a timed run (`-d`) is given up and
+    /// counted as timed out: one read timeout after the deadline, so that a host that never
+    /// finishes answering cannot hold the run open (`None` for a run bounded by count only,
+    /// where every step has its own timeout).
+    pub fn cutoff(&self) -> Option<Instant> {
+        self.deadline.map(|d| d + self.client.read_timeout)
+    }
+
     /// Whether the run can still issue tickets (for the progress display).
     pub fn finished(&self) -> bool {
         self.stop.load(Ordering::Relaxed)

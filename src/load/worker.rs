@@ -8,7 +8,7 @@ use std::time::Instant;
 use rand::RngExt;
 
 use crate::clock::now_filetime;
-use crate::net::client::{Connection, call_reconnecting};
+use crate::net::client::{Connection, NetError, Phase as NetPhase, call_reconnecting};
 use crate::proto::client::message::{ResponseBuf, encode_request};
 use crate::proto::verdict::{Failure, Verdict, judge};
 
@@ -75,7 +75,7 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
             .filter(|_| sampled.is_some() || !shared.fresh)
             .map(|s| &s.recorder);
         let recording = shared.record.as_ref().map(|_| sampled.is_some());
-        let outcome = call_reconnecting(
+        let call = call_reconnecting(
             &mut conn,
             addr,
             shared.client,
@@ -83,9 +83,19 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
             recording,
             &kms,
             &mut out.reconnects,
-        )
-        .await
-        .map(|(o, times)| {
+        );
+        let outcome = match shared.cutoff() {
+            None => call.await,
+            Some(at) => match tokio::time::timeout_at(at.into(), call).await {
+                Ok(r) => r,
+                Err(_) => Err(NetError::Timeout {
+                    addr,
+                    phase: conn.as_ref().map_or(NetPhase::Connect, |_| NetPhase::Call),
+                    after: at.saturating_duration_since(begin),
+                }),
+            },
+        };
+        let outcome = outcome.map(|(o, times)| {
             if let (true, Some((connect, bind))) = (recorded, times.opened) {
                 stats.record(Phase::Connect, connect);
                 stats.record(Phase::Bind, bind);

@@ -24,7 +24,8 @@ pub struct ClientConfig {
     pub rpc: ClientRpcOptions,
     /// Longest wait for the TCP handshake.
     pub connect_timeout: Duration,
-    /// Longest wait for each reply.
+    /// Longest wait for each whole reply, however many fragments (and bytes) it comes in: a
+    /// deadline set when the request is sent, not a limit per read.
     pub read_timeout: Duration,
 }
 
@@ -116,23 +117,27 @@ impl NetError {
         }
     }
 
-    /// The failure class it counts as.
+    /// The failure class it counts as: the connection's own failures (refused, reset,
+    /// closed, timed out, a socket error) apart from replies that are not DCE/RPC, too large,
+    /// or not the PDU expected ([`Failure::Protocol`]).
     pub fn failure(&self) -> Failure {
-        match self {
-            NetError::Timeout { .. } => Failure::Timeout,
-            NetError::Io { source, .. } => match source.kind() {
+        fn io(e: &std::io::Error) -> Failure {
+            match e.kind() {
                 std::io::ErrorKind::ConnectionRefused => Failure::Refused,
                 std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
                     Failure::Reset
                 }
                 _ => Failure::Io,
-            },
+            }
+        }
+        match self {
+            NetError::Timeout { .. } => Failure::Timeout,
+            NetError::Io { source, .. } => io(source),
             NetError::Read { source, .. } => match source {
                 ReadError::Closed | ReadError::Truncated { .. } => Failure::Closed,
-                ReadError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                    Failure::Reset
-                }
-                _ => Failure::Protocol,
+                ReadError::Idle(_) | ReadError::Slow(_) => Failure::Timeout,
+                ReadError::Io(e) => io(e),
+                ReadError::NotRpc(_) | ReadError::TooLarge { .. } => Failure::Protocol,
             },
             NetError::Rpc { .. } => Failure::Protocol,
         }
@@ -263,14 +268,14 @@ impl Connection {
 
     async fn read(&mut self, phase: Phase) -> Result<&[u8], NetError> {
         let addr = self.addr;
-        let after = self.config.read_timeout;
+        let deadline = Deadline::after(self.config.read_timeout);
         read_pdu(
             &mut self.reader,
             &mut self.stream,
             &mut self.flow,
             addr,
             phase,
-            after,
+            deadline,
         )
         .await
     }
@@ -301,11 +306,14 @@ impl Connection {
         })
     }
 
-    /// Sends one KMS request and waits for the whole reply.
+    /// Sends one KMS request and waits for the whole reply: every fragment of it arrives
+    /// within one `read_timeout` of sending, or the call times out (a host streaming fragments
+    /// cannot hold it longer), and the session caps the reply's size.
     pub async fn call(&mut self, kms_request: &[u8]) -> Result<CallOutcome, NetError> {
         let addr = self.addr;
         self.session.request(kms_request, &mut self.out);
         self.send(Phase::Call).await?;
+        let deadline = Deadline::after(self.config.read_timeout);
         loop {
             // The reader's buffer and the session are separate fields: no copy needed.
             let pdu = read_pdu(
@@ -314,7 +322,7 @@ impl Connection {
                 &mut self.flow,
                 addr,
                 Phase::Call,
-                self.config.read_timeout,
+                deadline,
             )
             .await?;
             match self.session.handle_reply(pdu) {
@@ -339,15 +347,32 @@ fn note(flow: &mut Option<Flow>, sent: &[u8]) {
     }
 }
 
+/// When a whole reply must have arrived, and the limit it came from (for the error).
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: tokio::time::Instant,
+    after: Duration,
+}
+
+impl Deadline {
+    fn after(after: Duration) -> Deadline {
+        Deadline {
+            at: tokio::time::Instant::now() + after,
+            after,
+        }
+    }
+}
+
 async fn read_pdu<'r>(
     reader: &'r mut PduReader,
     stream: &mut TcpStream,
     flow: &mut Option<Flow>,
     addr: SocketAddr,
     phase: Phase,
-    after: Duration,
+    deadline: Deadline,
 ) -> Result<&'r [u8], NetError> {
-    let read = tokio::time::timeout(after, reader.next(stream))
+    let after = deadline.after;
+    let read = tokio::time::timeout_at(deadline.at, reader.next(stream))
         .await
         .map_err(|_| NetError::Timeout { addr, phase, after })?;
     if let Some(f) = flow {

@@ -43,7 +43,7 @@ use std::io::{self, Write};
 use crate::exit::Exit;
 use crate::inspect::{
     BindReport, CaptureInfo, ConnectionReport, ExchangeReport, FileErrorKind, InspectReport,
-    Outcome, REPORT_FORMAT, Recognition, Summary, Utc, hex,
+    Outcome, REPORT_FORMAT, Recognition, SkippedRecord, Summary, Utc, hex,
 };
 use crate::proto::check::Checks;
 use crate::wire::ndr::Syntax;
@@ -438,12 +438,7 @@ pub fn text_footer(
     summary: &Summary,
     exit: Exit,
 ) -> io::Result<()> {
-    if !info.skipped_records.is_empty() {
-        writeln!(w, "\nSkipped packet records")?;
-        for s in &info.skipped_records {
-            writeln!(w, "  record {:<8} {}", s.record, s.reason)?;
-        }
-    }
+    skipped_text(w, &info.skipped_records)?;
     if let Some(e) = &info.error {
         let what = match e.kind {
             FileErrorKind::NotACapture => "NOT A CAPTURE",
@@ -459,6 +454,35 @@ pub fn text_footer(
     }
     summary_text(w, summary)?;
     writeln!(w, "\nExit status {} ({})", exit as u8, exit_name(exit))
+}
+
+/// Skipped records listed one per line in text, at most; the rest are counted by reason (the
+/// JSON report lists every one).
+pub const SKIPPED_LISTED: usize = 10;
+
+/// Skipped records in text: how many for each reason (most frequent first), then the first
+/// [`SKIPPED_LISTED`]: a capture full of fragments would otherwise print a line per record.
+fn skipped_text(w: &mut dyn Write, skipped: &[SkippedRecord]) -> io::Result<()> {
+    if skipped.is_empty() {
+        return Ok(());
+    }
+    writeln!(w, "\nSkipped packet records: {}", skipped.len())?;
+    let mut by_reason: std::collections::BTreeMap<&str, usize> = Default::default();
+    for s in skipped {
+        *by_reason.entry(&s.reason).or_default() += 1;
+    }
+    let mut by_reason: Vec<_> = by_reason.into_iter().collect();
+    by_reason.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    for (reason, n) in by_reason {
+        writeln!(w, "  {n:>8}  {reason}")?;
+    }
+    if skipped.len() > SKIPPED_LISTED {
+        writeln!(w, "  the first {SKIPPED_LISTED} (--json lists all):")?;
+    }
+    for s in skipped.iter().take(SKIPPED_LISTED) {
+        writeln!(w, "  record {:<8} {}", s.record, s.reason)?;
+    }
+    Ok(())
 }
 
 fn summary_text(w: &mut dyn Write, s: &Summary) -> io::Result<()> {

@@ -42,6 +42,9 @@ const CTX_NDR32: u16 = 0;
 const CTX_NDR64: u16 = 1;
 /// Feature bits Windows offers in its BTFN item.
 const BTFN_OFFER: u16 = 0x0003;
+/// Largest reply stub gathered over a call's fragments. A KMS response is about 250 bytes
+/// (its stub a little more); a host sending more than this is streaming, not answering.
+pub const MAX_REPLY: usize = 64 * 1024;
 /// Windows starts counting calls at 2 (seen in every captured bind, genuine or vlmcs).
 const FIRST_CALL_ID: u32 = 2;
 
@@ -74,6 +77,9 @@ pub enum RpcError {
     /// A fragment arrived out of order.
     #[error("reply fragments out of order")]
     Fragments,
+    /// The reply's fragments add up to more than [`MAX_REPLY`] bytes.
+    #[error("reply fragments exceed the {MAX_REPLY}-byte limit")]
+    TooLarge,
 }
 
 /// What a bind (and the alter_context that may follow) established.
@@ -380,6 +386,11 @@ impl ClientSession {
                     return Ok(None);
                 }
                 Some((h, ctx, cancel, f)) => {
+                    if gathered.len() + stub.len() > MAX_REPLY {
+                        gathered.clear();
+                        self.partial_stub = gathered;
+                        return Err(RpcError::TooLarge);
+                    }
                     gathered.extend_from_slice(stub);
                     let f = Flags(f.0 | (flags.0 & !Flags::FIRST_FRAG.0));
                     if !flags.contains(Flags::LAST_FRAG) {
