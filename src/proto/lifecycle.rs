@@ -107,7 +107,8 @@ pub enum Answer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientVerdict {
     /// "If the count meets or exceeds the activation threshold, the client computer is
-    /// activated" (Activate clients running Windows, "How KMS works").
+    /// activated" (Activate clients running Windows, "Client discovery of the Key Management
+    /// Service").
     Activated {
         /// The host's count.
         count: u32,
@@ -136,7 +137,10 @@ impl fmt::Display for ClientVerdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             ClientVerdict::Activated { count, threshold } => {
-                write!(f, "count {count} >= {threshold}: a Windows client is activated")
+                write!(
+                    f,
+                    "count {count} >= {threshold}: a Windows client is activated"
+                )
             }
             ClientVerdict::BelowThreshold { count, threshold } => write!(
                 f,
@@ -149,7 +153,10 @@ impl fmt::Display for ClientVerdict {
                 h.0
             ),
             ClientVerdict::Failed(failure) => {
-                write!(f, "no usable answer ({failure}): a Windows client stays unactivated")
+                write!(
+                    f,
+                    "no usable answer ({failure}): a Windows client stays unactivated"
+                )
             }
         }
     }
@@ -332,7 +339,10 @@ mod tests {
     #[test]
     fn test_grace_expires_if_never_activated() {
         let mut c = windows();
-        assert_eq!(c.state(minutes(GRACE_DAYS * MINUTES_PER_DAY - 1)), State::Grace);
+        assert_eq!(
+            c.state(minutes(GRACE_DAYS * MINUTES_PER_DAY - 1)),
+            State::Grace
+        );
         assert_eq!(c.state(days(GRACE_DAYS)), State::GraceExpired);
         assert_eq!(c.license(days(GRACE_DAYS)), (STATUS_NOTIFICATION, 0));
         // A count that reaches the threshold still activates.
