@@ -16,6 +16,7 @@ use crate::proto::check::Check;
 use crate::proto::client::message::{ResponseBuf, decode_response, encode_request};
 use crate::proto::client::names::{random_dns_name, random_netbios_name};
 use crate::proto::client::session::CallReply;
+use crate::proto::lifecycle::{self, Answer, ClientVerdict, Intervals};
 pub use crate::proto::summary::Outcome;
 use crate::proto::summary::{RequestSummary, ResponseSummary, ser};
 use crate::proto::verdict::Failure;
@@ -140,6 +141,10 @@ pub struct ExchangeReport {
     /// The host had closed the reused connection, so the request went over a new one (as
     /// vlmcs does; py-kms closes after every response).
     pub reconnected: bool,
+    /// Whether a Windows client would be activated by this answer, and why: a validated
+    /// response whose count reaches the product's threshold. Independent of `outcome` and the
+    /// exit status, which judge the host.
+    pub client_verdict: ClientVerdict,
 }
 
 /// The whole run.
@@ -248,7 +253,9 @@ pub async fn run_recorded(
             checks: Vec::new(),
             call_micros: None,
             reconnected: false,
+            client_verdict: ClientVerdict::Failed(Failure::Closed),
         };
+        let mut net_failure = None;
         if config.new_connection_each {
             conn = None;
         }
@@ -309,6 +316,7 @@ pub async fn run_recorded(
                     _ => Outcome::Connection,
                 };
                 report.error = Some(e.to_string());
+                net_failure = Some(e.failure());
                 conn = None;
             }
             Ok(outcome) => {
@@ -347,6 +355,7 @@ pub async fn run_recorded(
                 }
             }
         }
+        report.client_verdict = client_verdict(config, &report, net_failure);
         exchanges.push(report);
     }
     let exit = exchanges
@@ -360,6 +369,45 @@ pub async fn run_recorded(
         exit_status: exit as u8,
         exit,
     }
+}
+
+/// The threshold of the configured product (the catalog's, or the request's N count policy for
+/// a product the catalog does not know), and the verdict of a Windows client on the exchange.
+fn client_verdict(
+    config: &ActivateConfig,
+    report: &ExchangeReport,
+    net_failure: Option<Failure>,
+) -> ClientVerdict {
+    let threshold = crate::catalog::sku(&config.sku_id)
+        .map_or(report.request.required_clients, |s| s.class.threshold());
+    let failed_check = || {
+        report
+            .bind
+            .iter()
+            .flat_map(|b| b.checks.iter())
+            .chain(report.checks.iter())
+            .find(|c| !c.passed)
+            .map_or(Failure::Protocol, |c| Failure::Check(c.id))
+    };
+    let answer = match (report.outcome, &report.response) {
+        (Outcome::Ok, Some(r)) => Answer::Count {
+            count: r.count,
+            intervals: Some(Intervals {
+                activation: r.activation_interval,
+                renewal: r.renewal_interval,
+            }),
+        },
+        (Outcome::ChecksFailed, _) => Answer::Failed(failed_check()),
+        (Outcome::Refused, _) => {
+            Answer::Failed(Failure::HResult(report.hresult.unwrap_or(HResult(0))))
+        }
+        (Outcome::Fault, _) => Answer::Failed(Failure::Fault(
+            report.fault.unwrap_or(FaultStatus::Unknown(0)),
+        )),
+        (Outcome::Undecodable, _) => Answer::Failed(Failure::Undecodable),
+        _ => Answer::Failed(net_failure.unwrap_or(Failure::Protocol)),
+    };
+    lifecycle::judge(threshold, answer)
 }
 
 fn body_of(conn: &Option<Connection>) -> &[u8] {

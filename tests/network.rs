@@ -342,6 +342,76 @@ async fn count_semantics_step_by_step() {
     host.stop().await.unwrap();
 }
 
+/// The client verdict of every exchange: (activated, reason).
+fn client_verdicts(report: &ActivateReport) -> Vec<(bool, String)> {
+    report
+        .exchanges
+        .iter()
+        .map(|e| (e.client_verdict.activated(), e.client_verdict.to_string()))
+        .collect()
+}
+
+/// "Client computers that receive a count below the activation threshold aren't activated"
+/// (Activate clients running Windows): `activate` says so for each exchange, in text and
+/// JSON, while the host's correct answer still exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activate_says_whether_a_windows_client_would_activate() {
+    let host = start_host(counting_host()).await;
+    let addr = host.addr();
+    let client = "Windows 10/11 Enterprise";
+    let report = activate(addr, &["-l", client]).await;
+    assert_eq!(report.exit_status, 0, "{report:#?}");
+    assert_eq!(
+        client_verdicts(&report),
+        [(
+            false,
+            "count 1 < 25: a Windows client stays unactivated (0xC004F038)".to_owned()
+        )]
+    );
+    let mut text = Vec::new();
+    kmsharness::report::activate::text(&mut text, &report).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains(
+            "Client verdict: count 1 < 25: a Windows client stays unactivated (0xC004F038)"
+        ),
+        "{text}"
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(
+        json["exchanges"][0]["client_verdict"],
+        serde_json::json!({
+            "activated": false,
+            "reason": "count 1 < 25: a Windows client stays unactivated (0xC004F038)"
+        })
+    );
+
+    // Servers activate at 5 ("Servers ... will activate if the count is five or greater").
+    let servers = client_verdicts(&activate(addr, &["-n", "4"]).await);
+    let activated: Vec<bool> = servers.iter().map(|v| v.0).collect();
+    assert_eq!(activated, [false, false, false, true], "{servers:?}");
+    assert_eq!(servers[3].1, "count 5 >= 5: a Windows client is activated");
+
+    // A client OS activates once the count reaches 25.
+    let clients = client_verdicts(&activate(addr, &["-l", client, "-n", "20"]).await);
+    let activated: Vec<bool> = clients.iter().map(|v| v.0).collect();
+    assert_eq!(activated[..19], [false; 19], "{clients:?}");
+    assert!(activated[19], "{clients:?}");
+
+    // A refusal activates nobody, and says with what.
+    let report = activate(addr, &["-l", "Office Professional Plus 2010"]).await;
+    let v = &only(&report).client_verdict;
+    assert!(!v.activated());
+    assert!(v.to_string().starts_with("refused with 0xC004F042"), "{v}");
+    host.stop().await.unwrap();
+
+    // No answer at all.
+    let report = activate(addr, &[]).await;
+    let v = &only(&report).client_verdict;
+    assert!(!v.activated());
+    assert!(v.to_string().starts_with("no usable answer"), "{v}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clock_skew_beyond_the_limit_is_refused() {
     let mut config = counting_host();

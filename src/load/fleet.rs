@@ -1,32 +1,25 @@
 //! The simulated machines of a load run: each with a stable machine ID, a workstation name,
-//! a product from the mix and the protocol version that product's clients speak; its license
-//! state moves from first activation to renewal as the run goes on.
+//! a product from the mix and the protocol version that product's clients speak; each is a
+//! Windows KMS client ([`Client`]) whose license moves as a real one's would: activated only by
+//! an answer whose count reaches its product's threshold, its next request carrying the
+//! license state that follows.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use rand::{RngExt, SeedableRng};
 
 use crate::catalog::Sku;
 use crate::proto::client::names::{random_dns_name, random_netbios_name};
+use crate::proto::lifecycle::{Answer, Client};
 use crate::wire::Guid;
 use crate::wire::kms::{FileTime, RequestBase, Version, Workstation};
 
 use super::mix::Mix;
 
-/// License status of a machine asking for the first time: out-of-box grace (Windows' value).
-pub const STATUS_GRACE: u32 = 2;
-/// Minutes of grace left on a fresh install (30 days).
-pub const GRACE_MINUTES: u32 = 30 * 24 * 60;
-/// License status of an activated machine renewing.
-pub const STATUS_LICENSED: u32 = 1;
-/// Minutes left when a renewal is due: 180-day validity less the 7-day renewal interval
-/// (docs: "valid for 180 days", "renew every 7 days").
-pub const RENEWAL_MINUTES: u32 = (180 - 7) * 24 * 60;
-
 /// Most machines a fleet holds. Each machine is built up front and kept for the whole run
-/// (about 190 bytes: two GUIDs, a 128-byte workstation name, product and state), so a million
-/// of them take about 190 MB, already far more than any one generator can activate in a run;
-/// beyond that, allocation would fail before anything was sent.
+/// (about 240 bytes: two GUIDs, a 128-byte workstation name, product and license state), so a
+/// million of them take about 240 MB, already far more than any one generator can activate in a
+/// run; beyond that, allocation would fail before anything was sent.
 pub const MAX_CLIENTS: usize = 1_000_000;
 
 /// One simulated machine.
@@ -44,27 +37,25 @@ pub struct Machine {
     pub version: Version,
     /// Required client count of its product class.
     pub required_clients: u32,
-    activated: AtomicBool,
+    /// Its license over time (workers may share a machine when connections outnumber it).
+    client: Mutex<Client>,
 }
 
 impl Machine {
-    /// The request this machine sends at `now`: a first activation until one succeeded,
-    /// renewals after.
+    fn client(&self) -> std::sync::MutexGuard<'_, Client> {
+        // A worker that panicked holding the lock left a whole Client: keep using it.
+        self.client.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The request this machine sends at `now`, with the license status and minutes left
+    /// that its state calls for: out-of-box grace until activated, licensed after.
     pub fn request(&self, now: FileTime) -> RequestBase {
-        let renewing = self.activated.load(Ordering::Relaxed);
+        let (license_status, binding_expiration) = self.client().license(now);
         RequestBase {
             version: self.version,
             vm_info: 0,
-            license_status: if renewing {
-                STATUS_LICENSED
-            } else {
-                STATUS_GRACE
-            },
-            binding_expiration: if renewing {
-                RENEWAL_MINUTES
-            } else {
-                GRACE_MINUTES
-            },
+            license_status,
+            binding_expiration,
             app_id: self.app_id,
             sku_id: self.sku.id,
             kms_id: self.sku.kms,
@@ -76,14 +67,18 @@ impl Machine {
         }
     }
 
-    /// Records a successful activation (the host answered with a valid response).
-    pub fn activated(&self) {
-        self.activated.store(true, Ordering::Relaxed);
+    /// Takes the answer to this machine's request at `now`; true when it activated a machine
+    /// that was not licensed (a count below the product's threshold, a refusal, a fault or no
+    /// answer never does).
+    pub fn answered(&self, now: FileTime, answer: Answer) -> bool {
+        let mut client = self.client();
+        let before = client.is_licensed(now);
+        client.handle_answer(now, answer).activated() && !before
     }
 
-    /// Whether the machine has been activated during the run.
-    pub fn is_activated(&self) -> bool {
-        self.activated.load(Ordering::Relaxed)
+    /// Whether the machine is licensed at `now`.
+    pub fn is_activated(&self, now: FileTime) -> bool {
+        self.client().is_licensed(now)
     }
 }
 
@@ -94,8 +89,13 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// `n` machines drawn from `mix`, deterministic for a given `seed`.
+    /// `n` machines drawn from `mix`, deterministic for a given `seed`, all first booted now.
     pub fn new(n: usize, mix: &Mix, seed: u64) -> Fleet {
+        Fleet::booted(n, mix, seed, crate::clock::now_filetime())
+    }
+
+    /// [`Fleet::new`], the machines first booted at `booted` (their out-of-box grace starts).
+    pub fn booted(n: usize, mix: &Mix, seed: u64, booted: FileTime) -> Fleet {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let machines = (0..n)
             .map(|_| {
@@ -115,7 +115,7 @@ impl Fleet {
                         minor: 0,
                     },
                     required_clients: sku.class.threshold(),
-                    activated: AtomicBool::new(false),
+                    client: Mutex::new(Client::new(sku.class.threshold(), booted)),
                 }
             })
             .collect();
@@ -174,16 +174,40 @@ mod test {
         assert!(std::mem::size_of::<Machine>() * MAX_CLIENTS < 256 << 20);
     }
 
+    fn count(n: u32) -> Answer {
+        Answer::Count {
+            count: n,
+            intervals: None,
+        }
+    }
+
     #[test]
     fn test_first_activation_then_renewal() {
-        let fleet = Fleet::new(1, &Mix::default_mix(), 1);
+        use crate::proto::lifecycle::{STATUS_LICENSED, STATUS_OOB_GRACE};
+        let boot = FileTime::from_unix_secs(1_800_000_000);
+        let later = FileTime::from_unix_secs(1_800_000_060);
+        let mix = Mix::new(&[("Windows 10/11 Enterprise", 1)]).unwrap();
+        let fleet = Fleet::booted(1, &mix, 1, boot);
         let m = fleet.get(0);
-        assert_eq!(m.request(FileTime(1)).license_status, STATUS_GRACE);
-        m.activated();
-        let r = m.request(FileTime(1));
+        let r = m.request(boot);
         assert_eq!(
             (r.license_status, r.binding_expiration),
-            (STATUS_LICENSED, RENEWAL_MINUTES)
+            (STATUS_OOB_GRACE, 30 * 24 * 60)
         );
+        // "Client computers that receive a count below the activation threshold aren't
+        // activated" (Activate clients running Windows): still in grace.
+        assert!(!m.answered(boot, count(24)));
+        assert!(!m.is_activated(boot));
+        assert_eq!(m.request(later).license_status, STATUS_OOB_GRACE);
+        // A count of 25 activates; the next request renews with 180 days left.
+        assert!(m.answered(boot, count(25)));
+        assert!(m.is_activated(later));
+        let r = m.request(boot);
+        assert_eq!(
+            (r.license_status, r.binding_expiration),
+            (STATUS_LICENSED, 180 * 24 * 60)
+        );
+        // A renewal is not a second activation.
+        assert!(!m.answered(later, count(30)));
     }
 }

@@ -156,6 +156,17 @@ pub struct LoadReport {
         range(min = 1)
     )]
     pub clients: usize,
+    /// Machines an answer activated.
+    #[serde(default)]
+    #[schemars(
+        description = "Machines of the fleet an answer activated during the run (warm-up \
+        included), as a Windows client judges it: a response passing every check whose count \
+        reached the product's threshold (25 for Windows clients, 5 for servers and Office). A \
+        fleet smaller than its threshold never activates on a fresh host. Summed over merged \
+        reports.",
+        range(min = 0)
+    )]
+    pub activated: u64,
     /// Workers.
     #[schemars(
         description = "Concurrent workers, each holding at most one connection (summed \
@@ -233,6 +244,7 @@ impl LoadReport {
             embedded: config.target.is_none(),
             mode: config.mode,
             clients: config.clients,
+            activated: stats.activated,
             connections: config.connections,
             rate: config.pacing.rate,
             warmup_secs: config.pacing.warmup.as_secs_f64(),
@@ -286,6 +298,7 @@ impl LoadReport {
             out.outcome.failed += r.outcome.failed;
             out.outcome.reconnects += r.outcome.reconnects;
             out.clients += r.clients;
+            out.activated += r.activated;
             out.connections += r.connections;
             out.interrupted |= r.interrupted;
             if r.mode != first.mode {

@@ -66,6 +66,9 @@ pub struct Stats {
     pub errors: BTreeMap<Failure, u64>,
     /// Answered requests (ok or not) per second of the run, from its start.
     pub timeline: Vec<u64>,
+    /// Machines an answer activated (warm-up included): a validated response whose count
+    /// reached the product's threshold, to a machine that was not licensed.
+    pub activated: u64,
 }
 
 impl Default for Stats {
@@ -76,6 +79,7 @@ impl Default for Stats {
             ok: 0,
             errors: BTreeMap::new(),
             timeline: Vec::new(),
+            activated: 0,
         }
     }
 }
@@ -109,6 +113,7 @@ impl Stats {
         }
         self.sent += other.sent;
         self.ok += other.ok;
+        self.activated += other.activated;
         for (k, v) in &other.errors {
             *self.errors.entry(*k).or_insert(0) += v;
         }

@@ -10,6 +10,7 @@ use rand::RngExt;
 use crate::clock::now_filetime;
 use crate::net::client::{Connection, NetError, Phase as NetPhase, call_reconnecting};
 use crate::proto::client::message::{ResponseBuf, encode_request};
+use crate::proto::lifecycle::Answer;
 use crate::proto::verdict::{Failure, Verdict, judge};
 
 use super::schedule::{Shared, Ticket};
@@ -102,30 +103,48 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
             }
             (o, times.call)
         });
-        match outcome {
+        // What the machine's client makes of the answer: only a validated response whose
+        // count reaches its threshold activates it. (Load keeps its own pace, so the intervals
+        // the host returned, which would time a real client's next attempt, are not passed.)
+        let answer = match outcome {
             Err(e) => {
                 failed = Some(Some(e.failure()));
                 conn = None;
+                Answer::Failed(e.failure())
             }
             Ok((o, call_time)) => {
                 let body = conn.as_ref().map_or(&[][..], |c| c.response_body());
+                let mut first_check = None;
                 let verdict = judge(&o, Some(&sent), body, &mut buf, |id| {
+                    first_check.get_or_insert(id);
                     if recorded {
                         stats.error(Failure::Check(id));
                     }
                 });
                 match verdict {
-                    Verdict::Validated { .. } => {
-                        machine.activated();
+                    Verdict::Validated { count } => {
                         if recorded {
                             stats.ok += 1;
                             stats.record(Phase::Call, call_time);
                         }
+                        Answer::Count {
+                            count,
+                            intervals: None,
+                        }
                     }
-                    Verdict::Failed(f) => failed = Some(Some(f)),
-                    Verdict::ChecksFailed => failed = Some(None),
+                    Verdict::Failed(f) => {
+                        failed = Some(Some(f));
+                        Answer::Failed(f)
+                    }
+                    Verdict::ChecksFailed => {
+                        failed = Some(None);
+                        Answer::Failed(first_check.map_or(Failure::Protocol, Failure::Check))
+                    }
                 }
             }
+        };
+        if machine.answered(now_filetime(), answer) {
+            stats.activated += 1;
         }
         if shared.fresh {
             conn = None;

@@ -6,6 +6,7 @@ pub mod check;
 pub mod client;
 pub mod faults;
 pub mod host;
+pub mod lifecycle;
 pub mod summary;
 pub mod verdict;
 

@@ -106,6 +106,7 @@ fn exchange(w: &mut dyn Write, e: &ExchangeReport, total: usize) -> io::Result<(
         }
     };
     writeln!(w, "\nResult: {verdict}")?;
+    writeln!(w, "Client verdict: {}", e.client_verdict)?;
     if let Some(hint) = e.hresult.and_then(super::hint) {
         writeln!(w, "Hint: {hint}")?;
     }
