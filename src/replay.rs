@@ -145,6 +145,13 @@ pub struct ReplayReport {
     /// start) and timeline.
     #[serde(flatten)]
     pub outcome: Outcome,
+    /// `--threshold` expressions evaluated at the end of the replay.
+    #[serde(default)]
+    #[schemars(
+        description = "The `--threshold` expressions, in the order given, each evaluated \
+        against this report at the end of the replay; empty when none was given."
+    )]
+    pub thresholds: Vec<crate::load::threshold::ThresholdResult>,
 }
 
 /// A replay's report and, when asked for, every exchange.
@@ -422,6 +429,7 @@ pub async fn run(
         duration_secs: secs,
         interrupted,
         outcome: Outcome::of(&merged, reconnects, secs),
+        thresholds: Vec::new(),
     };
     Ok(ReplayRun { report, exchanges })
 }

@@ -1056,3 +1056,196 @@ async fn capture_templates_are_restamped_and_activate() {
 fn class(name: &str) -> kmsharness::proto::verdict::Failure {
     name.parse().expect("a failure class name")
 }
+
+// ---------------------------------------------------------------------------------------------
+// 9. The binary: --threshold, --json -, outputs checked before the run
+
+/// Longest wait for the binary: a guard against hangs only (a run that should fail at once but
+/// runs for its hour fails here).
+const GUARD: Duration = Duration::from_secs(120);
+
+/// What the binary did.
+pub(crate) struct Ran {
+    /// Its exit status.
+    pub code: Option<i32>,
+    /// Its stdout.
+    pub stdout: String,
+    /// Its stderr.
+    pub stderr: String,
+}
+
+/// Runs `kmsharness ARGS...` to its end (bounded by [`GUARD`]; killed and failed after it).
+pub(crate) fn kmsharness(args: &[&str]) -> Ran {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kmsharness"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > GUARD {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kmsharness {args:?}: no exit within {GUARD:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ran {
+        code: status.code(),
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// A short run against the bundled host.
+const SHORT: [&str; 11] = [
+    "load",
+    "-n",
+    "40",
+    "-c",
+    "2",
+    "--clients",
+    "40",
+    "--warmup",
+    "0s",
+    "-q",
+    "--threads=2",
+];
+
+fn short_run(extra: &[&str]) -> Ran {
+    let args: Vec<&str> = SHORT.iter().chain(extra).copied().collect();
+    kmsharness(&args)
+}
+
+#[test]
+fn thresholds_pass_with_0_and_fail_with_1_in_text_and_json() {
+    let _cpu = CPU.blocking_read();
+    let json = TempFile::new("pass.json");
+    let ran = short_run(&[
+        "--threshold",
+        "errors<1%",
+        "--threshold",
+        "p99<60s",
+        "--json",
+        json.arg(),
+    ]);
+    assert_eq!(ran.code, Some(0), "{}{}", ran.stdout, ran.stderr);
+    assert!(ran.stdout.contains("thresholds (all 2 passed)"), "{}", ran.stdout);
+    let line = ran.stdout.lines().find(|l| l.contains("errors<1%")).unwrap();
+    assert!(line.contains("error_rate") && line.ends_with("ok"), "{line}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(json.path()).unwrap()).unwrap();
+    load_schema().assert_fits("report with thresholds", &v);
+    let t = &v["thresholds"];
+    assert_eq!(t.as_array().unwrap().len(), 2, "{t}");
+    assert_eq!(t[0]["expr"], "errors<1%");
+    assert_eq!(t[0]["metric"], "error_rate");
+    assert_eq!((&t[0]["op"], &t[0]["limit"]), (&"<".into(), &1.0.into()));
+    assert_eq!(t[0]["actual"], 0.0);
+    assert_eq!(t[1]["metric"], "total.p99");
+    assert_eq!((&t[1]["unit"], &t[1]["limit"]), (&"us".into(), &6e7.into()));
+    assert_eq!((&t[0]["passed"], &t[1]["passed"]), (&true.into(), &true.into()));
+
+    let json = TempFile::new("fail.json");
+    let ran = short_run(&[
+        "--threshold",
+        "errors<1%",
+        "--threshold",
+        "rate>=100000000",
+        "--json",
+        json.arg(),
+    ]);
+    assert_eq!(ran.code, Some(1), "{}{}", ran.stdout, ran.stderr);
+    assert!(ran.stdout.contains("thresholds (1 of 2 FAILED)"), "{}", ran.stdout);
+    let line = ran.stdout.lines().find(|l| l.contains("rate>=100000000")).unwrap();
+    assert!(line.ends_with("FAILED") && line.contains("/s"), "{line}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(json.path()).unwrap()).unwrap();
+    load_schema().assert_fits("report with a failed threshold", &v);
+    let t = &v["thresholds"][1];
+    assert_eq!((&t["metric"], &t["passed"]), (&"rate".into(), &false.into()));
+    assert!(t["actual"].as_f64().unwrap() < 1e8, "{t}");
+    assert_eq!(v["thresholds"][0]["passed"], true);
+    // The run itself was clean: only the threshold made it fail.
+    assert_eq!(v["failed"], 0);
+}
+
+#[test]
+fn a_bad_threshold_is_a_usage_error_naming_it() {
+    for (expr, why) in [
+        ("p99<5", "unit"),
+        ("p98<5ms", "unknown metric"),
+        ("dns.p99<5ms", "unknown phase"),
+        ("errors=1", "no comparison"),
+        ("rate>5%", "does not fit"),
+    ] {
+        let ran = kmsharness(&["load", "-q", "--threshold", expr]);
+        assert_eq!(ran.code, Some(2), "{expr}: {}", ran.stderr);
+        assert!(
+            ran.stderr.contains(&format!("--threshold {expr:?}"))
+                && ran.stderr.contains(why)
+                && ran.stderr.contains("expected [PHASE.]METRIC OP LIMIT"),
+            "{expr}: {}",
+            ran.stderr
+        );
+        assert!(ran.stdout.is_empty(), "{expr}: {}", ran.stdout);
+    }
+}
+
+#[test]
+fn json_dash_writes_the_report_to_stdout_and_the_text_to_stderr() {
+    let _cpu = CPU.blocking_read();
+    let ran = short_run(&["--json", "-", "--threshold", "errors<=0"]);
+    assert_eq!(ran.code, Some(0), "{}{}", ran.stdout, ran.stderr);
+    let r: LoadReport = serde_json::from_str(&ran.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON report: {e}\n{}", ran.stdout));
+    assert_eq!((r.outcome.sent, r.outcome.ok), (40, 40));
+    assert!(r.thresholds[0].passed);
+    assert!(
+        ran.stderr.contains("kmsharness load: closed loop")
+            && ran.stderr.contains("latency µs")
+            && ran.stderr.contains("errors<=0"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!std::path::Path::new("-").exists(), "a file named - was written");
+}
+
+#[test]
+fn unwritable_outputs_fail_before_the_run() {
+    let missing = TempFile::new("no-such-dir");
+    let inside = missing.path().join("out");
+    let inside = inside.to_str().unwrap();
+    for option in ["--json", "--hdr-log", "--record"] {
+        // An hour's run: without the check up front, this runs until the guard fails it.
+        let ran = kmsharness(&["load", "-q", "-d", "1h", option, inside]);
+        assert_eq!(ran.code, Some(6), "{option}: {}{}", ran.stdout, ran.stderr);
+        assert!(
+            ran.stderr.contains(&format!("{option}: cannot write {inside}")),
+            "{option}: {}",
+            ran.stderr
+        );
+        assert!(ran.stdout.is_empty(), "{option}: {}", ran.stdout);
+    }
+    // A writable path checked up front is not left behind when the run then cannot start
+    // (here: a target that does not parse, found after the outputs are checked).
+    let json = TempFile::new("left.json");
+    let ran = kmsharness(&["load", "-q", "-t", "[::1", "--json", json.arg()]);
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert!(ran.stderr.contains("--target"), "{}", ran.stderr);
+    assert!(!json.path().exists(), "{}", ran.stderr);
+}

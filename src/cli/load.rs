@@ -11,6 +11,7 @@ use crate::clock::parse_duration;
 use crate::load::fleet::MAX_CLIENTS;
 use crate::load::mix::Mix;
 use crate::load::schedule::{Pacing, Sampling, Templates};
+use crate::load::threshold::{self, Threshold};
 use crate::load::{LoadConfig, LoadReport, Mode};
 use crate::net::client::ClientConfig;
 use crate::proto::client::session::ClientRpcOptions;
@@ -58,7 +59,8 @@ pub struct LoadOpts {
     /// Use the KMS requests of a capture as templates, re-stamped per machine.
     #[arg(long = "from-capture", value_name = "FILE")]
     pub from_capture: Option<PathBuf>,
-    /// Write the JSON report (format kmsharness-load/1) to FILE.
+    /// Write the JSON report (format kmsharness-load/1) to FILE; `-` writes it to stdout (the
+    /// text report then goes to stderr).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// Write an HdrHistogram interval log of total latency to FILE.
@@ -91,6 +93,12 @@ pub struct LoadOpts {
     /// connection whose handshake and bind are always recorded. 1 records every measured one.
     #[arg(long = "record-sample", value_name = "N", default_value_t = DEFAULT_RECORD_SAMPLE)]
     pub record_sample: u64,
+    /// Pass/fail criterion evaluated at the end, repeatable: `[PHASE.]p50|p90|p99|p99.9|
+    /// p99.99|min|mean|max` with us/ms/s (e.g. p99<5ms, call.p99.9<=20ms), `errors` as a count
+    /// or percentage (errors<0.1%), `rate` in validated activations/s (rate>=2000). A failed
+    /// one makes the exit status 1.
+    #[arg(long, value_name = "EXPR")]
+    pub threshold: Vec<String>,
 }
 
 /// Activations per recorded one with `--record` (`--record-sample`): enough to show every
@@ -105,7 +113,7 @@ pub enum ReportCommand {
         /// Reports to merge.
         #[arg(required = true)]
         reports: Vec<PathBuf>,
-        /// Write the merged JSON report here.
+        /// Write the merged JSON report here (`-`: stdout, the text report then on stderr).
         #[arg(long, short = 'o', value_name = "FILE")]
         output: Option<PathBuf>,
     },
@@ -121,6 +129,35 @@ fn duration(option: &'static str, s: &str) -> Result<Duration, Error> {
         })
 }
 
+/// What `--threshold` expects, for its errors.
+pub const THRESHOLD_EXPECTED: &str = "expected [PHASE.]METRIC OP LIMIT: a latency \
+    (p50, p90, p99, p99.9, p99.99, min, mean, max of connect, bind, call or total; total by \
+    default) with us, ms or s; errors as a count or a percentage of sent; rate in validated \
+    activations/s; OP one of <, <=, >, >=, == (e.g. p99<5ms, call.p99<2ms, errors<0.1%, \
+    errors<=10, rate>=2000)";
+
+/// Parses `--threshold` expressions; a bad one is a usage error naming it.
+pub fn parse_thresholds(exprs: &[String]) -> Result<Vec<Threshold>, Error> {
+    exprs
+        .iter()
+        .map(|e| {
+            e.parse::<Threshold>().map_err(|why| {
+                Error::Usage(format!("--threshold {e:?}: {why}; {THRESHOLD_EXPECTED}"))
+            })
+        })
+        .collect()
+}
+
+/// Checks before a run that every output path given can be written (`-` for stdout aside).
+pub fn check_outputs(outputs: &[(&'static str, Option<&PathBuf>)]) -> Result<(), Error> {
+    for (option, path) in outputs {
+        if let Some(path) = path {
+            super::check_writable(option, path)?;
+        }
+    }
+    Ok(())
+}
+
 /// Reads the request templates out of a capture.
 fn templates(path: &PathBuf) -> Result<Templates, Error> {
     let bytes = std::fs::read(path).map_err(|e| Error::read("--from-capture", path, e))?;
@@ -131,6 +168,11 @@ fn templates(path: &PathBuf) -> Result<Templates, Error> {
 }
 
 impl LoadOpts {
+    /// The `--threshold` expressions, parsed.
+    pub fn thresholds(&self) -> Result<Vec<Threshold>, Error> {
+        parse_thresholds(&self.threshold)
+    }
+
     /// Validates into a config (target resolution happens in [`main`]).
     pub fn config(&self) -> Result<LoadConfig, Error> {
         super::at_least_one("--clients", self.clients as u64)?;
@@ -212,32 +254,52 @@ impl LoadOpts {
 
 /// The exit status a report calls for: 130 when interrupted, else its worst failure class (a
 /// check 1, no connection 3, RPC 4, an HRESULT 5), else 1 when no measured activation was
-/// validated (a host so slow that nothing was measured after the warm-up included), else 0.
+/// validated (a host so slow that nothing was measured after the warm-up included) or a
+/// threshold failed, else 0.
 pub fn exit_of(report: &LoadReport) -> Exit {
-    Exit::of_run(
-        report.interrupted,
-        report.outcome.ok == 0,
-        report.outcome.failed,
-        report.outcome.errors.keys().copied(),
+    gate(
+        Exit::of_run(
+            report.interrupted,
+            report.outcome.ok == 0,
+            report.outcome.failed,
+            report.outcome.errors.keys().copied(),
+        ),
+        &report.thresholds,
     )
+}
+
+/// `exit`, or 1 when it is 0 and a threshold failed.
+pub fn gate(exit: Exit, thresholds: &[threshold::ThresholdResult]) -> Exit {
+    if threshold::any_failed(thresholds) {
+        exit.worst(Exit::ChecksFailed)
+    } else {
+        exit
+    }
 }
 
 /// Runs `load`.
 pub fn main(opts: &LoadOpts) -> Result<Exit, Error> {
+    let thresholds = opts.thresholds()?;
     let mut config = opts.config()?;
+    check_outputs(&[
+        ("--json", opts.json.as_ref()),
+        ("--hdr-log", opts.hdr_log.as_ref()),
+    ])?;
+    let record = match &opts.record {
+        None => None,
+        Some(path) => Some(Sampling {
+            recorder: Recorder::create(path).map_err(|e| Error::write("--record", path, e))?,
+            every: opts.record_sample,
+        }),
+    };
+    let json_to_stdout = opts.json.as_deref().is_some_and(super::is_stdout);
     let runtime = super::runtime(Some(config.threads.max(1)))?;
     runtime.block_on(async {
         config.target = super::resolve_target(opts.target.as_deref()).await?;
         let interrupt = super::shutdown_signal();
-        let record = match &opts.record {
-            None => None,
-            Some(path) => Some(Sampling {
-                recorder: Recorder::create(path).map_err(|e| Error::write("--record", path, e))?,
-                every: opts.record_sample,
-            }),
-        };
         let recorder = record.as_ref().map(|s| s.recorder.clone());
-        let report = crate::load::run_recorded(&config, interrupt, record).await?;
+        let mut report = crate::load::run_recorded(&config, interrupt, record).await?;
+        report.thresholds = threshold::evaluate(&thresholds, &report.outcome);
         if let (Some(r), Some(path)) = (&recorder, &opts.record) {
             let sum = r.finish().map_err(|e| Error::write("--record", path, e))?;
             super::note(format_args!(
@@ -247,7 +309,7 @@ pub fn main(opts: &LoadOpts) -> Result<Exit, Error> {
                 path.display()
             ));
         }
-        super::print(|w| crate::report::load::text(w, &report))?;
+        super::print_text(json_to_stdout, |w| crate::report::load::text(w, &report))?;
         if let Some(path) = &opts.json {
             super::write_json("--json", path, &report)?;
         }
@@ -258,6 +320,7 @@ pub fn main(opts: &LoadOpts) -> Result<Exit, Error> {
 /// Runs `report merge`.
 pub fn report_main(cmd: &ReportCommand) -> Result<Exit, Error> {
     let ReportCommand::Merge { reports, output } = cmd;
+    check_outputs(&[("-o", output.as_ref())])?;
     let mut parsed = Vec::new();
     for p in reports {
         let text = std::fs::read_to_string(p).map_err(|e| Error::Read {
@@ -272,7 +335,8 @@ pub fn report_main(cmd: &ReportCommand) -> Result<Exit, Error> {
         parsed.push(report);
     }
     let merged = LoadReport::merge(&parsed)?;
-    super::print(|w| crate::report::load::text(w, &merged))?;
+    let json_to_stdout = output.as_deref().is_some_and(super::is_stdout);
+    super::print_text(json_to_stdout, |w| crate::report::load::text(w, &merged))?;
     if let Some(path) = output {
         super::write_json("-o", path, &merged)?;
     }

@@ -109,7 +109,13 @@ pub fn at_least_one(option: &'static str, value: u64) -> Result<(), Error> {
     Ok(())
 }
 
-/// Writes a report as pretty JSON to `path` (named by `option` in errors).
+/// Whether an output path is `-`: standard output.
+pub fn is_stdout(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
+/// Writes a report as pretty JSON to `path`, or to stdout when it is `-` (named by `option`
+/// in errors).
 pub fn write_json(
     option: &'static str,
     path: &Path,
@@ -118,7 +124,45 @@ pub fn write_json(
     let mut text = serde_json::to_vec_pretty(report)
         .map_err(|e| Error::write(option, path, std::io::Error::other(e)))?;
     text.push(b'\n');
+    if is_stdout(path) {
+        return print(|w| w.write_all(&text));
+    }
     std::fs::write(path, text).map_err(|e| Error::write(option, path, e))
+}
+
+/// Checks before a run that an output file can be written (its directory exists and is
+/// writable, the file is not read-only or a directory), so that a run is not lost to a typo in
+/// its output path: opens it for appending, creating it, and removes it again if it did not
+/// exist. `-` (stdout) is always fine.
+pub fn check_writable(option: &'static str, path: &Path) -> Result<(), Error> {
+    if is_stdout(path) {
+        return Ok(());
+    }
+    let existed = path.symlink_metadata().is_ok();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| Error::write(option, path, e))?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+/// Prints a text report on stdout, or on stderr when `to_stderr` (stdout then carries the
+/// JSON report of `--json -`); a closed or full stream is an [`Error::Print`].
+pub fn print_text(
+    to_stderr: bool,
+    print_it: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), Error> {
+    if !to_stderr {
+        return print(print_it);
+    }
+    let mut err = std::io::stderr().lock();
+    print_it(&mut err)
+        .and_then(|()| err.flush())
+        .map_err(Error::Print)
 }
 
 /// Prints to stdout through `print`; a closed or full stdout is an [`Error::Print`].

@@ -8,6 +8,7 @@ use clap::Args;
 
 use crate::capture::plan::Plan;
 use crate::capture::record::Recorder;
+use crate::load::threshold::{self, Threshold};
 use crate::net::client::ClientConfig;
 use crate::replay::{ReplayConfig, ReplayMode, exit_of};
 
@@ -51,15 +52,26 @@ pub struct ReplayOpts {
     /// Reply timeout, seconds.
     #[arg(long = "read-timeout", default_value_t = 5.0)]
     pub read_timeout: f64,
-    /// Write the JSON report (format kmsharness-replay/1) to FILE.
+    /// Write the JSON report (format kmsharness-replay/1) to FILE; `-` writes it to stdout
+    /// (the text report then goes to stderr).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// Write the replayed exchanges to FILE as a pcap.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+    /// Pass/fail criterion evaluated at the end, repeatable, as on `load`: e.g. p99<5ms,
+    /// call.p99.9<=20ms, errors<0.1%, errors<=10, rate>=2000. A failed one makes the exit
+    /// status 1.
+    #[arg(long, value_name = "EXPR")]
+    pub threshold: Vec<String>,
 }
 
 impl ReplayOpts {
+    /// The `--threshold` expressions, parsed.
+    pub fn thresholds(&self) -> Result<Vec<Threshold>, Error> {
+        super::load::parse_thresholds(&self.threshold)
+    }
+
     /// Validates the options and reads the capture into a config (target resolution and the
     /// `--record` file happen in [`main`]).
     pub fn config(&self) -> Result<ReplayConfig, Error> {
@@ -122,7 +134,9 @@ impl ReplayOpts {
 
 /// Runs `replay`.
 pub fn main(opts: &ReplayOpts) -> Result<Exit, Error> {
+    let thresholds = opts.thresholds()?;
     let mut config = opts.config()?;
+    super::load::check_outputs(&[("--json", opts.json.as_ref())])?;
     if let Some(w) = &config.plan.warning {
         super::note(format_args!(
             "kmsharness replay: {}: read up to a damaged record: {w}",
@@ -144,14 +158,16 @@ pub fn main(opts: &ReplayOpts) -> Result<Exit, Error> {
     runtime.block_on(async {
         config.target = super::resolve_target(opts.target.as_deref()).await?;
         let interrupt = super::shutdown_signal();
-        let run = crate::replay::run(&config, interrupt).await?;
-        super::print(|w| crate::report::replay::text(w, &run.report))?;
+        let mut run = crate::replay::run(&config, interrupt).await?;
+        run.report.thresholds = threshold::evaluate(&thresholds, &run.report.outcome);
+        let json_to_stdout = opts.json.as_deref().is_some_and(super::is_stdout);
+        super::print_text(json_to_stdout, |w| crate::report::replay::text(w, &run.report))?;
         if let (Some(r), Some(path)) = (&config.record, &opts.record) {
             r.finish().map_err(|e| Error::write("--record", path, e))?;
         }
         if let Some(path) = &opts.json {
             super::write_json("--json", path, &run.report)?;
         }
-        Ok(exit_of(&run.report))
+        Ok(super::load::gate(exit_of(&run.report), &run.report.thresholds))
     })
 }

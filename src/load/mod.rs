@@ -7,6 +7,7 @@ pub mod mix;
 pub mod progress;
 pub mod schedule;
 pub mod stats;
+pub mod threshold;
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -226,6 +227,14 @@ pub struct LoadReport {
         range(min = 1)
     )]
     pub merged: usize,
+    /// `--threshold` expressions evaluated at the end of the run.
+    #[serde(default)]
+    #[schemars(
+        description = "The `--threshold` expressions, in the order given, each evaluated \
+        against this report at the end of the run; empty when none was given (and in a merged \
+        report: thresholds apply to one run)."
+    )]
+    pub thresholds: Vec<threshold::ThresholdResult>,
 }
 
 impl LoadReport {
@@ -254,6 +263,7 @@ impl LoadReport {
             outcome: Outcome::of(stats, reconnects, secs),
             cpu,
             merged: 1,
+            thresholds: Vec::new(),
         }
     }
 
@@ -349,6 +359,7 @@ impl LoadReport {
             c.micros_per_activation = c.process_secs * 1e6 / out.outcome.ok.max(1) as f64;
         }
         out.merged = reports.iter().map(|r| r.merged).sum();
+        out.thresholds.clear();
         Ok(out)
     }
 }

@@ -3,6 +3,7 @@
 use std::io::{self, Write};
 
 use crate::load::LoadReport;
+use crate::load::threshold::{ThresholdResult, Unit};
 
 /// Writes the report as text.
 pub fn text(w: &mut dyn Write, r: &LoadReport) -> io::Result<()> {
@@ -53,5 +54,50 @@ pub fn text(w: &mut dyn Write, r: &LoadReport) -> io::Result<()> {
             r.outcome.reconnects
         )?;
     }
-    super::latency_and_errors(w, &r.outcome)
+    super::latency_and_errors(w, &r.outcome)?;
+    thresholds(w, &r.thresholds)
+}
+
+/// The `--threshold` lines of a `load` or `replay` report: each expression with its actual
+/// value and `ok` or `FAILED`.
+pub fn thresholds(w: &mut dyn Write, results: &[ThresholdResult]) -> io::Result<()> {
+    if results.is_empty() {
+        return Ok(());
+    }
+    writeln!(w)?;
+    let failed = results.iter().filter(|t| !t.passed).count();
+    if failed == 0 {
+        writeln!(w, "  thresholds (all {} passed)", results.len())?;
+    } else {
+        writeln!(w, "  thresholds ({failed} of {} FAILED)", results.len())?;
+    }
+    let width = results.iter().map(|t| t.expr.len()).max().unwrap_or(0);
+    for t in results {
+        let actual = match t.actual {
+            Some(a) => value(a, t.unit),
+            None => "nothing measured".to_owned(),
+        };
+        writeln!(
+            w,
+            "    {:<width$}  {:<12} {:>18}  {}",
+            t.expr,
+            t.metric,
+            actual,
+            if t.passed { "ok" } else { "FAILED" }
+        )?;
+    }
+    Ok(())
+}
+
+/// A threshold's measured value with its unit, latencies in the largest unit that keeps them
+/// at least 1.
+fn value(v: f64, unit: Unit) -> String {
+    match unit {
+        Unit::Micros if v >= 1e6 => format!("{:.3} s", v / 1e6),
+        Unit::Micros if v >= 1e3 => format!("{:.3} ms", v / 1e3),
+        Unit::Micros => format!("{v:.0} µs"),
+        Unit::Count => format!("{v:.0}"),
+        Unit::Percent => format!("{v:.3}%"),
+        Unit::PerSecond => format!("{v:.1}/s"),
+    }
 }

@@ -47,5 +47,6 @@ pub fn text(w: &mut dyn Write, r: &ReplayReport) -> io::Result<()> {
             r.outcome.reconnects
         )?;
     }
-    super::latency_and_errors(w, &r.outcome)
+    super::latency_and_errors(w, &r.outcome)?;
+    super::load::thresholds(w, &r.thresholds)
 }
