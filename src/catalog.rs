@@ -18,10 +18,17 @@
 //! key ID ranges come from vlmcsd's CSVLK records where it has one, otherwise from py-kms.
 //!
 //! Scope: volume (KMS client) editions only. Retail and pre-release product groups that the peers
-//! also list are left out, since a Microsoft host never activates them. Office LTSC 2024 and
-//! Windows Server 2025 are left out too: vlmcsd predates them, and the KMS IDs py-kms gives them
-//! are name-based (version 5) UUIDs, Office's being the one for an empty URL, which points to
-//! placeholders rather than values a real client sends.
+//! also list are left out, since a Microsoft host never activates them. The editions of Office
+//! LTSC 2024 and Windows Server 2025 are left out too, as is Office LTSC 2024's host key group:
+//! vlmcsd predates them, and the KMS IDs py-kms gives them are name-based (version 5) UUIDs,
+//! Office's being the one for an empty URL, which py-kms's own notes describe as made up; no
+//! other source names the real ones, and an edition cannot be listed without its KMS ID. (Their
+//! SKU IDs are known, but even those disagree: py-kms and another public tool swap Project Pro
+//! 2024 and Visio LTSC Pro 2024.) The "Volume License for Windows Server 2025" group is listed,
+//! activating what Microsoft's table says except Windows Server 2025 itself.
+//!
+//! Every [`Sku`], [`KmsItem`] and [`HostKeyGroup`] names its own source; `activate --list
+//! --json` prints them. "unverified: only py-kms" marks what no second source confirms.
 
 use core::ops::RangeInclusive;
 
@@ -168,7 +175,19 @@ pub struct KmsItem {
     pub class: ProductClass,
     /// Major KMS protocol version the group's clients send (4, 5 or 6).
     pub protocol: u8,
+    /// Where the KMS ID comes from.
+    pub source: &'static str,
+    /// Where the SKU IDs of the group's editions come from, unless an edition names its own.
+    pub skus_source: &'static str,
 }
+
+/// KMS ID and protocol observed in both peers' product data.
+const SRC_KMS_PEERS: &str = "vlmcsd kmsdata-full.c KmsItem and py-kms KmsDataBase.xml KmsItem";
+/// SKU IDs observed in both peers' product data.
+const SRC_SKU_PEERS: &str = "vlmcsd kmsdata-full.c SkuItem and py-kms KmsDataBase.xml SkuItem";
+/// SKU IDs that only py-kms lists, for products vlmcsd predates.
+const SRC_SKU_PYKMS: &str = "py-kms KmsDataBase.xml SkuItem (vlmcsd predates the product); \
+                             GVLK on Microsoft: KMS client activation and product keys";
 
 const fn kms(
     name: &'static str,
@@ -177,23 +196,39 @@ const fn kms(
     class: ProductClass,
     protocol: u8,
 ) -> KmsItem {
+    kms_from(name, id, app, class, protocol, SRC_KMS_PEERS, SRC_SKU_PEERS)
+}
+
+const fn kms_from(
+    name: &'static str,
+    id: &str,
+    app: AppKind,
+    class: ProductClass,
+    protocol: u8,
+    source: &'static str,
+    skus_source: &'static str,
+) -> KmsItem {
     KmsItem {
         name,
         id: Guid::from_str_const(id),
         app,
         class,
         protocol,
+        source,
+        skus_source,
     }
 }
 
 // KMS IDs and protocol versions observed in vlmcsd kmsdata (KmsItems); Windows Server 2022 and
 // Office LTSC 2021 only appear in py-kms KmsDataBase.xml.
-const K_WS2022: KmsItem = kms(
+const K_WS2022: KmsItem = kms_from(
     "Windows Server 2022",
     "b74263e4-0f92-46c6-bcf8-c11d5efe2959",
     AppKind::Windows,
     ProductClass::ServerOs,
     PROTOCOL_V6,
+    "py-kms KmsDataBase.xml KmsItem (vlmcsd predates it)",
+    SRC_SKU_PYKMS,
 );
 const K_WS2019: KmsItem = kms(
     "Windows Server 2019",
@@ -282,7 +317,7 @@ const K_WIN10_2016: KmsItem = kms(
     PROTOCOL_V6,
 );
 const K_WIN10_2019: KmsItem = kms(
-    "Windows 10 2019 (Volume)",
+    "Windows 10/11 LTSC 2019/2021/2024 (Volume)",
     "11b15659-e603-4cf1-9c1f-f0ec01b81888",
     AppKind::Windows,
     ProductClass::ClientOs,
@@ -351,12 +386,15 @@ const K_OFFICE2019: KmsItem = kms(
     ProductClass::Office,
     PROTOCOL_V6,
 );
-const K_OFFICE2021: KmsItem = kms(
+const K_OFFICE2021: KmsItem = kms_from(
     "Office LTSC 2021",
     "86d50b16-4808-41af-b83b-b338274318b2",
     AppKind::Office2013,
     ProductClass::Office,
     PROTOCOL_V6,
+    "py-kms KmsDataBase.xml KmsItem (vlmcsd predates it)",
+    "py-kms KmsDataBase.xml SkuItem (vlmcsd predates the product); GVLK on Microsoft: \
+     Office: Volume activation, GVLKs for KMS and Active Directory-based activation",
 );
 
 /// Every product group in the catalog.
@@ -422,16 +460,24 @@ pub struct Sku {
     pub kms: Guid,
     /// Threshold class.
     pub class: ProductClass,
+    /// Where the SKU ID (and its product group) comes from.
+    pub source: &'static str,
 }
 
 /// Builds an edition of `group`, taking its KMS ID and class from the group so they cannot
-/// disagree.
+/// disagree, and its source from the group's [`KmsItem::skus_source`].
 const fn edition(group: &KmsItem, name: &'static str, id: &str) -> Sku {
+    edition_from(group, name, id, group.skus_source)
+}
+
+/// [`edition`] with a source of its own.
+const fn edition_from(group: &KmsItem, name: &'static str, id: &str, source: &'static str) -> Sku {
     Sku {
         name,
         id: Guid::from_str_const(id),
         kms: group.id,
         class: group.class,
+        source,
     }
 }
 
@@ -444,6 +490,11 @@ impl Sku {
     /// The edition's application.
     pub fn application(&self) -> Option<&'static Application> {
         self.kms_item().map(KmsItem::application)
+    }
+
+    /// Whether the edition belongs to this application.
+    pub fn app_is(&self, kind: AppKind) -> bool {
+        self.kms_item().is_some_and(|k| k.app == kind)
     }
 
     /// Major KMS protocol version clients of this edition send.
@@ -459,6 +510,21 @@ impl Sku {
             .filter(move |g| g.activates_kms_id(&kms))
     }
 }
+
+/// Enterprise LTSC 2019/2021/2024.
+const SRC_LTSC: &str = "GVLK M7XTQ-FN8P6-TTKYV-9D4CC-J462D for LTSC 2019, LTSC 2021 and LTSC 2024 on \
+                        Microsoft: KMS client activation and product keys; SKU ID from vlmcsd \
+                        kmsdata-full.c and py-kms KmsDataBase.xml (\"LTSC 2019/2021\")";
+/// Enterprise multi-session: the peers disagree on its product group.
+const SRC_MULTI_SESSION: &str = "GVLK on Microsoft: KMS client activation and product keys; SKU ID \
+                                 from vlmcsd kmsdata-full.c (\"Enterprise for Virtual Desktops\") \
+                                 and py-kms; KMS ID from vlmcsd (py-kms puts it in a \
+                                 \"ServerRdsh\" group cbdcb1ba-e093-4c81-a463-10775291fdf9 only an \
+                                 Azure key activates)";
+/// Editions only py-kms lists, with nothing to confirm their SKU ID or product group.
+const SRC_UNVERIFIED_PYKMS: &str = "unverified: only py-kms KmsDataBase.xml (SKU ID and product \
+                                    group); GVLK on Microsoft: KMS client activation and product \
+                                    keys";
 
 /// Every edition in the catalog. SKU IDs and names observed in vlmcsd kmsdata (SkuItems) and
 /// py-kms KmsDataBase.xml (SkuItem); the two agree on every edition's product group where both
@@ -496,7 +562,7 @@ pub static SKUS: &[Sku] = &[
     edition(&K_WS2012R2, "Windows Server 2012 R2 Standard", "b3ca044e-a358-4d68-9883-aaa2941aca99"),
     edition(&K_WS2012R2, "Windows Server 2012 R2 Cloud Storage", "b743a2be-68d4-4dd3-af32-92425b7bb623"),
     // Windows Server 2012
-    edition(&K_WS2012, "Windows Server 2012 Essentials", "8f365ba6-c1b9-4223-98fc-282a0756a3ed"),
+    edition_from(&K_WS2012, "Windows Server 2012 Essentials", "8f365ba6-c1b9-4223-98fc-282a0756a3ed", "py-kms KmsDataBase.xml SkuItem only"),
     edition(&K_WS2012, "Windows Server 2012 Datacenter", "d3643d60-0c42-412d-a7d6-52e6635327f6"),
     edition(&K_WS2012, "Windows Server 2012 Standard", "f0f5ec41-0d55-4732-af02-440a44a3cf0f"),
     edition(&K_WS2012, "Windows Server 2012 MultiPoint Premium", "95fd1c83-7df5-494a-be8b-1300e1c9d1cd"),
@@ -527,8 +593,10 @@ pub static SKUS: &[Sku] = &[
     edition(&K_WIN10_GOV, "Windows 10/11 Enterprise G", "e0b2d383-d112-413f-8a80-97f373a5820c"),
     edition(&K_WIN10_GOV, "Windows 10/11 Enterprise G N", "e38454fb-41a4-4f59-a5dc-25080e354730"),
     // Windows 10 2019 (Volume)
-    edition(&K_WIN10_2019, "Windows 10 Enterprise LTSC 2019", "32d2fab3-e4a8-42c2-923b-4bf4fd13e6ee"),
-    edition(&K_WIN10_2019, "Windows 10 Enterprise LTSC 2019 N", "7103a333-b8c8-49cc-93ce-d37c09687f92"),
+    // One edition for three releases: Microsoft gives Windows 10 Enterprise LTSC 2019, LTSC 2021
+    // and Windows 11 Enterprise LTSC 2024 the same GVLK, so they send the same SKU and KMS IDs.
+    edition_from(&K_WIN10_2019, "Windows 10/11 Enterprise LTSC 2019/2021/2024", "32d2fab3-e4a8-42c2-923b-4bf4fd13e6ee", SRC_LTSC),
+    edition_from(&K_WIN10_2019, "Windows 10/11 Enterprise LTSC 2019/2021/2024 N", "7103a333-b8c8-49cc-93ce-d37c09687f92", SRC_LTSC),
     // Windows 10 2016 (Volume)
     edition(&K_WIN10_2016, "Windows 10 Enterprise 2016 LTSB", "2d5a5a60-3040-48bf-beb0-fcd770c20ce0"),
     edition(&K_WIN10_2016, "Windows 10 Enterprise 2016 LTSB N", "9f776d83-7156-45b2-8a5c-359b9c9f22a3"),
@@ -545,6 +613,10 @@ pub static SKUS: &[Sku] = &[
     edition(&K_WIN10, "Windows 10/11 Pro Education N", "5300b18c-2e33-4dc2-8291-47ffcec746dd"),
     edition(&K_WIN10, "Windows 10/11 Pro for Workstations", "82bbc092-bc50-4e16-8e18-b74fc486aec3"),
     edition(&K_WIN10, "Windows 10/11 Pro for Workstations N", "4b1571d3-bafb-4b40-8087-a961be2caf65"),
+    edition_from(&K_WIN10, "Windows 10/11 Enterprise multi-session", "ec868e65-fadf-4759-b23e-93fe37f2cc29", SRC_MULTI_SESSION),
+    edition_from(&K_WIN10, "Windows IoT Enterprise LTSC 2021/2024", "59eb965c-9150-42b7-a0ec-22151b9897c5", SRC_UNVERIFIED_PYKMS),
+    edition_from(&K_WIN10, "Windows 11 SE", "ca7df2e3-5ea0-47b8-9ac1-b1be4d8edd69", SRC_UNVERIFIED_PYKMS),
+    edition_from(&K_WIN10, "Windows 11 SE N", "d30136fc-cb4b-416e-a23d-87207abc44a9", SRC_UNVERIFIED_PYKMS),
     // Windows 8.1 (Volume)
     edition(&K_WIN81, "Windows 8.1 Enterprise", "81671aaf-79d1-4eb1-b004-8cbbe173afea"),
     edition(&K_WIN81, "Windows 8.1 Enterprise N", "113e705c-fa49-48a4-beea-7dd879b46b14"),
@@ -690,9 +762,12 @@ pub struct HostKeyGroup {
 const HKG_WS2022: HostKeyGroup = HostKeyGroup {
     name: DEFAULT_HOST_KEY_GROUP,
     app: AppKind::Windows,
-    // The first Windows CSVLK with a group of its own; py-kms gives one range, 0..=20029999.
+    // The first Windows CSVLK with a group of its own. Its key IDs start at 30000: py-kms's
+    // first database (from License Manager) gave 30000..=20029999 with a host ePID of key ID
+    // 018246887; the 0..=20029999 it lists today also covers 0..=29999, which no host of this
+    // key carries (the Azure-only and lab keys of 4574/4575 use 0..=49999 of their own groups).
     epid_group_id: 4573,
-    key_ids: 0..=20_029_999,
+    key_ids: WS_2022_2025_KEY_IDS,
     activates: &[
         K_WS2022.id,
         K_WS2019.id,
@@ -714,11 +789,52 @@ const HKG_WS2022: HostKeyGroup = HostKeyGroup {
         K_WIN7.id,
     ],
     source: "activations: kms-activation-planning.md, Activation versions table; ePID group and \
-             key IDs: py-kms KmsDataBase.xml CsvlkItem \"Windows Server 2022\" (vlmcsd has none)",
+             key IDs: py-kms KmsDataBase.xml CsvlkItem \"Windows Server 2022\" (vlmcsd has none), \
+             key IDs from below 30000 as in py-kms's first database (commit 0f58e9b)",
+};
+
+/// Key IDs of the Windows Server 2022 and 2025 CSVLKs (each in its own ePID group).
+const WS_2022_2025_KEY_IDS: RangeInclusive<u32> = 30_000..=20_029_999;
+
+// Windows Server 2025's own KMS ID is not in the catalog: the one py-kms gives
+// (4b83307d-7788-50ff-...) is a version-5 UUID that py-kms's own comments call a placeholder, and
+// no other source names one. The group is here for what Microsoft's table says it activates and
+// for its ePIDs; clients of Windows Server 2025 itself are unknown products to the catalog.
+const HKG_WS2025: HostKeyGroup = HostKeyGroup {
+    name: "Volume License for Windows Server 2025",
+    app: AppKind::Windows,
+    epid_group_id: 4918,
+    key_ids: WS_2022_2025_KEY_IDS,
+    activates: &[
+        // "Windows Server 2025 (all editions)": KMS ID unknown, see above.
+        K_WS2022.id,
+        K_WS2019.id,
+        K_WS2016.id,
+        // Windows 11 and Windows 10 Enterprise/Professional/Pro for Workstations/Education.
+        K_WIN10.id,
+        // Windows 11 Enterprise LTSC 2024, Windows 10 Enterprise LTSC/LTSC N/LTSB.
+        K_WIN10_2019.id,
+        K_WIN10_2016.id,
+        K_WS2012R2.id,
+        K_WIN81.id,
+        K_WS2012.id,
+        K_WS2008R2_A.id,
+        K_WS2008R2_B.id,
+        K_WS2008R2_C.id,
+        K_WS2008_A.id,
+        K_WS2008_B.id,
+        K_WS2008_C.id,
+        K_WIN7.id,
+    ],
+    source: "activations: Microsoft: KMS activation planning, Activation versions table \
+             (Windows Server 2025 tab), less Windows Server 2025 itself (no KMS ID known); ePID \
+             group and key IDs: unverified: only py-kms KmsDataBase.xml CsvlkItem \
+             \"Windows Server 2025\"",
 };
 
 /// Every host key group in the catalog.
 pub static HOST_KEY_GROUPS: &[HostKeyGroup] = &[
+    HKG_WS2025,
     HKG_WS2022,
     HostKeyGroup {
         name: "Volume License for Windows Server 2019",
@@ -1293,6 +1409,7 @@ mod test {
         assert_eq!(
             groups,
             [
+                "Volume License for Windows Server 2025",
                 "Volume License for Windows Server 2022",
                 "Volume License for Windows Server 2019"
             ]
@@ -1476,6 +1593,65 @@ mod test {
         for s in SKUS {
             assert_eq!(lookup_sku(s.name).map(|k| k.id), Ok(s.id), "{}", s.name);
         }
+    }
+
+    #[test]
+    fn ws2025_group_activates_everything_the_2022_group_does_and_ltsc_2024() {
+        let ws2025 = group("Volume License for Windows Server 2025");
+        let ws2022 = default_host_key_group();
+        for id in ws2022.activates {
+            assert!(ws2025.activates_kms_id(id), "{id}");
+        }
+        assert!(ws2025.activates_kms_id(&K_WS2022.id));
+        for s in SKUS.iter().filter(|s| s.app_is(AppKind::Windows)) {
+            if s.kms != K_WIN10_GOV.id && s.kms != K_WIN8.id && s.kms != K_VISTA.id {
+                assert!(ws2025.activates_sku(s), "{}", s.name);
+            }
+        }
+        for name in [
+            "Windows 11 Enterprise LTSC 2024",
+            "Windows 10 Enterprise LTSC 2021",
+            "Windows 11 Enterprise multi-session",
+            "Windows 11 SE",
+            "Windows IoT Enterprise LTSC 2024",
+        ] {
+            let sku = lookup_sku(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(sku.class, ProductClass::ClientOs, "{name}");
+            assert_eq!(sku.class.threshold(), 25, "{name}");
+            assert!(ws2025.activates_sku(sku), "{name}");
+        }
+        assert!(!ws2025.activates_kms_id(&K_OFFICE2021.id));
+        assert_eq!(ws2025.epid_group_id, 4918);
+        assert_eq!(host_key_groups_for_epid(4918, 30_000).count(), 1);
+        assert_eq!(host_key_groups_for_epid(4573, 29_999).count(), 0);
+        assert_eq!(host_key_groups_for_epid(4573, 30_000).count(), 1);
+    }
+
+    #[test]
+    fn unconfirmed_ids_are_marked_and_invented_ones_absent() {
+        for s in SKUS {
+            assert!(!s.source.is_empty(), "{}", s.name);
+        }
+        for k in KMS_ITEMS {
+            assert!(!k.source.is_empty() && !k.skus_source.is_empty(), "{}", k.name);
+        }
+        // py-kms's name-based placeholders for the Server 2025 and Office LTSC 2024 KMS IDs.
+        for placeholder in [
+            "4b83307d-7788-50ff-8d1f-1861915bdb9d",
+            "1b4db7eb-4057-5ddf-91e0-36dec72071f5",
+        ] {
+            assert!(kms_item(&placeholder.parse().unwrap()).is_none(), "{placeholder}");
+        }
+        // A GUID whose version nibble is 5 is name-based, never a Microsoft product ID.
+        let ids = KMS_ITEMS.iter().map(|k| k.id).chain(SKUS.iter().map(|s| s.id));
+        for id in ids {
+            assert_ne!(id.to_string().as_bytes()[14], b'5', "{id}");
+        }
+        let se = find_sku("Windows 11 SE").unwrap();
+        assert!(se.source.starts_with("unverified: only py-kms"), "{}", se.source);
+        let ms = find_sku("Windows 10/11 Enterprise multi-session").unwrap();
+        assert_eq!(ms.kms, K_WIN10.id);
+        assert!(ms.source.contains("vlmcsd"), "{}", ms.source);
     }
 
     #[test]

@@ -141,7 +141,8 @@ const PLATFORM_WIN81: u32 = 6401;
 const PLATFORM_WIN10: u32 = 3612;
 
 /// Server builds a KMS host is expected to run. Build numbers, platform IDs and release dates
-/// observed in vlmcsd kmsdata (HostBuild records); build 20348 only in py-kms KmsDataBase.xml.
+/// observed in vlmcsd kmsdata (HostBuild records); builds 20348 and 26100 only in py-kms
+/// KmsDataBase.xml.
 pub static HOST_BUILDS: &[HostBuild] = &[
     HostBuild {
         build: 6002,
@@ -184,6 +185,14 @@ pub static HOST_BUILDS: &[HostBuild] = &[
         platform_id: PLATFORM_WIN10,
         name: "Windows Server 2022",
         released: ymd(2021, 8, 18),
+    },
+    // Only py-kms KmsDataBase.xml WinBuild (platform ID and date); the date is Windows Server
+    // 2025's general availability.
+    HostBuild {
+        build: 26100,
+        platform_id: PLATFORM_WIN10,
+        name: "Windows Server 2025",
+        released: ymd(2024, 11, 1),
     },
 ];
 
@@ -1230,7 +1239,30 @@ mod test {
         let e = Epid::generate(ws2022, host_build(20348).unwrap(), 1033, day, 7);
         assert_eq!(
             e.to_string(),
-            "03612-04573-000-000007-03-1033-20348.0000-1622026"
+            "03612-04573-000-030007-03-1033-20348.0000-1622026"
         );
+    }
+
+    #[test]
+    fn test_ws2022_keys_skip_the_hole_below_30000() {
+        // Windows Server 2022 and 2025 keys carry key IDs from 30000 up; 0..=29999 is no key's.
+        let day = YearDay::new(2026, 162).unwrap();
+        for name in [
+            "Volume License for Windows Server 2022",
+            "Volume License for Windows Server 2025",
+        ] {
+            let g = group(name);
+            assert_eq!(*g.key_ids.start(), 30_000, "{name}");
+            for r in [0, 1, 29_999, 30_000, u64::MAX] {
+                let e = Epid::generate(g, host_build(26100).unwrap(), 1033, day, r);
+                assert!(e.key_id >= 30_000, "{name}: {e}");
+                assert_eq!(e.validate(Some(g)), [], "{name}: {e}");
+            }
+            let mut hole = Epid::generate(g, host_build(20348).unwrap(), 1033, day, 0);
+            hole.key_id = 29_999;
+            assert_eq!(hole.validate(Some(g)).len(), 1, "{name}: {hole}");
+        }
+        let e = parse("03612-04918-000-030000-03-1033-26100.0000-1622026");
+        assert_eq!(e.validate(Some(group("Volume License for Windows Server 2025"))), []);
     }
 }

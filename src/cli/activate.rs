@@ -116,7 +116,9 @@ pub struct ActivateOpts {
     /// `serve --config` file (like vlmcs -G).
     #[arg(short = 'G', long, value_name = "FILE")]
     pub grab: Option<PathBuf>,
-    /// List the product catalog and exit.
+    /// List the product catalog and exit (with --json: one JSON document, format
+    /// `kmsharness-catalog/1`, each SKU with its IDs, threshold, activating host key groups and
+    /// source).
     #[arg(short = 'x', long)]
     pub list: bool,
     /// Write every exchange to FILE as a pcap (synthetic Ethernet/IP/TCP framing, real
@@ -266,10 +268,55 @@ fn list(w: &mut dyn std::io::Write) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The catalog as one JSON document: every SKU with its product group, application, protocol,
+/// threshold, the host key groups that activate it and where its IDs come from.
+fn list_json(w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let skus: Vec<serde_json::Value> = catalog::SKUS
+        .iter()
+        .map(|sku| {
+            let item = sku.kms_item();
+            serde_json::json!({
+                "id": sku.id,
+                "name": sku.name,
+                "kms_id": sku.kms,
+                "kms_name": item.map(|k| k.name),
+                "kms_source": item.map(|k| k.source),
+                "application": sku.application().map(|a| a.name),
+                "application_id": sku.application().map(|a| a.id),
+                "protocol": sku.protocol(),
+                "class": sku.class,
+                "threshold": sku.class.threshold(),
+                "activated_by": sku.activated_by().map(|g| g.name).collect::<Vec<_>>(),
+                "source": sku.source,
+            })
+        })
+        .collect();
+    let groups: Vec<serde_json::Value> = catalog::HOST_KEY_GROUPS
+        .iter()
+        .map(|g| {
+            serde_json::json!({
+                "name": g.name,
+                "application": g.app.application().name,
+                "epid_group_id": g.epid_group_id,
+                "key_ids": [g.key_ids.start(), g.key_ids.end()],
+                "activates": g.kms_items().map(|k| k.name).collect::<Vec<_>>(),
+                "source": g.source,
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "format": "kmsharness-catalog/1",
+        "skus": skus,
+        "host_key_groups": groups,
+    });
+    serde_json::to_writer_pretty(&mut *w, &doc)?;
+    writeln!(w)
+}
+
 /// Runs `activate`: the report on stdout, its exit status.
 pub fn main(opts: &ActivateOpts) -> Result<Exit, Error> {
     if opts.list {
-        super::print(|w| list(w))?;
+        super::print(|w| if opts.json { list_json(w) } else { list(w) })?;
         return Ok(Exit::Success);
     }
     let config = opts.config()?;
