@@ -6,6 +6,8 @@
 //! 4-byte `if_tzone` option, and rejects option lists that end without `opt_endofopt`; all three
 //! occur in files that Wireshark reads.
 
+use std::io::{self, Chain, Cursor, Read};
+
 use pcap_file::pcap::{PcapHeader, PcapParser};
 use pcap_file::{Endianness, TsResolution};
 use serde::Serialize;
@@ -102,10 +104,16 @@ pub(crate) enum Entry<'a> {
     Skipped(Skip),
 }
 
-/// An iterator over the packet records of a capture file; it ends after the first error.
+/// The packet records of a capture file, read one at a time from a [`Read`]; reading ends
+/// after the first error. Only the current record or block is held in memory, so a file of
+/// any length is read in memory bounded by its largest record.
+///
+/// Not an [`Iterator`]: each record borrows the reader's buffer until the next call.
 #[derive(Debug)]
-pub(crate) struct Records<'a> {
-    bytes: &'a [u8],
+pub(crate) struct Records<R> {
+    input: Chain<Cursor<Vec<u8>>, R>,
+    /// The current record or block.
+    buf: Vec<u8>,
     /// Offset of the next record or block.
     pos: usize,
     /// Number of the next packet record.
@@ -116,7 +124,7 @@ pub(crate) struct Records<'a> {
 
 #[derive(Debug)]
 enum Kind {
-    Pcap(PcapParser),
+    Pcap(PcapHeader),
     PcapNg(PcapNgState),
 }
 
@@ -138,39 +146,51 @@ struct Interface {
     tsoffset: i64,
 }
 
-impl<'a> Records<'a> {
+/// Reads until `buf` holds `want` more bytes or the input ends; returns how many were added.
+/// The buffer grows with what arrives, so a length field claiming gigabytes costs only the
+/// bytes that are really there.
+fn fill(input: &mut impl Read, buf: &mut Vec<u8>, want: usize) -> io::Result<usize> {
+    let before = buf.len();
+    input.take(want as u64).read_to_end(buf)?;
+    Ok(buf.len() - before)
+}
+
+impl<R: Read> Records<R> {
     /// Recognises the format by magic and reads the file header.
-    pub fn open(bytes: &'a [u8]) -> Result<Records<'a>, CaptureError> {
-        let Some(magic) = read_u32(bytes, 0, true) else {
-            return Err(CaptureError::TooShort { len: bytes.len() });
+    pub fn open(mut input: R) -> Result<Records<R>, CaptureError> {
+        let mut head = Vec::with_capacity(PCAP_HEADER_LEN);
+        fill(&mut input, &mut head, PCAP_HEADER_LEN).map_err(|e| read_error(&e, 1, 0))?;
+        let Some(magic) = read_u32(&head, 0, true) else {
+            return Err(CaptureError::TooShort { len: head.len() });
         };
         let is_pcap = [PCAP_MAGIC_MICROS, PCAP_MAGIC_NANOS]
             .iter()
             .any(|&m| magic == m || magic == m.swap_bytes());
-        let (kind, pos) = if magic == block::SECTION_HEADER {
+        let (kind, pos, replay) = if magic == block::SECTION_HEADER {
             // The Section Header Block is parsed as the first block, like any later one.
-            (Kind::PcapNg(PcapNgState::default()), 0)
+            (Kind::PcapNg(PcapNgState::default()), 0, head)
         } else if is_pcap {
-            let parser = match PcapParser::new(bytes) {
-                Ok((_, parser)) => parser,
+            let header = match PcapParser::new(&head) {
+                Ok((_, parser)) => parser.header(),
                 Err(_) => {
                     return Err(CaptureError::TruncatedHeader {
                         format: "pcap",
                         needed: PCAP_HEADER_LEN,
-                        available: bytes.len(),
+                        available: head.len(),
                     });
                 }
             };
-            let linktype = u32::from(parser.header().datalink) & PCAP_LINKTYPE_MASK;
+            let linktype = u32::from(header.datalink) & PCAP_LINKTYPE_MASK;
             if !super::packet::is_supported(linktype) {
                 return Err(CaptureError::UnsupportedLinkType { linktype });
             }
-            (Kind::Pcap(parser), PCAP_HEADER_LEN)
+            (Kind::Pcap(header), PCAP_HEADER_LEN, Vec::new())
         } else {
             return Err(CaptureError::UnknownMagic { magic });
         };
         Ok(Records {
-            bytes,
+            input: Cursor::new(replay).chain(input),
+            buf: Vec::new(),
             pos,
             next_number: 1,
             kind,
@@ -180,97 +200,112 @@ impl<'a> Records<'a> {
 
     pub fn format(&self) -> Format {
         match &self.kind {
-            Kind::Pcap(p) => {
-                let h = p.header();
-                Format::Pcap {
-                    nanosecond: h.ts_resolution == TsResolution::NanoSecond,
-                    big_endian: h.endianness == Endianness::Big,
-                    linktype: u32::from(h.datalink) & PCAP_LINKTYPE_MASK,
-                }
-            }
+            Kind::Pcap(h) => Format::Pcap {
+                nanosecond: h.ts_resolution == TsResolution::NanoSecond,
+                big_endian: h.endianness == Endianness::Big,
+                linktype: u32::from(h.datalink) & PCAP_LINKTYPE_MASK,
+            },
             Kind::PcapNg(_) => Format::PcapNg,
         }
     }
 
-    fn next_pcap(&mut self) -> Option<Result<Entry<'a>, CaptureError>> {
-        let Kind::Pcap(parser) = &self.kind else {
-            return None;
-        };
-        let header: PcapHeader = parser.header();
-        let rest = self.bytes.get(self.pos..)?;
-        if rest.is_empty() {
+    /// The next packet record, `None` at the end of the file or after an error.
+    pub fn next(&mut self) -> Option<Result<Entry<'_>, CaptureError>> {
+        if self.done {
             return None;
         }
-        // The raw form skips pcap-file's length checks, which reject an original length above
-        // the snap length although writers produce exactly that when they cut a packet.
-        let parsed = parser.next_raw_packet(rest);
+        // Reading stops unless a record is returned (which clears this again).
+        self.done = true;
+        match &self.kind {
+            Kind::Pcap(_) => self.next_pcap(),
+            Kind::PcapNg(_) => self.next_pcapng(),
+        }
+    }
+
+    fn next_pcap(&mut self) -> Option<Result<Entry<'_>, CaptureError>> {
+        let Kind::Pcap(header) = &self.kind else {
+            return None;
+        };
         let number = self.next_number;
         let offset = self.pos;
-        let raw = match parsed {
-            Ok((_, raw)) => raw,
-            Err(_) => {
-                // pcap-file only says "incomplete"; say which part and how much was missing.
-                let big = header.endianness == Endianness::Big;
-                let (what, needed) = match read_u32(rest, 8, big) {
-                    None => ("pcap record header", PCAP_RECORD_HEADER_LEN as u64),
-                    Some(incl) => (
-                        "pcap record data",
-                        PCAP_RECORD_HEADER_LEN as u64 + u64::from(incl),
-                    ),
-                };
-                return Some(Err(CaptureError::Truncated {
-                    what,
-                    record: number,
-                    offset,
-                    needed,
-                    available: rest.len(),
-                }));
-            }
+        self.buf.clear();
+        let got = match fill(&mut self.input, &mut self.buf, PCAP_RECORD_HEADER_LEN) {
+            Ok(n) => n,
+            Err(e) => return Some(Err(read_error(&e, number, offset))),
         };
-        // The record's bytes, taken from the file slice itself so that they keep its lifetime
-        // (pcap-file has just checked that they are all there).
-        let data = rest
-            .get(PCAP_RECORD_HEADER_LEN..)
-            .and_then(|d| d.get(..raw.data.len()))
-            .unwrap_or_default();
+        if got == 0 {
+            return None;
+        }
+        let big = header.endianness == Endianness::Big;
+        let field = |at| read_u32(&self.buf, at, big).unwrap_or(0);
+        if got < PCAP_RECORD_HEADER_LEN {
+            return Some(Err(CaptureError::Truncated {
+                what: "pcap record header",
+                record: number,
+                offset,
+                needed: PCAP_RECORD_HEADER_LEN as u64,
+                available: got,
+            }));
+        }
+        // Original lengths above the snap length are accepted: writers produce exactly that
+        // when they cut a packet.
+        let (ts_sec, ts_frac, incl) = (field(0), field(4), field(8));
+        let data_got = match fill(&mut self.input, &mut self.buf, incl as usize) {
+            Ok(n) => n,
+            Err(e) => return Some(Err(read_error(&e, number, offset))),
+        };
+        if data_got < incl as usize {
+            return Some(Err(CaptureError::Truncated {
+                what: "pcap record data",
+                record: number,
+                offset,
+                needed: PCAP_RECORD_HEADER_LEN as u64 + u64::from(incl),
+                available: PCAP_RECORD_HEADER_LEN + data_got,
+            }));
+        }
         self.pos = offset
             .saturating_add(PCAP_RECORD_HEADER_LEN)
-            .saturating_add(data.len());
+            .saturating_add(data_got);
         self.next_number += 1;
+        self.done = false;
         // A fraction past one second is malformed; carrying it keeps timestamps ordered.
         let (carry, nanos) = match header.ts_resolution {
             TsResolution::MicroSecond => (
-                raw.ts_frac / MICROS_PER_SEC,
-                raw.ts_frac % MICROS_PER_SEC * NANOS_PER_MICRO,
+                ts_frac / MICROS_PER_SEC,
+                ts_frac % MICROS_PER_SEC * NANOS_PER_MICRO,
             ),
-            TsResolution::NanoSecond => (0, raw.ts_frac),
+            TsResolution::NanoSecond => (0, ts_frac),
         };
         Some(Ok(Entry::Packet(Record {
             number,
-            ts: Timestamp::new(u64::from(raw.ts_sec) + u64::from(carry), nanos),
+            ts: Timestamp::new(u64::from(ts_sec) + u64::from(carry), nanos),
             linktype: u32::from(header.datalink) & PCAP_LINKTYPE_MASK,
-            data,
+            data: self.buf.get(PCAP_RECORD_HEADER_LEN..).unwrap_or_default(),
         })))
     }
 
     /// Reads blocks until a packet block, or the end.
-    fn next_pcapng(&mut self) -> Option<Result<Entry<'a>, CaptureError>> {
+    fn next_pcapng(&mut self) -> Option<Result<Entry<'_>, CaptureError>> {
         loop {
-            let rest = self.bytes.get(self.pos..)?;
-            if rest.is_empty() {
-                return None;
-            }
             let offset = self.pos;
             let number = self.next_number;
+            self.buf.clear();
+            let got = match fill(&mut self.input, &mut self.buf, PCAPNG_MIN_BLOCK_LEN) {
+                Ok(n) => n,
+                Err(e) => return Some(Err(read_error(&e, number, offset))),
+            };
+            if got == 0 {
+                return None;
+            }
             let Kind::PcapNg(state) = &mut self.kind else {
                 return None;
             };
-            let truncated = |needed: u64| CaptureError::Truncated {
+            let truncated = |needed: u64, available: usize| CaptureError::Truncated {
                 what: "pcapng block",
                 record: number,
                 offset,
                 needed,
-                available: rest.len(),
+                available,
             };
             let malformed = |problem: String| CaptureError::Malformed {
                 what: "pcapng block",
@@ -278,14 +313,15 @@ impl<'a> Records<'a> {
                 offset,
                 problem,
             };
-            let Some(block_type) = read_u32(rest, 0, state.big_endian) else {
-                return Some(Err(truncated(PCAPNG_MIN_BLOCK_LEN as u64)));
+            let head = &self.buf;
+            let Some(block_type) = read_u32(head, 0, state.big_endian) else {
+                return Some(Err(truncated(PCAPNG_MIN_BLOCK_LEN as u64, got)));
             };
             // A Section Header Block may switch byte order, so its own magic decides how to read
             // its length.
             let big_endian = if block_type == block::SECTION_HEADER {
-                match read_u32(rest, PCAPNG_BLOCK_HEADER_LEN, true) {
-                    None => return Some(Err(truncated(PCAPNG_MIN_BLOCK_LEN as u64))),
+                match read_u32(head, PCAPNG_BLOCK_HEADER_LEN, true) {
+                    None => return Some(Err(truncated(PCAPNG_MIN_BLOCK_LEN as u64, got))),
                     Some(PCAPNG_BYTE_ORDER_MAGIC) => true,
                     Some(m) if m == PCAPNG_BYTE_ORDER_MAGIC.swap_bytes() => false,
                     Some(m) => {
@@ -298,8 +334,8 @@ impl<'a> Records<'a> {
             } else {
                 state.big_endian
             };
-            let Some(total) = read_u32(rest, 4, big_endian) else {
-                return Some(Err(truncated(PCAPNG_MIN_BLOCK_LEN as u64)));
+            let Some(total) = read_u32(head, 4, big_endian) else {
+                return Some(Err(truncated(PCAPNG_MIN_BLOCK_LEN as u64, got)));
             };
             let total_len = total as usize;
             if total_len < PCAPNG_MIN_BLOCK_LEN || !total_len.is_multiple_of(PCAPNG_ALIGN) {
@@ -308,11 +344,16 @@ impl<'a> Records<'a> {
                      not a multiple of 4 of at least 12"
                 ))));
             }
-            if rest.len() < total_len {
-                return Some(Err(truncated(u64::from(total))));
+            let rest_got = match fill(&mut self.input, &mut self.buf, total_len - got) {
+                Ok(n) => n,
+                Err(e) => return Some(Err(read_error(&e, number, offset))),
+            };
+            if got + rest_got < total_len {
+                return Some(Err(truncated(u64::from(total), got + rest_got)));
             }
+            let block = &self.buf;
             let trailer_pos = total_len - PCAPNG_ALIGN;
-            let trailer = read_u32(rest, trailer_pos, big_endian);
+            let trailer = read_u32(block, trailer_pos, big_endian);
             if trailer != Some(total) {
                 return Some(Err(malformed(format!(
                     "block type {block_type:#010x}: trailing length {} differs from leading \
@@ -320,13 +361,13 @@ impl<'a> Records<'a> {
                     trailer.unwrap_or(0)
                 ))));
             }
-            let body = rest
-                .get(PCAPNG_BLOCK_HEADER_LEN..trailer_pos)
-                .unwrap_or_default();
             self.pos = offset.saturating_add(total_len);
 
             match block_type {
                 block::SECTION_HEADER => {
+                    let body = block
+                        .get(PCAPNG_BLOCK_HEADER_LEN..trailer_pos)
+                        .unwrap_or_default();
                     let major = read_u16(body, 4, big_endian).unwrap_or(0);
                     if major != PCAPNG_MAJOR_VERSION {
                         return Some(Err(malformed(format!(
@@ -338,6 +379,9 @@ impl<'a> Records<'a> {
                     state.interfaces.clear();
                 }
                 block::INTERFACE_DESCRIPTION => {
+                    let body = block
+                        .get(PCAPNG_BLOCK_HEADER_LEN..trailer_pos)
+                        .unwrap_or_default();
                     let (Some(linktype), Some(snaplen)) =
                         (read_u16(body, 0, big_endian), read_u32(body, 4, big_endian))
                     else {
@@ -367,6 +411,11 @@ impl<'a> Records<'a> {
                 }
                 block::ENHANCED_PACKET | block::PACKET | block::SIMPLE_PACKET => {
                     self.next_number += 1;
+                    self.done = false;
+                    let body = self
+                        .buf
+                        .get(PCAPNG_BLOCK_HEADER_LEN..trailer_pos)
+                        .unwrap_or_default();
                     return Some(Ok(packet_block(state, block_type, body, number)));
                 }
                 // Name resolution, statistics, journal, custom and unknown blocks carry no
@@ -377,21 +426,13 @@ impl<'a> Records<'a> {
     }
 }
 
-impl<'a> Iterator for Records<'a> {
-    type Item = Result<Entry<'a>, CaptureError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let item = match &self.kind {
-            Kind::Pcap(_) => self.next_pcap(),
-            Kind::PcapNg(_) => self.next_pcapng(),
-        };
-        if !matches!(item, Some(Ok(_))) {
-            self.done = true;
-        }
-        item
+/// A read failure of the underlying file, as the problem that stopped reading.
+fn read_error(e: &io::Error, record: usize, offset: usize) -> CaptureError {
+    CaptureError::Malformed {
+        what: "read",
+        record,
+        offset,
+        problem: e.to_string(),
     }
 }
 
@@ -606,15 +647,15 @@ mod tests {
     #[test]
     fn unknown_magic_and_short_files() {
         assert_eq!(
-            Records::open(b"").err(),
+            Records::open(&b""[..]).err(),
             Some(CaptureError::TooShort { len: 0 })
         );
         assert_eq!(
-            Records::open(b"GIF89a").err(),
+            Records::open(&b"GIF89a"[..]).err(),
             Some(CaptureError::UnknownMagic { magic: 0x4749_4638 })
         );
         assert_eq!(
-            Records::open(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0]).err(),
+            Records::open(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0][..]).err(),
             Some(CaptureError::TruncatedHeader {
                 format: "pcap",
                 needed: 24,

@@ -1,7 +1,9 @@
 //! Capture reading: a pcap or pcapng file's bytes in, TCP connections with rebuilt byte streams out.
 //!
-//! The module is sans-IO: [`read`] takes the whole file as a slice, so the caller decides how the
-//! bytes are obtained (file, memory map, test fixture). Three layers do the work:
+//! [`Reader`] reads the file from any [`Read`] (a slice, a `BufReader` over a file) one record at
+//! a time and hands on each TCP connection once it is finished, so memory does not grow with
+//! the file's length; [`read`] collects a whole slice into one [`Capture`]. The module opens no
+//! files itself. Three layers do the work:
 //!
 //! - `file`: pcap and pcapng framing, giving (timestamp, link type, frame bytes) per packet record;
 //! - `packet`: link, IP and TCP headers, giving one TCP segment per frame;
@@ -29,6 +31,8 @@ mod tests;
 mod testutil;
 
 use core::fmt;
+use std::collections::BTreeMap;
+use std::io::Read;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -211,8 +215,10 @@ pub struct Capture {
     pub packets: usize,
     /// Packet records that were TCP-like but could not be used; see [`Capture::skips`].
     pub skipped: usize,
-    /// Each skipped record and why.
+    /// Each skipped record and why: the first [`SKIPS_LISTED`].
     pub skips: Vec<Skip>,
+    /// How many records were skipped for each reason (its text).
+    pub skip_reasons: BTreeMap<String, usize>,
     /// Packet records that were not TCP at all (ARP, UDP, ICMP, ...), ignored.
     pub other: usize,
     /// The problem that stopped reading, if the file did not end cleanly.
@@ -230,45 +236,182 @@ impl Capture {
     }
 }
 
+/// Skipped records listed in [`Capture::skips`] at most; [`Capture::skipped`] and
+/// [`Capture::skip_reasons`] count every one.
+pub const SKIPS_LISTED: usize = 10_000;
+
+/// Distinct skip reasons counted in [`Capture::skip_reasons`]; later new reasons are counted
+/// under [`OTHER_SKIP_REASONS`].
+const SKIP_REASONS_COUNTED: usize = 100;
+
+/// The reason under which skips past [`SKIP_REASONS_COUNTED`] distinct reasons are counted.
+pub const OTHER_SKIP_REASONS: &str = "other reasons";
+
 /// Reads a whole pcap or pcapng file (told apart by magic) into TCP connections.
 ///
 /// Never fails outright: see [`Capture::error`] for a file that stopped early and
-/// [`Capture::into_result`] to turn that into an `Err`.
+/// [`Capture::into_result`] to turn that into an `Err`. A thin wrapper over [`Reader`] that
+/// collects everything, in first-packet order.
 pub fn read(bytes: &[u8]) -> Capture {
-    let mut capture = Capture::default();
-    let mut records = match file::Records::open(bytes) {
-        Ok(records) => records,
-        Err(e) => {
-            capture.error = Some(e);
-            return capture;
-        }
-    };
-    capture.format = Some(records.format());
-    let mut tracker = tcp::Tracker::default();
-    for entry in &mut records {
-        match entry {
+    let mut reader = Reader::new(bytes);
+    let connections: Vec<Connection> = reader.by_ref().collect();
+    let mut capture = reader.into_capture();
+    capture.connections = connections;
+    capture
+}
+
+/// A capture read as a stream: an iterator of TCP connections, each handed on once it is
+/// finished (closed by FIN from both sides or a RST, and a few records more for the last
+/// ACKs; or at the end of the file), then [`Reader::into_capture`] for the file's facts.
+///
+/// Memory does not grow with the file's length: only the current record, the connections open
+/// at once (each direction capped, the excess reported as a [`Gap`]) and the recently closed
+/// ones are held. Connections come in the order of their first packet, except that at most
+/// [`Reader::max_waiting`] finished ones wait behind an older one still open; past that they
+/// are handed on in the order they finished.
+#[derive(Debug)]
+pub struct Reader<R> {
+    records: Option<file::Records<R>>,
+    tracker: tcp::Tracker,
+    capture: Capture,
+    ended: bool,
+}
+
+impl<R: Read> Reader<R> {
+    /// Reads the file header; connections come from the iterator. With a slice or a file
+    /// behind a `BufReader` (`Reader::new(BufReader::new(file))`).
+    pub fn new(input: R) -> Reader<R> {
+        let mut capture = Capture::default();
+        let records = match file::Records::open(input) {
+            Ok(records) => {
+                capture.format = Some(records.format());
+                Some(records)
+            }
             Err(e) => {
                 capture.error = Some(e);
-                break;
+                None
             }
-            Ok(file::Entry::Skipped(skip)) => {
+        };
+        Reader {
+            ended: records.is_none(),
+            records,
+            tracker: tcp::Tracker::default(),
+            capture,
+        }
+    }
+
+    /// Lets at most `n` finished connections wait behind an older open one (default:
+    /// unlimited, strict first-packet order). Bounds memory when one connection stays open for
+    /// the whole capture.
+    pub fn max_waiting(mut self, n: usize) -> Reader<R> {
+        self.tracker.max_waiting = n;
+        self
+    }
+
+    /// Only counts connections, keeping no payload: the iterator yields nothing and
+    /// [`Reader::connections`] says how many there were. For a first pass that learns the
+    /// file's facts before any connection is reported.
+    pub fn count_only(mut self) -> Reader<R> {
+        self.tracker.keep_bytes = false;
+        self
+    }
+
+    /// The file format, once recognised.
+    pub fn format(&self) -> Option<Format> {
+        self.capture.format
+    }
+
+    /// Connections handed on (or counted) so far.
+    pub fn connections(&self) -> usize {
+        self.tracker.emitted
+    }
+
+    /// The most connections held in memory at once so far.
+    pub fn peak_held(&self) -> usize {
+        self.tracker.peak_held
+    }
+
+    /// Reads the rest of the file (dropping connections not yet taken) and returns its facts:
+    /// everything but [`Capture::connections`], which is left empty.
+    pub fn into_capture(mut self) -> Capture {
+        while !self.ended {
+            self.step();
+        }
+        let mut capture = self.capture;
+        capture.skipped = capture.skipped.max(capture.skips.len());
+        capture
+    }
+
+    /// Reads one record.
+    fn step(&mut self) {
+        let Some(records) = self.records.as_mut() else {
+            self.end();
+            return;
+        };
+        let capture = &mut self.capture;
+        match records.next() {
+            None => self.end(),
+            Some(Err(e)) => {
+                capture.error = Some(e);
+                self.end();
+            }
+            Some(Ok(file::Entry::Skipped(skip))) => {
                 capture.packets += 1;
-                capture.skips.push(skip);
+                add_skip(capture, skip);
             }
-            Ok(file::Entry::Packet(rec)) => {
+            Some(Ok(file::Entry::Packet(rec))) => {
                 capture.packets += 1;
                 match packet::decode(rec.linktype, rec.data) {
-                    Ok(Some(segment)) => tracker.push(&segment, rec.ts, rec.number),
+                    Ok(Some(segment)) => self.tracker.push(&segment, rec.ts, rec.number),
                     Ok(None) => capture.other += 1,
-                    Err(reason) => capture.skips.push(Skip {
-                        record: rec.number,
-                        reason,
-                    }),
+                    Err(reason) => add_skip(
+                        capture,
+                        Skip {
+                            record: rec.number,
+                            reason,
+                        },
+                    ),
                 }
             }
         }
     }
-    capture.skipped = capture.skips.len();
-    capture.connections = tracker.finish();
-    capture
+
+    fn end(&mut self) {
+        if !self.ended {
+            self.ended = true;
+            self.records = None;
+            self.tracker.finish_all();
+        }
+    }
+}
+
+impl<R: Read> Iterator for Reader<R> {
+    type Item = Connection;
+
+    fn next(&mut self) -> Option<Connection> {
+        loop {
+            if let Some(c) = self.tracker.pop() {
+                return Some(c);
+            }
+            if self.ended {
+                return None;
+            }
+            self.step();
+        }
+    }
+}
+
+fn add_skip(capture: &mut Capture, skip: Skip) {
+    capture.skipped += 1;
+    let reason = skip.reason.to_string();
+    let known = capture.skip_reasons.contains_key(&reason);
+    let key = if known || capture.skip_reasons.len() < SKIP_REASONS_COUNTED {
+        reason
+    } else {
+        OTHER_SKIP_REASONS.to_owned()
+    };
+    *capture.skip_reasons.entry(key).or_default() += 1;
+    if capture.skips.len() < SKIPS_LISTED {
+        capture.skips.push(skip);
+    }
 }

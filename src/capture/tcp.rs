@@ -6,7 +6,7 @@
 //! direction is laid out: the stream start is known then even if the SYN was captured after the
 //! data (reordering), and for every byte the first packet that carried it wins.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::ops::Range;
 
@@ -189,19 +189,82 @@ impl Connection {
     }
 }
 
-/// First pass: sorts segments into connections as the file is read.
-#[derive(Debug, Default)]
-pub(crate) struct Tracker<'a> {
-    pending: Vec<Pending<'a>>,
+/// How many packet records a closed connection (both FINs, or a RST) is kept open after closing
+/// before it is laid out and handed on: the last ACK and retransmitted FINs follow within a few
+/// records, and they still count as the connection's own.
+pub(crate) const CLOSE_LINGER_RECORDS: usize = 2048;
+
+/// Bytes of one direction kept for layout. A connection that never ends and keeps sending would
+/// otherwise grow without bound; bytes past this are dropped and show as a [`Gap`] where they
+/// should have been, so the stream is reported as incomplete rather than silently cut.
+pub(crate) const MAX_STREAM_BYTES: usize = 64 << 20;
+
+/// Segments of one direction kept for layout (their bookkeeping costs memory even when they
+/// carry no captured bytes); later ones are dropped like bytes past [`MAX_STREAM_BYTES`].
+pub(crate) const MAX_STREAM_SEGMENTS: usize = 1 << 18;
+
+/// Address pairs of finished connections remembered so that a straggler (a last ACK or a retransmitted FIN)
+/// arriving after its connection was handed on does not open a phantom connection.
+const EMITTED_REMEMBERED: usize = 4096;
+
+/// First pass: sorts segments into connections as the file is read, and lays each one out
+/// once it is finished (see [`Tracker::pop`]).
+///
+/// Memory is bounded by the connections open at once, each capped at [`MAX_STREAM_BYTES`] per
+/// direction, plus the connections that closed in the last [`CLOSE_LINGER_RECORDS`] records,
+/// plus those waiting behind an older connection still open ([`Tracker::max_waiting`]).
+#[derive(Debug)]
+pub(crate) struct Tracker {
+    /// Connections not yet laid out, by creation number (first-packet order).
+    pending: BTreeMap<u64, Pending>,
+    next_id: u64,
     /// Latest connection for each unordered address pair.
-    by_pair: HashMap<(SocketAddr, SocketAddr), usize>,
+    by_pair: HashMap<(SocketAddr, SocketAddr), u64>,
+    /// Closed connections in closing order, with the record that closed them.
+    closing: VecDeque<(usize, u64)>,
+    /// Connections finished (closed and lingered, or superseded on their address pair),
+    /// waiting for every older one to finish so that they are handed on in first-packet order.
+    done: BTreeSet<u64>,
+    /// At most this many finished connections wait behind an older open one; past it, the
+    /// oldest finished one is handed on out of order.
+    pub max_waiting: usize,
+    /// Keep payload bytes and lay connections out; when false, connections are only counted.
+    pub keep_bytes: bool,
+    /// Laid out, not yet taken.
+    ready: VecDeque<Connection>,
+    /// Connections handed on (or, without `keep_bytes`, counted) so far.
+    pub emitted: usize,
+    /// Address pairs of finished connections, oldest first.
+    emitted_pairs: VecDeque<(SocketAddr, SocketAddr)>,
+    emitted_set: HashSet<(SocketAddr, SocketAddr)>,
+    /// Most connections held at once (pending and ready).
+    pub peak_held: usize,
+}
+
+impl Default for Tracker {
+    fn default() -> Tracker {
+        Tracker {
+            pending: BTreeMap::new(),
+            next_id: 0,
+            by_pair: HashMap::new(),
+            closing: VecDeque::new(),
+            done: BTreeSet::new(),
+            max_waiting: usize::MAX,
+            keep_bytes: true,
+            ready: VecDeque::new(),
+            emitted: 0,
+            emitted_pairs: VecDeque::new(),
+            emitted_set: HashSet::new(),
+            peak_held: 0,
+        }
+    }
 }
 
 /// A connection before layout. Side 0 sent the first packet seen.
 #[derive(Debug)]
-struct Pending<'a> {
+struct Pending {
     addrs: [SocketAddr; 2],
-    sides: [Side<'a>; 2],
+    sides: [Side; 2],
     rst_seen: bool,
     first_ts: Timestamp,
     last_ts: Timestamp,
@@ -209,7 +272,7 @@ struct Pending<'a> {
 
 /// One sender's segments, with sequence numbers unwrapped to 64 bits.
 #[derive(Debug, Default)]
-struct Side<'a> {
+struct Side {
     /// The last sequence number unwrapped and its 64-bit position. Neighbouring packets lie
     /// within 2^31 of each other in sequence space, so chaining from the latest one unwraps
     /// streams of any length.
@@ -218,21 +281,25 @@ struct Side<'a> {
     syn: Option<(i64, u32, bool)>,
     /// Position just past the last byte, from the first FIN.
     fin: Option<i64>,
-    segments: Vec<Piece<'a>>,
+    segments: Vec<Piece>,
+    /// The captured payloads of `segments`, back to back.
+    bytes: Vec<u8>,
     /// Furthest position any segment reached on the wire (snap length may have cut the bytes).
     wire_end: Option<i64>,
 }
 
 /// Bytes at a 64-bit sequence position, and the packet that carried them.
 #[derive(Debug, Clone, Copy)]
-struct Piece<'a> {
+struct Piece {
     at: i64,
-    bytes: &'a [u8],
+    /// Where its bytes sit in [`Side::bytes`].
+    start: usize,
+    len: usize,
     ts: Timestamp,
     record: usize,
 }
 
-impl Side<'_> {
+impl Side {
     fn unwrap_seq(&mut self, seq: u32) -> i64 {
         let at = self.peek(seq);
         self.anchor = Some((seq, at));
@@ -254,9 +321,15 @@ impl Side<'_> {
             None => self.segments.iter().map(|p| p.at).min().or(self.fin),
         }
     }
+
+    fn piece_bytes(&self, p: &Piece) -> &[u8] {
+        self.bytes
+            .get(p.start..p.start.saturating_add(p.len))
+            .unwrap_or_default()
+    }
 }
 
-impl<'a> Pending<'a> {
+impl Pending {
     fn closed(&self) -> bool {
         self.rst_seen || (self.sides[0].fin.is_some() && self.sides[1].fin.is_some())
     }
@@ -283,15 +356,16 @@ impl<'a> Pending<'a> {
     }
 }
 
-impl<'a> Tracker<'a> {
-    pub fn push(&mut self, seg: &Segment<'a>, ts: Timestamp, record: usize) {
+impl Tracker {
+    pub fn push(&mut self, seg: &Segment<'_>, ts: Timestamp, record: usize) {
         let pair = if seg.src <= seg.dst {
             (seg.src, seg.dst)
         } else {
             (seg.dst, seg.src)
         };
         let is_syn = seg.flags & flags::SYN != 0;
-        let existing = self.by_pair.get(&pair).copied().filter(|&i| {
+        let latest = self.by_pair.get(&pair).copied();
+        let existing = latest.filter(|i| {
             let Some(conn) = self.pending.get(i) else {
                 return false;
             };
@@ -302,73 +376,189 @@ impl<'a> Tracker<'a> {
                 && !conn.owns_syn(side, seg.seq);
             !reused
         });
-        let index = match existing {
+        let id = match existing {
             Some(i) => i,
             None => {
-                self.pending.push(Pending {
-                    addrs: [seg.src, seg.dst],
-                    sides: [Side::default(), Side::default()],
-                    rst_seen: false,
-                    first_ts: ts,
-                    last_ts: ts,
-                });
-                let i = self.pending.len() - 1;
-                self.by_pair.insert(pair, i);
-                i
+                if latest.is_none()
+                    && !is_syn
+                    && seg.wire_len == 0
+                    && self.emitted_set.contains(&pair)
+                {
+                    // A straggler of a connection already handed on.
+                    self.advance(record);
+                    return;
+                }
+                if let Some(old) = latest {
+                    // Superseded on its address pair: nothing more can join it.
+                    self.mark_done(old);
+                }
+                let id = self.next_id;
+                self.next_id += 1;
+                self.pending.insert(
+                    id,
+                    Pending {
+                        addrs: [seg.src, seg.dst],
+                        sides: [Side::default(), Side::default()],
+                        rst_seen: false,
+                        first_ts: ts,
+                        last_ts: ts,
+                    },
+                );
+                self.by_pair.insert(pair, id);
+                id
             }
         };
-        let Some(conn) = self.pending.get_mut(index) else {
-            return;
-        };
-        conn.first_ts = conn.first_ts.min(ts);
-        conn.last_ts = conn.last_ts.max(ts);
-        if seg.flags & flags::RST != 0 {
-            // A RST's sequence number and any payload (some stacks put a diagnostic there) are
-            // not stream data.
-            conn.rst_seen = true;
-            return;
+        let keep_bytes = self.keep_bytes;
+        if let Some(conn) = self.pending.get_mut(&id) {
+            let was_closed = conn.closed();
+            add_segment(conn, seg, ts, record, keep_bytes);
+            if !was_closed && conn.closed() {
+                self.closing.push_back((record, id));
+            }
         }
-        let is_fin = seg.flags & flags::FIN != 0;
-        if !is_syn && !is_fin && seg.wire_len == 0 {
-            // Pure ACKs occupy no sequence space.
-            return;
+        self.peak_held = self.peak_held.max(self.pending.len() + self.ready.len());
+        self.advance(record);
+    }
+
+    /// Marks connections whose linger has passed as done, and lays out those that may go.
+    fn advance(&mut self, record: usize) {
+        while let Some(&(closed_at, id)) = self.closing.front() {
+            if record.saturating_sub(closed_at) < CLOSE_LINGER_RECORDS {
+                break;
+            }
+            self.closing.pop_front();
+            self.mark_done(id);
         }
-        let side_index = usize::from(seg.src != conn.addrs[0]);
-        let Some(side) = conn.sides.get_mut(side_index) else {
-            return;
-        };
-        let at = side.unwrap_seq(seg.seq);
-        if is_syn && side.syn.is_none() {
-            side.syn = Some((at, seg.seq, seg.flags & flags::ACK != 0));
-        }
-        // SYN occupies one sequence number before the first data byte (RFC 9293 3.4).
-        let data_at = at + i64::from(is_syn);
-        let wire_end = data_at + i64::try_from(seg.wire_len).unwrap_or(i64::MAX >> 1);
-        if seg.wire_len > 0 {
-            side.segments.push(Piece {
-                at: data_at,
-                bytes: seg.payload,
-                ts,
-                record,
-            });
-            side.wire_end = Some(side.wire_end.map_or(wire_end, |e| e.max(wire_end)));
-        }
-        if is_fin && side.fin.is_none() {
-            side.fin = Some(wire_end);
+        loop {
+            let next = match self.pending.first_key_value() {
+                Some((&first, _)) if self.done.contains(&first) => first,
+                _ if self.done.len() > self.max_waiting => match self.done.first() {
+                    Some(&oldest) => oldest,
+                    None => break,
+                },
+                _ => break,
+            };
+            self.done.remove(&next);
+            self.release(next);
         }
     }
 
-    /// Second pass: lays out every connection.
-    pub fn finish(self) -> Vec<Connection> {
-        self.pending.into_iter().map(Pending::finish).collect()
+    /// Nothing more joins connection `id`: later packets on its address pair start a new one
+    /// (or, if they carry nothing, are dropped as its stragglers). Done when it is marked
+    /// finished rather than when it is handed on, so that how connections are grouped does not
+    /// depend on the order they are handed on in.
+    fn mark_done(&mut self, id: u64) {
+        self.done.insert(id);
+        let Some(conn) = self.pending.get(&id) else {
+            return;
+        };
+        let [a, b] = conn.addrs;
+        let pair = if a <= b { (a, b) } else { (b, a) };
+        if self.by_pair.get(&pair) == Some(&id) {
+            self.by_pair.remove(&pair);
+        }
+        if self.emitted_set.insert(pair) {
+            self.emitted_pairs.push_back(pair);
+            if self.emitted_pairs.len() > EMITTED_REMEMBERED
+                && let Some(old) = self.emitted_pairs.pop_front()
+            {
+                self.emitted_set.remove(&old);
+            }
+        }
+    }
+
+    /// Lays out (or counts) one connection and forgets it.
+    fn release(&mut self, id: u64) {
+        let Some(conn) = self.pending.remove(&id) else {
+            return;
+        };
+        self.emitted += 1;
+        if self.keep_bytes {
+            self.ready.push_back(conn.finish());
+        }
+    }
+
+    /// A connection laid out and ready, in first-packet order (unless more than
+    /// [`Tracker::max_waiting`] waited behind an older one still open).
+    pub fn pop(&mut self) -> Option<Connection> {
+        self.ready.pop_front()
+    }
+
+    /// The input ended: every connection still held is finished.
+    pub fn finish_all(&mut self) {
+        self.closing.clear();
+        self.done.clear();
+        let ids: Vec<u64> = self.pending.keys().copied().collect();
+        for id in ids {
+            self.release(id);
+        }
     }
 }
 
-impl Pending<'_> {
+/// Adds one segment's flags and bytes to its connection.
+fn add_segment(
+    conn: &mut Pending,
+    seg: &Segment<'_>,
+    ts: Timestamp,
+    record: usize,
+    keep_bytes: bool,
+) {
+    conn.first_ts = conn.first_ts.min(ts);
+    conn.last_ts = conn.last_ts.max(ts);
+    if seg.flags & flags::RST != 0 {
+        // A RST's sequence number and any payload (some stacks put a diagnostic there) are
+        // not stream data.
+        conn.rst_seen = true;
+        return;
+    }
+    let is_syn = seg.flags & flags::SYN != 0;
+    let is_fin = seg.flags & flags::FIN != 0;
+    if !is_syn && !is_fin && seg.wire_len == 0 {
+        // Pure ACKs occupy no sequence space.
+        return;
+    }
+    let side_index = usize::from(seg.src != conn.addrs[0]);
+    let Some(side) = conn.sides.get_mut(side_index) else {
+        return;
+    };
+    let at = side.unwrap_seq(seg.seq);
+    if is_syn && side.syn.is_none() {
+        side.syn = Some((at, seg.seq, seg.flags & flags::ACK != 0));
+    }
+    // SYN occupies one sequence number before the first data byte (RFC 9293 3.4).
+    let data_at = at + i64::from(is_syn);
+    let wire_end = data_at + i64::try_from(seg.wire_len).unwrap_or(i64::MAX >> 1);
+    if seg.wire_len > 0 {
+        let room = side.bytes.len().saturating_add(seg.payload.len()) <= MAX_STREAM_BYTES
+            && side.segments.len() < MAX_STREAM_SEGMENTS;
+        // Past the caps the bytes are dropped; `wire_end` still records that they existed, so
+        // layout reports the hole. Without `keep_bytes` the bytes are not needed at all.
+        if room {
+            let start = side.bytes.len();
+            let len = if keep_bytes { seg.payload.len() } else { 0 };
+            if keep_bytes {
+                side.bytes.extend_from_slice(seg.payload);
+            }
+            side.segments.push(Piece {
+                at: data_at,
+                start,
+                len,
+                ts,
+                record,
+            });
+        }
+        side.wire_end = Some(side.wire_end.map_or(wire_end, |e| e.max(wire_end)));
+    }
+    if is_fin && side.fin.is_none() {
+        side.fin = Some(wire_end);
+    }
+}
+
+impl Pending {
     fn finish(self) -> Connection {
         let [a, b] = self.addrs;
-        let pure_syn = |s: &Side<'_>| matches!(s.syn, Some((_, _, false)));
-        let syn_ack = |s: &Side<'_>| matches!(s.syn, Some((_, _, true)));
+        let pure_syn = |s: &Side| matches!(s.syn, Some((_, _, false)));
+        let syn_ack = |s: &Side| matches!(s.syn, Some((_, _, true)));
         let [side_a, side_b] = &self.sides;
         let (a_is_client, syn_seen) = if pure_syn(side_a) {
             (true, true)
@@ -414,7 +604,7 @@ struct Run<'a> {
 }
 
 /// Lays out one direction: first copy of every byte wins, holes become [`Gap`]s.
-fn layout(side: &Side<'_>) -> Stream {
+fn layout(side: &Side) -> Stream {
     let mut stream = Stream::default();
     let Some(start) = side.start() else {
         return stream;
@@ -426,7 +616,7 @@ fn layout(side: &Side<'_>) -> Stream {
 
     for piece in &side.segments {
         let mut at = piece.at;
-        let mut bytes = piece.bytes;
+        let mut bytes = side.piece_bytes(piece);
         // Bytes before the stream start (only possible once a SYN fixed it) or past the FIN.
         if at < start {
             let cut = usize::try_from(start - at)
@@ -503,7 +693,7 @@ fn insert_first_seen<'a>(
     stream: &mut Stream,
     at: i64,
     bytes: &'a [u8],
-    piece: &Piece<'a>,
+    piece: &Piece,
 ) {
     let end = at + bytes.len() as i64;
     // Earlier runs overlapping [at, end): the one starting before `at`, if it reaches past it,

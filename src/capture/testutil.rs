@@ -228,7 +228,8 @@ pub struct Tcp {
 /// that use these compare against the module's reading of the original file).
 pub fn tcp_segments(file: &[u8]) -> Vec<Tcp> {
     let mut out = Vec::new();
-    for entry in Records::open(file).unwrap() {
+    let mut records = Records::open(file).unwrap();
+    while let Some(entry) = records.next() {
         let Entry::Packet(rec) = entry.unwrap() else {
             panic!("skipped record")
         };

@@ -1,11 +1,12 @@
 //! `kmsharness inspect`: options, reading the file, and printing as the connections decode.
 
-use std::io::{BufWriter, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::path::PathBuf;
 
 use clap::Args;
 
 use super::Error;
+use crate::capture::{Connection, Reader};
 use crate::exit::Exit;
 use crate::inspect::{FileErrorKind, InspectConfig, Inspection};
 use crate::report::inspect::{JsonWriter, text_connection, text_footer, text_header};
@@ -25,6 +26,14 @@ Exit status:
      stderr names the packet record; everything before it is reported), a gap in a stream, or
      bytes that do not decode as DCE/RPC or KMS
   6  the file cannot be read, or the report cannot be written";
+
+/// Read buffer over the capture file.
+const READ_BUFFER: usize = 1 << 16;
+
+/// Finished connections that may wait behind an older one still open, to be printed in
+/// first-packet order; past this they are printed in the order they finished, so that one
+/// connection open for the whole capture does not make every later one stay in memory.
+const MAX_WAITING: usize = 256;
 
 /// Options of `inspect`.
 #[derive(Debug, Clone, Args)]
@@ -50,15 +59,25 @@ pub struct InspectOpts {
 /// capture, or damaged.
 pub fn main(opts: &InspectOpts) -> Result<Exit, Error> {
     let file = opts.capture.display().to_string();
-    let bytes = std::fs::read(&opts.capture).map_err(|e| Error::Read {
-        option: None,
-        path: opts.capture.clone(),
-        source: e,
-    })?;
-    let inspection = Inspection::new(
-        crate::capture::read(&bytes),
-        InspectConfig { port: opts.port },
-    );
+    let open = || {
+        std::fs::File::open(&opts.capture)
+            .map(|f| BufReader::with_capacity(READ_BUFFER, f))
+            .map_err(|e| Error::Read {
+                option: None,
+                path: opts.capture.clone(),
+                source: e,
+            })
+    };
+    // Two passes over the file, so that memory does not grow with its length and the header
+    // (records, connections, skips, damage) still comes before the first connection: the first
+    // only counts, keeping no payload; the second decodes each connection as it finishes and
+    // forgets it once printed.
+    let mut first = Reader::new(open()?).count_only().max_waiting(0);
+    for _ in first.by_ref() {}
+    let count = first.connections();
+    let facts = first.into_capture();
+    let connections = Reader::new(open()?).max_waiting(MAX_WAITING);
+    let inspection = Inspection::streaming(facts, count, connections, InspectConfig { port: opts.port });
     if let Some(e) = &inspection.capture().error {
         match (e.kind, e.record) {
             (FileErrorKind::NotACapture, _) => {
@@ -86,10 +105,10 @@ pub fn main(opts: &InspectOpts) -> Result<Exit, Error> {
         .map_err(Error::Print)
 }
 
-fn print(
+fn print<I: Iterator<Item = Connection>>(
     w: &mut dyn Write,
     file: &str,
-    mut inspection: Inspection,
+    mut inspection: Inspection<I>,
     json: bool,
     summary_only: bool,
 ) -> std::io::Result<Exit> {

@@ -97,7 +97,12 @@ pub struct CaptureInfo {
     pub packets: usize,
     /// Packet records that were not TCP (ARP, UDP, ICMP...), ignored.
     pub not_tcp: usize,
-    /// TCP-like records that could not be used, with the reason.
+    /// TCP-like records that could not be used.
+    pub skipped: usize,
+    /// How many were skipped for each reason, in reason order (the text report's table).
+    #[serde(skip)]
+    pub skip_reasons: Vec<(String, usize)>,
+    /// The first of them (at most [`crate::capture::SKIPS_LISTED`]), with the reason.
     pub skipped_records: Vec<SkippedRecord>,
     /// TCP connections found.
     pub connections: usize,

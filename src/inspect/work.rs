@@ -31,11 +31,15 @@ pub fn inspect(bytes: &[u8], config: InspectConfig) -> InspectReport {
 
 /// A capture being inspected: an iterator of connection reports, then [`Inspection::finish`]
 /// for the summary and exit status.
+///
+/// The connections come from `I`: a capture already read ([`Inspection::new`]) or a
+/// [`capture::Reader`] streaming them from a file ([`Inspection::streaming`]), in which case
+/// each connection is forgotten once its report is taken.
 #[derive(Debug)]
-pub struct Inspection {
+pub struct Inspection<I = std::vec::IntoIter<Connection>> {
     config: InspectConfig,
     info: CaptureInfo,
-    connections: std::vec::IntoIter<Connection>,
+    connections: I,
     index: usize,
     exchanges: usize,
     tally: Tally,
@@ -45,7 +49,23 @@ pub struct Inspection {
 
 impl Inspection {
     /// Starts inspecting a capture already read.
-    pub fn new(capture: Capture, config: InspectConfig) -> Inspection {
+    pub fn new(mut capture: Capture, config: InspectConfig) -> Inspection {
+        let connections = std::mem::take(&mut capture.connections);
+        let count = connections.len();
+        Inspection::streaming(capture, count, connections.into_iter(), config)
+    }
+}
+
+impl<I: Iterator<Item = Connection>> Inspection<I> {
+    /// Starts inspecting `connections` (`count` of them), of a file whose facts (format,
+    /// records, skips, error; its `connections` are ignored) are already known, e.g. from a
+    /// first [`capture::Reader::count_only`] pass, so that they can be reported first.
+    pub fn streaming(
+        capture: Capture,
+        count: usize,
+        connections: I,
+        config: InspectConfig,
+    ) -> Inspection<I> {
         let (format, linktype) = match capture.format {
             Some(Format::Pcap { linktype, .. }) => (Some("pcap"), Some(linktype)),
             Some(Format::PcapNg) => (Some("pcapng"), None),
@@ -69,6 +89,8 @@ impl Inspection {
             linktype,
             packets: capture.packets,
             not_tcp: capture.other,
+            skipped: capture.skipped,
+            skip_reasons: capture.skip_reasons.into_iter().collect(),
             skipped_records: capture
                 .skips
                 .iter()
@@ -77,13 +99,13 @@ impl Inspection {
                     reason: s.reason.to_string(),
                 })
                 .collect(),
-            connections: capture.connections.len(),
+            connections: count,
             error,
         };
         Inspection {
             config,
             info,
-            connections: capture.connections.into_iter(),
+            connections,
             index: 0,
             exchanges: 0,
             tally,
@@ -377,7 +399,7 @@ impl Inspection {
     }
 }
 
-impl Iterator for Inspection {
+impl<I: Iterator<Item = Connection>> Iterator for Inspection<I> {
     type Item = ConnectionReport;
 
     fn next(&mut self) -> Option<ConnectionReport> {

@@ -8,7 +8,7 @@
 //!
 //! - `format`: `"kmsharness-inspect/1"`; `file`: the path given.
 //! - `capture`: [`CaptureInfo`]: `format` (`pcap`/`pcapng`), `linktype`, `packets`, `not_tcp`,
-//!   `skipped_records[]` (`record`, `reason`), `connections`, `error` (`kind`
+//!   `skipped`, `skipped_records[]` (`record`, `reason`), `connections`, `error` (`kind`
 //!   `not_a_capture`/`damaged`, `record`, `offset`, `message`) or null.
 //! - `connections[]`: [`crate::inspect::ConnectionReport`]: `index`, `client`, `server`, `kms`
 //!   (`bind`/`port`/null), `skip_reason`, `first`, `last` (RFC 3339 UTC), `duration_secs`, `tcp`
@@ -111,7 +111,7 @@ pub fn text_header(w: &mut dyn Write, file: &str, info: &CaptureInfo) -> io::Res
         "Capture {file} ({format}): {}, {}, {} skipped, {} not TCP",
         plural(info.packets, "packet record", "packet records"),
         plural(info.connections, "TCP connection", "TCP connections"),
-        info.skipped_records.len(),
+        info.skipped,
         info.not_tcp
     )
 }
@@ -438,7 +438,7 @@ pub fn text_footer(
     summary: &Summary,
     exit: Exit,
 ) -> io::Result<()> {
-    skipped_text(w, &info.skipped_records)?;
+    skipped_text(w, info)?;
     if let Some(e) = &info.error {
         let what = match e.kind {
             FileErrorKind::NotACapture => "NOT A CAPTURE",
@@ -457,27 +457,40 @@ pub fn text_footer(
 }
 
 /// Skipped records listed one per line in text, at most; the rest are counted by reason (the
-/// JSON report lists every one).
+/// JSON report lists the first [`crate::capture::SKIPS_LISTED`]).
 pub const SKIPPED_LISTED: usize = 10;
 
 /// Skipped records in text: how many for each reason (most frequent first), then the first
 /// [`SKIPPED_LISTED`]: a capture full of fragments would otherwise print a line per record.
-fn skipped_text(w: &mut dyn Write, skipped: &[SkippedRecord]) -> io::Result<()> {
-    if skipped.is_empty() {
+fn skipped_text(w: &mut dyn Write, info: &CaptureInfo) -> io::Result<()> {
+    let skipped = &info.skipped_records;
+    if info.skipped == 0 {
         return Ok(());
     }
-    writeln!(w, "\nSkipped packet records: {}", skipped.len())?;
-    let mut by_reason: std::collections::BTreeMap<&str, usize> = Default::default();
-    for s in skipped {
-        *by_reason.entry(&s.reason).or_default() += 1;
+    writeln!(w, "\nSkipped packet records: {}", info.skipped)?;
+    let mut by_reason: Vec<(&str, usize)> = info
+        .skip_reasons
+        .iter()
+        .map(|(r, n)| (r.as_str(), *n))
+        .collect();
+    if by_reason.is_empty() {
+        // A model built by hand, without the counts: count the listed ones.
+        let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+        for s in skipped {
+            *counts.entry(&s.reason).or_default() += 1;
+        }
+        by_reason = counts.into_iter().collect();
     }
-    let mut by_reason: Vec<_> = by_reason.into_iter().collect();
     by_reason.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     for (reason, n) in by_reason {
         writeln!(w, "  {n:>8}  {reason}")?;
     }
-    if skipped.len() > SKIPPED_LISTED {
-        writeln!(w, "  the first {SKIPPED_LISTED} (--json lists all):")?;
+    if info.skipped > SKIPPED_LISTED {
+        writeln!(
+            w,
+            "  the first {SKIPPED_LISTED} (--json lists up to {}):",
+            crate::capture::SKIPS_LISTED
+        )?;
     }
     for s in skipped.iter().take(SKIPPED_LISTED) {
         writeln!(w, "  record {:<8} {}", s.record, s.reason)?;
