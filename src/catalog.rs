@@ -1633,22 +1633,36 @@ mod test {
             assert!(!s.source.is_empty(), "{}", s.name);
         }
         for k in KMS_ITEMS {
-            assert!(!k.source.is_empty() && !k.skus_source.is_empty(), "{}", k.name);
+            assert!(
+                !k.source.is_empty() && !k.skus_source.is_empty(),
+                "{}",
+                k.name
+            );
         }
         // py-kms's name-based placeholders for the Server 2025 and Office LTSC 2024 KMS IDs.
         for placeholder in [
             "4b83307d-7788-50ff-8d1f-1861915bdb9d",
             "1b4db7eb-4057-5ddf-91e0-36dec72071f5",
         ] {
-            assert!(kms_item(&placeholder.parse().unwrap()).is_none(), "{placeholder}");
+            assert!(
+                kms_item(&placeholder.parse().unwrap()).is_none(),
+                "{placeholder}"
+            );
         }
         // A GUID whose version nibble is 5 is name-based, never a Microsoft product ID.
-        let ids = KMS_ITEMS.iter().map(|k| k.id).chain(SKUS.iter().map(|s| s.id));
+        let ids = KMS_ITEMS
+            .iter()
+            .map(|k| k.id)
+            .chain(SKUS.iter().map(|s| s.id));
         for id in ids {
             assert_ne!(id.to_string().as_bytes()[14], b'5', "{id}");
         }
         let se = find_sku("Windows 11 SE").unwrap();
-        assert!(se.source.starts_with("unverified: only py-kms"), "{}", se.source);
+        assert!(
+            se.source.starts_with("unverified: only py-kms"),
+            "{}",
+            se.source
+        );
         let ms = find_sku("Windows 10/11 Enterprise multi-session").unwrap();
         assert_eq!(ms.kms, K_WIN10.id);
         assert!(ms.source.contains("vlmcsd"), "{}", ms.source);

@@ -1263,6 +1263,9 @@ mod test {
             assert_eq!(hole.validate(Some(g)).len(), 1, "{name}: {hole}");
         }
         let e = parse("03612-04918-000-030000-03-1033-26100.0000-1622026");
-        assert_eq!(e.validate(Some(group("Volume License for Windows Server 2025"))), []);
+        assert_eq!(
+            e.validate(Some(group("Volume License for Windows Server 2025"))),
+            []
+        );
     }
 }

@@ -59,11 +59,18 @@ fn activate_list_json_names_every_skus_source() {
     }
     let by_name = |n: &str| skus.iter().find(|s| s["name"] == n).unwrap();
     let se = by_name("Windows 11 SE");
-    assert!(se["source"].as_str().unwrap().starts_with("unverified: only py-kms"));
+    assert!(
+        se["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("unverified: only py-kms")
+    );
     assert_eq!(se["threshold"], 25);
     let ltsc = by_name("Windows 10/11 Enterprise LTSC 2019/2021/2024");
     let groups: Vec<_> = ltsc["activated_by"].as_array().unwrap().iter().collect();
-    assert!(groups.contains(&&serde_json::json!("Volume License for Windows Server 2025")));
+    assert!(groups.contains(&&serde_json::json!(
+        "Volume License for Windows Server 2025"
+    )));
     let ws = by_name("Windows Server 2022 Datacenter");
     assert_eq!(ws["threshold"], 5);
     assert_eq!(ws["kms_id"], "b74263e4-0f92-46c6-bcf8-c11d5efe2959");

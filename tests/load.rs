@@ -1146,9 +1146,20 @@ fn thresholds_pass_with_0_and_fail_with_1_in_text_and_json() {
         json.arg(),
     ]);
     assert_eq!(ran.code, Some(0), "{}{}", ran.stdout, ran.stderr);
-    assert!(ran.stdout.contains("thresholds (all 2 passed)"), "{}", ran.stdout);
-    let line = ran.stdout.lines().find(|l| l.contains("errors<1%")).unwrap();
-    assert!(line.contains("error_rate") && line.ends_with("ok"), "{line}");
+    assert!(
+        ran.stdout.contains("thresholds (all 2 passed)"),
+        "{}",
+        ran.stdout
+    );
+    let line = ran
+        .stdout
+        .lines()
+        .find(|l| l.contains("errors<1%"))
+        .unwrap();
+    assert!(
+        line.contains("error_rate") && line.ends_with("ok"),
+        "{line}"
+    );
     let v: Value = serde_json::from_str(&std::fs::read_to_string(json.path()).unwrap()).unwrap();
     load_schema().assert_fits("report with thresholds", &v);
     let t = &v["thresholds"];
@@ -1159,7 +1170,10 @@ fn thresholds_pass_with_0_and_fail_with_1_in_text_and_json() {
     assert_eq!(t[0]["actual"], 0.0);
     assert_eq!(t[1]["metric"], "total.p99");
     assert_eq!((&t[1]["unit"], &t[1]["limit"]), (&"us".into(), &6e7.into()));
-    assert_eq!((&t[0]["passed"], &t[1]["passed"]), (&true.into(), &true.into()));
+    assert_eq!(
+        (&t[0]["passed"], &t[1]["passed"]),
+        (&true.into(), &true.into())
+    );
 
     let json = TempFile::new("fail.json");
     let ran = short_run(&[
@@ -1171,13 +1185,24 @@ fn thresholds_pass_with_0_and_fail_with_1_in_text_and_json() {
         json.arg(),
     ]);
     assert_eq!(ran.code, Some(1), "{}{}", ran.stdout, ran.stderr);
-    assert!(ran.stdout.contains("thresholds (1 of 2 FAILED)"), "{}", ran.stdout);
-    let line = ran.stdout.lines().find(|l| l.contains("rate>=100000000")).unwrap();
+    assert!(
+        ran.stdout.contains("thresholds (1 of 2 FAILED)"),
+        "{}",
+        ran.stdout
+    );
+    let line = ran
+        .stdout
+        .lines()
+        .find(|l| l.contains("rate>=100000000"))
+        .unwrap();
     assert!(line.ends_with("FAILED") && line.contains("/s"), "{line}");
     let v: Value = serde_json::from_str(&std::fs::read_to_string(json.path()).unwrap()).unwrap();
     load_schema().assert_fits("report with a failed threshold", &v);
     let t = &v["thresholds"][1];
-    assert_eq!((&t["metric"], &t["passed"]), (&"rate".into(), &false.into()));
+    assert_eq!(
+        (&t["metric"], &t["passed"]),
+        (&"rate".into(), &false.into())
+    );
     assert!(t["actual"].as_f64().unwrap() < 1e8, "{t}");
     assert_eq!(v["thresholds"][0]["passed"], true);
     // The run itself was clean: only the threshold made it fail.
@@ -1222,7 +1247,10 @@ fn json_dash_writes_the_report_to_stdout_and_the_text_to_stderr() {
         "{}",
         ran.stderr
     );
-    assert!(!std::path::Path::new("-").exists(), "a file named - was written");
+    assert!(
+        !std::path::Path::new("-").exists(),
+        "a file named - was written"
+    );
 }
 
 #[test]
@@ -1235,7 +1263,8 @@ fn unwritable_outputs_fail_before_the_run() {
         let ran = kmsharness(&["load", "-q", "-d", "1h", option, inside]);
         assert_eq!(ran.code, Some(6), "{option}: {}{}", ran.stdout, ran.stderr);
         assert!(
-            ran.stderr.contains(&format!("{option}: cannot write {inside}")),
+            ran.stderr
+                .contains(&format!("{option}: cannot write {inside}")),
             "{option}: {}",
             ran.stderr
         );

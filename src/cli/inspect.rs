@@ -77,7 +77,8 @@ pub fn main(opts: &InspectOpts) -> Result<Exit, Error> {
     let count = first.connections();
     let facts = first.into_capture();
     let connections = Reader::new(open()?).max_waiting(MAX_WAITING);
-    let inspection = Inspection::streaming(facts, count, connections, InspectConfig { port: opts.port });
+    let inspection =
+        Inspection::streaming(facts, count, connections, InspectConfig { port: opts.port });
     if let Some(e) = &inspection.capture().error {
         match (e.kind, e.record) {
             (FileErrorKind::NotACapture, _) => {

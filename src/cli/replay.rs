@@ -161,13 +161,18 @@ pub fn main(opts: &ReplayOpts) -> Result<Exit, Error> {
         let mut run = crate::replay::run(&config, interrupt).await?;
         run.report.thresholds = threshold::evaluate(&thresholds, &run.report.outcome);
         let json_to_stdout = opts.json.as_deref().is_some_and(super::is_stdout);
-        super::print_text(json_to_stdout, |w| crate::report::replay::text(w, &run.report))?;
+        super::print_text(json_to_stdout, |w| {
+            crate::report::replay::text(w, &run.report)
+        })?;
         if let (Some(r), Some(path)) = (&config.record, &opts.record) {
             r.finish().map_err(|e| Error::write("--record", path, e))?;
         }
         if let Some(path) = &opts.json {
             super::write_json("--json", path, &run.report)?;
         }
-        Ok(super::load::gate(exit_of(&run.report), &run.report.thresholds))
+        Ok(super::load::gate(
+            exit_of(&run.report),
+            &run.report.thresholds,
+        ))
     })
 }

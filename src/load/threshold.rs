@@ -127,9 +127,7 @@ impl Metric {
                 .filter(|p| p.count > 0)
                 .map(|p| stat.of(p)),
             Metric::Errors => Some(o.failed as f64),
-            Metric::ErrorRate => {
-                (o.sent > 0).then(|| o.failed as f64 * 100.0 / o.sent as f64)
-            }
+            Metric::ErrorRate => (o.sent > 0).then(|| o.failed as f64 * 100.0 / o.sent as f64),
             Metric::Rate => Some(o.throughput),
         }
     }
@@ -137,9 +135,11 @@ impl Metric {
 
 /// The unit of a threshold's limit and actual value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[schemars(description = "The unit of `limit` and `actual`: `us` (latency, microseconds), \
+#[schemars(
+    description = "The unit of `limit` and `actual`: `us` (latency, microseconds), \
     `count` (failed activations), `percent` (failed activations per 100 sent), `per_second` \
-    (validated activations per second).")]
+    (validated activations per second)."
+)]
 pub enum Unit {
     /// Microseconds.
     #[serde(rename = "us")]
@@ -291,13 +291,13 @@ fn parse_metric(name: &str, limit: &str) -> Result<(Metric, f64), ThresholdError
     };
     let (number, unit) = split_number(limit)?;
     match stat_name {
-        "errors" | "rate" if phase.is_some() => Err(ThresholdError::NotPerPhase(
-            if stat_name == "errors" {
+        "errors" | "rate" if phase.is_some() => {
+            Err(ThresholdError::NotPerPhase(if stat_name == "errors" {
                 "errors"
             } else {
                 "rate"
-            },
-        )),
+            }))
+        }
         "errors" => match unit {
             "" => Ok((Metric::Errors, number)),
             "%" => Ok((Metric::ErrorRate, number)),
@@ -469,9 +469,15 @@ mod tests {
         assert_eq!((pct.metric, pct.limit), (Metric::ErrorRate, 0.1));
         assert_eq!(pct.metric.unit(), Unit::Percent);
         let count = t("errors<=10");
-        assert_eq!((count.metric, count.op, count.limit), (Metric::Errors, Op::Le, 10.0));
+        assert_eq!(
+            (count.metric, count.op, count.limit),
+            (Metric::Errors, Op::Le, 10.0)
+        );
         let rate = t("rate>=2000");
-        assert_eq!((rate.metric, rate.op, rate.limit), (Metric::Rate, Op::Ge, 2000.0));
+        assert_eq!(
+            (rate.metric, rate.op, rate.limit),
+            (Metric::Rate, Op::Ge, 2000.0)
+        );
         assert_eq!(t("rate>=2000/s").limit, 2000.0);
     }
 
@@ -485,9 +491,18 @@ mod tests {
         assert_eq!(bad(""), ThresholdError::NoOperator);
         assert_eq!(bad("p98<5ms"), ThresholdError::UnknownMetric("p98".into()));
         assert_eq!(bad("<5ms"), ThresholdError::UnknownMetric(String::new()));
-        assert_eq!(bad("dns.p99<5ms"), ThresholdError::UnknownPhase("dns".into()));
-        assert_eq!(bad("p99.5<5ms"), ThresholdError::UnknownMetric("p99.5".into()));
-        assert_eq!(bad("call.p98<5ms"), ThresholdError::UnknownMetric("call.p98".into()));
+        assert_eq!(
+            bad("dns.p99<5ms"),
+            ThresholdError::UnknownPhase("dns".into())
+        );
+        assert_eq!(
+            bad("p99.5<5ms"),
+            ThresholdError::UnknownMetric("p99.5".into())
+        );
+        assert_eq!(
+            bad("call.p98<5ms"),
+            ThresholdError::UnknownMetric("call.p98".into())
+        );
         assert_eq!(bad("call.errors<1"), ThresholdError::NotPerPhase("errors"));
         assert_eq!(bad("total.rate>1"), ThresholdError::NotPerPhase("rate"));
         assert_eq!(bad("p99<5"), ThresholdError::MissingUnit);
@@ -497,7 +512,10 @@ mod tests {
         assert!(matches!(bad("rate>5%"), ThresholdError::BadUnit { .. }));
         assert_eq!(bad("p99<ms"), ThresholdError::BadNumber("ms".into()));
         assert_eq!(bad("p99<-5ms"), ThresholdError::BadNumber("-5ms".into()));
-        assert_eq!(bad("p99<1.2.3ms"), ThresholdError::BadNumber("1.2.3ms".into()));
+        assert_eq!(
+            bad("p99<1.2.3ms"),
+            ThresholdError::BadNumber("1.2.3ms".into())
+        );
         assert_eq!(bad("rate>="), ThresholdError::BadNumber(String::new()));
         assert!(matches!(bad("p99<<5ms"), ThresholdError::BadNumber(_)));
     }

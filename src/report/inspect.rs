@@ -43,7 +43,7 @@ use std::io::{self, Write};
 use crate::exit::Exit;
 use crate::inspect::{
     BindReport, CaptureInfo, ConnectionReport, ExchangeReport, FileErrorKind, InspectReport,
-    Outcome, REPORT_FORMAT, Recognition, SkippedRecord, Summary, Utc, hex,
+    Outcome, REPORT_FORMAT, Recognition, Summary, Utc, hex,
 };
 use crate::proto::check::Checks;
 use crate::wire::ndr::Syntax;
