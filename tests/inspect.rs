@@ -487,6 +487,7 @@ fn json_has_the_documented_keys_and_text_names_epid_and_ndr64() {
             "linktype",
             "packets",
             "not_tcp",
+            "skipped",
             "skipped_records",
             "connections",
             "error"
