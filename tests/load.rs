@@ -1278,3 +1278,41 @@ fn unwritable_outputs_fail_before_the_run() {
     assert!(ran.stderr.contains("--target"), "{}", ran.stderr);
     assert!(!json.path().exists(), "{}", ran.stderr);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 10. The fleet as Windows clients: activated only when the count reaches the threshold
+
+/// A closed loop of `requests` over one connection from `clients` Windows Enterprise machines
+/// (threshold 25) against a fresh bundled host.
+async fn enterprise_run(clients: usize, requests: u64) -> LoadReport {
+    let mut c = config(None, requests);
+    c.clients = clients;
+    c.connections = 1;
+    c.mix = Mix::new(&[("Windows 10/11 Enterprise", 1)]).unwrap();
+    run(&c).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_below_the_threshold_gets_answers_and_no_activation() {
+    let _cpu = CPU.read().await;
+    // Ten machines, each asking four times: every answer is valid, every count is at most 10.
+    let r = enterprise_run(10, 40).await;
+    assert_eq!(r.outcome.ok, 40, "{}", brief(&r));
+    assert_eq!(r.activated, 0, "{}", brief(&r));
+    let mut text = Vec::new();
+    kmsharness::report::load::text(&mut text, &r).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains("0 of 10 activated"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_activates_once_the_count_reaches_25() {
+    let _cpu = CPU.read().await;
+    // Thirty machines asking in turn: the first 24 get counts 1..24 and stay unactivated, the
+    // 25th to 30th activate at once, and the first 24 activate when they ask again (count 30).
+    let first_round = enterprise_run(30, 30).await;
+    assert_eq!(first_round.activated, 6, "{}", brief(&first_round));
+    let two_rounds = enterprise_run(30, 60).await;
+    assert_eq!(two_rounds.outcome.ok, 60, "{}", brief(&two_rounds));
+    assert_eq!(two_rounds.activated, 30, "{}", brief(&two_rounds));
+}

@@ -34,6 +34,13 @@ pub fn text(w: &mut dyn Write, r: &LoadReport) -> io::Result<()> {
     )?;
     writeln!(w)?;
     super::outcome_counts(w, &r.outcome)?;
+    // What a Windows client makes of the answers, beside what the host did: on a fresh host a
+    // fleet smaller than its products' thresholds gets valid answers and no activation.
+    writeln!(
+        w,
+        "  machines     {:>12} of {} activated (count reached the product's threshold)",
+        r.activated, r.clients
+    )?;
     if let Some(c) = &r.cpu {
         writeln!(
             w,
