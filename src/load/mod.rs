@@ -90,10 +90,11 @@ pub const REPORT_FORMAT: &str = "kmsharness-load/1";
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[schemars(description = "CPU accounting of a run.", deny_unknown_fields)]
 pub struct CpuReport {
-    /// User plus system CPU seconds the process used during the run.
+    /// User plus system CPU seconds the process used during the measured interval.
     #[schemars(
-        description = "User plus system CPU seconds the process used during the run \
-        (summed over merged reports).",
+        description = "User plus system CPU seconds the process used during the measured \
+        interval, from the end of the warm-up to the end of the run (summed over merged \
+        reports).",
         range(min = 0)
     )]
     pub process_secs: f64,
@@ -464,7 +465,15 @@ pub async fn run_recorded(
     shared.record = record;
     shared.intervals = config.progress || config.hdr_log.is_some();
     let shared = Arc::new(shared);
-    let cpu_start = cpu::process_cpu_secs();
+    // CPU is counted over the measured interval only, as the activations it is divided by are:
+    // the sample is taken when the warm-up ends (at once without one).
+    let cpu_at_warmup_end = {
+        let warmup_end = shared.start + config.pacing.warmup;
+        tokio::spawn(async move {
+            tokio::time::sleep_until(warmup_end.into()).await;
+            cpu::process_cpu_secs()
+        })
+    };
     let mut workers = tokio::task::JoinSet::new();
     for i in 0..config.connections {
         workers.spawn(worker::run(shared.clone(), i));
@@ -495,7 +504,15 @@ pub async fn run_recorded(
     let log_error = display.finish().await;
     let warmup_end = shared.start + config.pacing.warmup;
     let duration = end.saturating_duration_since(warmup_end);
-    let cpu = match (cpu_start, cpu::process_cpu_secs()) {
+    let cpu_end = cpu::process_cpu_secs();
+    // A run that ended inside its warm-up measured nothing, CPU included.
+    let cpu_start = if cpu_at_warmup_end.is_finished() {
+        cpu_at_warmup_end.await.ok().flatten()
+    } else {
+        cpu_at_warmup_end.abort();
+        None
+    };
+    let cpu = match (cpu_start, cpu_end) {
         (Some(a), Some(b)) => Some(CpuReport {
             process_secs: b - a,
             micros_per_activation: (b - a) * 1e6 / merged.ok.max(1) as f64,
