@@ -14,6 +14,7 @@ mod load;
 mod network;
 mod process;
 mod properties;
+mod readme;
 mod record;
 mod replay;
 mod vectors;
