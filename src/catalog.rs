@@ -756,6 +756,29 @@ pub struct HostKeyGroup {
     pub source: &'static str,
 }
 
+/// What the Windows Server 2022 and 2025 host keys activate (Microsoft: KMS activation planning,
+/// Activation versions table), less Windows Server 2025 itself, whose KMS ID is unknown.
+const WS_2022_2025_ACTIVATES: &[Guid] = &[
+    K_WS2022.id,
+    K_WS2019.id,
+    K_WS2016.id,
+    // Windows 11 and Windows 10 Enterprise/Professional/Pro for Workstations/Education.
+    K_WIN10.id,
+    // Windows 10 Enterprise LTSC/LTSC N/LTSB.
+    K_WIN10_2019.id,
+    K_WIN10_2016.id,
+    K_WS2012R2.id,
+    K_WIN81.id,
+    K_WS2012.id,
+    K_WS2008R2_A.id,
+    K_WS2008R2_B.id,
+    K_WS2008R2_C.id,
+    K_WS2008_A.id,
+    K_WS2008_B.id,
+    K_WS2008_C.id,
+    K_WIN7.id,
+];
+
 // The Windows lists below follow the table rows entry by entry; the comments quote the rows'
 // wording. "Windows Server Semi-Annual Channel" needs no entry of its own: its editions count
 // under the Server 2016/2019/2022 KMS IDs.
@@ -768,26 +791,7 @@ const HKG_WS2022: HostKeyGroup = HostKeyGroup {
     // key carries (the Azure-only and lab keys of 4574/4575 use 0..=49999 of their own groups).
     epid_group_id: 4573,
     key_ids: WS_2022_2025_KEY_IDS,
-    activates: &[
-        K_WS2022.id,
-        K_WS2019.id,
-        K_WS2016.id,
-        // Windows 11 and Windows 10 Enterprise/Professional/Pro for Workstations/Education.
-        K_WIN10.id,
-        // Windows 10 Enterprise LTSC/LTSC N/LTSB.
-        K_WIN10_2019.id,
-        K_WIN10_2016.id,
-        K_WS2012R2.id,
-        K_WIN81.id,
-        K_WS2012.id,
-        K_WS2008R2_A.id,
-        K_WS2008R2_B.id,
-        K_WS2008R2_C.id,
-        K_WS2008_A.id,
-        K_WS2008_B.id,
-        K_WS2008_C.id,
-        K_WIN7.id,
-    ],
+    activates: WS_2022_2025_ACTIVATES,
     source: "activations: kms-activation-planning.md, Activation versions table; ePID group and \
              key IDs: py-kms KmsDataBase.xml CsvlkItem \"Windows Server 2022\" (vlmcsd has none), \
              key IDs from below 30000 as in py-kms's first database (commit 0f58e9b)",
@@ -805,27 +809,9 @@ const HKG_WS2025: HostKeyGroup = HostKeyGroup {
     app: AppKind::Windows,
     epid_group_id: 4918,
     key_ids: WS_2022_2025_KEY_IDS,
-    activates: &[
-        // "Windows Server 2025 (all editions)": KMS ID unknown, see above.
-        K_WS2022.id,
-        K_WS2019.id,
-        K_WS2016.id,
-        // Windows 11 and Windows 10 Enterprise/Professional/Pro for Workstations/Education.
-        K_WIN10.id,
-        // Windows 11 Enterprise LTSC 2024, Windows 10 Enterprise LTSC/LTSC N/LTSB.
-        K_WIN10_2019.id,
-        K_WIN10_2016.id,
-        K_WS2012R2.id,
-        K_WIN81.id,
-        K_WS2012.id,
-        K_WS2008R2_A.id,
-        K_WS2008R2_B.id,
-        K_WS2008R2_C.id,
-        K_WS2008_A.id,
-        K_WS2008_B.id,
-        K_WS2008_C.id,
-        K_WIN7.id,
-    ],
+    // "Windows Server 2025 (all editions)": KMS ID unknown, see above; Windows 11 Enterprise
+    // LTSC 2024 sends the LTSC 2019 group's KMS ID.
+    activates: WS_2022_2025_ACTIVATES,
     source: "activations: Microsoft: KMS activation planning, Activation versions table \
              (Windows Server 2025 tab), less Windows Server 2025 itself (no KMS ID known); ePID \
              group and key IDs: unverified: only py-kms KmsDataBase.xml CsvlkItem \

@@ -48,20 +48,6 @@ use crate::inspect::{
 use crate::proto::check::Checks;
 use crate::wire::ndr::Syntax;
 
-/// The name of an exit status as JSON gives it.
-fn exit_name(e: Exit) -> &'static str {
-    match e {
-        Exit::Success => "success",
-        Exit::ChecksFailed => "checks_failed",
-        Exit::Usage => "usage",
-        Exit::Connection => "connection",
-        Exit::Rpc => "rpc",
-        Exit::Refused => "refused",
-        Exit::LocalIo => "local_io",
-        Exit::Interrupted => "interrupted",
-    }
-}
-
 fn utc(ts: crate::capture::Timestamp) -> Utc {
     Utc { ts, rfc3339: false }
 }
@@ -453,7 +439,7 @@ pub fn text_footer(
         }
     }
     summary_text(w, summary)?;
-    writeln!(w, "\nExit status {} ({})", exit as u8, exit_name(exit))
+    writeln!(w, "\nExit status {} ({})", exit as u8, exit.name())
 }
 
 /// Skipped records listed one per line in text, at most; the rest are counted by reason (the
@@ -656,7 +642,7 @@ impl JsonWriter {
             w,
             ",\n\"exit_status\":{},\"exit\":\"{}\"}}",
             exit as u8,
-            exit_name(exit)
+            exit.name()
         )
     }
 }
