@@ -288,9 +288,9 @@ async fn failures_show_expected_actual_and_source_in_every_format() {
     assert_eq!(hmac["failure"]["mismatches"][0]["what"], "check hmac");
     assert!(hmac["source"].as_str().unwrap().contains("HMAC"));
 
-    let mut xml = Vec::new();
-    kmsharness::report::conform::junit(&mut xml, &report).unwrap();
-    let xml = String::from_utf8(xml).unwrap();
+    // JUnit: a <failure> exactly for the case that fails the exit status (the must case);
+    // the failed should case is <skipped> with its level and what did not hold.
+    let xml = junit(&report);
     assert!(
         xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"),
         "{xml}"
@@ -300,38 +300,98 @@ async fn failures_show_expected_actual_and_source_in_every_format() {
         "{xml}"
     );
     assert!(
-        xml.contains("tests=\"3\" skipped=\"0\" failures=\"2\" errors=\"0\""),
+        xml.contains("tests=\"3\" failures=\"1\" errors=\"0\""),
         "{xml}"
     );
     assert_eq!(xml.matches("<testcase ").count(), 3, "{xml}");
+    assert_eq!(xml.matches("<failure ").count(), 1, "{xml}");
+    assert!(
+        xml.contains("should case failed, which does not fail the run without --strict"),
+        "{xml}"
+    );
+    let should = junit_statuses(&xml);
+    for (name, status) in &should {
+        let must = name.contains("(must)");
+        let failed = matches!(status, quick_junit::TestCaseStatus::NonSuccess { .. });
+        assert_eq!(failed, must, "{name}");
+        if name.contains("(should)") && !name.starts_with("session.idle") {
+            assert!(
+                matches!(status, quick_junit::TestCaseStatus::Skipped { .. }),
+                "{name}"
+            );
+        }
+    }
+    assert_failures_explained(&should);
+    crate::support::junit::validate(
+        "failures_show_expected_actual_and_source_in_every_format",
+        &xml,
+    );
+
+    // --strict: the failed should case fails the run too, and is a <failure> in JUnit.
+    run.strict = true;
+    let mut config = bundled_config();
+    config.faults = FaultSet::NONE
+        .with(Fault::WrongHmac)
+        .with(Fault::MultiplexNotEchoed);
+    let strict = run_against(config, &run).await;
+    assert_eq!(strict.exit(), Exit::ChecksFailed);
+    assert!(failures(&strict).contains("a must or should case failed (--strict)"));
+    let xml = junit(&strict);
     assert_eq!(xml.matches("<failure ").count(), 2, "{xml}");
-    // Well formed, and the same report when read back.
-    let back = quick_junit::Report::deserialize_from_str(&xml).unwrap();
-    assert_eq!((back.tests, back.failures, back.skipped), (3, 2, 0));
-    let cases: Vec<(&str, &quick_junit::TestCaseStatus)> = back
+    let statuses = junit_statuses(&xml);
+    for (name, status) in &statuses {
+        let failed = matches!(status, quick_junit::TestCaseStatus::NonSuccess { .. });
+        assert_eq!(failed, !name.starts_with("session.idle"), "{name}");
+    }
+    assert_failures_explained(&statuses);
+    crate::support::junit::validate(
+        "failures_show_expected_actual_and_source_in_every_format",
+        &xml,
+    );
+}
+
+fn junit(report: &SuiteReport) -> String {
+    let mut xml = Vec::new();
+    kmsharness::report::conform::junit(&mut xml, report).unwrap();
+    String::from_utf8(xml).unwrap()
+}
+
+/// Every test case's name and status, read back with quick-junit (well formed).
+fn junit_statuses(xml: &str) -> Vec<(String, quick_junit::TestCaseStatus)> {
+    let back = quick_junit::Report::deserialize_from_str(xml).unwrap();
+    let cases: Vec<(String, quick_junit::TestCaseStatus)> = back
         .test_suites
         .iter()
         .flat_map(|s| s.test_cases.iter())
-        .map(|c| (c.name.as_str(), &c.status))
+        .map(|c| (c.name.as_str().to_owned(), c.status.clone()))
         .collect();
     assert_eq!(cases.len(), 3);
+    cases
+}
+
+/// Each failure (and failed-but-not-gating skip) carries expected, level and source.
+fn assert_failures_explained(cases: &[(String, quick_junit::TestCaseStatus)]) {
     for (name, status) in cases {
-        let failed = matches!(status, quick_junit::TestCaseStatus::NonSuccess { .. });
-        assert_eq!(failed, !name.starts_with("session.idle"), "{name}");
-        if let quick_junit::TestCaseStatus::NonSuccess {
-            message,
-            ty,
-            description,
-            ..
-        } = status
-        {
-            let message = message.as_ref().map(|m| m.as_str()).unwrap_or("");
-            assert!(message.contains("expected"), "{name}: {message}");
-            let ty = ty.as_ref().map(|t| t.as_str());
-            assert!(matches!(ty, Some("must" | "should")), "{name}: {ty:?}");
-            let body = description.as_ref().map(|d| d.as_str()).unwrap_or("");
-            assert!(body.contains("source: "), "{name}: {body}");
-        }
+        let (message, ty, description) = match status {
+            quick_junit::TestCaseStatus::NonSuccess {
+                message,
+                ty,
+                description,
+                ..
+            }
+            | quick_junit::TestCaseStatus::Skipped {
+                message,
+                ty,
+                description,
+            } => (message, ty, description),
+            quick_junit::TestCaseStatus::Success { .. } => continue,
+        };
+        let message = message.as_ref().map(|m| m.as_str()).unwrap_or("");
+        assert!(message.contains("expected"), "{name}: {message}");
+        let ty = ty.as_ref().map(|t| t.as_str());
+        assert!(matches!(ty, Some("must" | "should")), "{name}: {ty:?}");
+        let body = description.as_ref().map(|d| d.as_str()).unwrap_or("");
+        assert!(body.contains("source: "), "{name}: {body}");
     }
 }
 
@@ -504,6 +564,21 @@ fn command_line_selection_and_exit_statuses() {
         ),
         Exit::Usage
     );
+    // An unknown --skip is a usage error naming the nearest ids.
+    let err = opts(&["--skip", "kms-messages.v4.ech"])
+        .config()
+        .unwrap_err();
+    assert_eq!(err.exit(), Exit::Usage);
+    let err = err.to_string();
+    assert!(
+        err.starts_with("--skip kms-messages.v4.ech: no such case; nearest: kms-messages.v4.echo"),
+        "{err}"
+    );
+    let err = opts(&["--case", "rpc-bind.multiplex-flg"])
+        .config()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nearest: rpc-bind.multiplex-flag"), "{err}");
     assert_eq!(
         kmsharness::cli::finish(
             "conform",
@@ -530,6 +605,9 @@ fn command_line_selection_and_exit_statuses() {
         "kms-messages.v4.echo",
         "--category",
         "product-policy",
+        "--skip",
+        "kms-messages.v4.echo",
+        "--strict",
         "--json",
         "--junit",
         junit.to_str().unwrap(),
@@ -544,11 +622,14 @@ fn command_line_selection_and_exit_statuses() {
     );
     let xml = std::fs::read_to_string(&junit).unwrap();
     let _ = std::fs::remove_file(&junit);
-    // The named case and the named family add up.
+    // The named case and the named family add up; --skip reports its case as skipped.
+    assert!(xml.contains("tests=\"3\" failures=\"0\""), "{xml}");
+    assert!(xml.contains("skipped by --skip"), "{xml}");
     assert!(
-        xml.contains("tests=\"3\" skipped=\"0\" failures=\"0\""),
+        xml.contains(" timestamp=\"") && xml.contains(" hostname=\""),
         "{xml}"
     );
+    crate::support::junit::validate("command_line_selection_and_exit_statuses", &xml);
     let o = opts(&["--category", "product-policy", "--profile", "emulator"]);
     assert_eq!(
         kmsharness::cli::finish("conform", kmsharness::cli::conform::main(&o)),

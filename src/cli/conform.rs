@@ -28,6 +28,12 @@ pub struct ConformOpts {
     /// Run only this case (repeatable).
     #[arg(long = "case", value_name = "ID")]
     pub cases: Vec<String>,
+    /// Do not run this case (repeatable); it is reported as skipped.
+    #[arg(long = "skip", value_name = "ID")]
+    pub skip: Vec<String>,
+    /// A failed `should` case fails the run too (exit status 1), not only a `must` case.
+    #[arg(long)]
+    pub strict: bool,
     /// Run only this family (repeatable): rpc-bind, rpc-calls, kms-messages, counting,
     /// product-policy, session, fingerprints, robustness.
     #[arg(long = "category", value_name = "NAME")]
@@ -66,6 +72,8 @@ impl ConformOpts {
         config.profile = self.profile;
         config.cases = self.cases.clone();
         config.categories = self.categories.clone();
+        config.skip = self.skip.clone();
+        config.strict = self.strict;
         config.allow_state_changes = self.allow_state_changes;
         config.fresh_host = self.fresh_host;
         for (flag, v) in [

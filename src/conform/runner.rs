@@ -39,6 +39,10 @@ pub struct RunConfig {
     pub cases: Vec<String>,
     /// Only these families (all when empty).
     pub categories: Vec<String>,
+    /// Cases not to run (reported as skipped), whatever the selection.
+    pub skip: Vec<String>,
+    /// A failed `should` case fails the run too.
+    pub strict: bool,
     /// Run state-changing cases against a real host.
     pub allow_state_changes: bool,
     /// The host has counted nobody yet.
@@ -65,6 +69,8 @@ impl RunConfig {
             profile: Profile::Genuine,
             cases: Vec::new(),
             categories: Vec::new(),
+            skip: Vec::new(),
+            strict: false,
             allow_state_changes: false,
             fresh_host: false,
             connect_timeout: Duration::from_secs(5),
@@ -77,13 +83,20 @@ impl RunConfig {
     /// Checks the selection names real cases and families (the vectors themselves were
     /// checked when they loaded).
     pub fn validate(&self) -> Result<(), SelectionError> {
-        for c in &self.cases {
-            if !self
-                .vectors
-                .iter()
-                .any(|f| f.cases.iter().any(|x| &x.id == c))
-            {
-                return Err(SelectionError::NoSuchCase(c.clone()));
+        let ids: Vec<&str> = self
+            .vectors
+            .iter()
+            .flat_map(|f| f.cases.iter().map(|c| c.id.as_str()))
+            .collect();
+        for (option, list) in [("--case", &self.cases), ("--skip", &self.skip)] {
+            for c in list {
+                if !ids.contains(&c.as_str()) {
+                    return Err(SelectionError::NoSuchCase {
+                        option,
+                        id: c.clone(),
+                        nearest: nearest(c, &ids).join(", "),
+                    });
+                }
             }
         }
         for c in &self.categories {
@@ -99,12 +112,46 @@ impl RunConfig {
     }
 }
 
-/// A `--case` or `--category` that names nothing.
+/// How many near ids an unknown `--case` or `--skip` names.
+const NEAREST: usize = 3;
+
+/// The ids nearest to `given`: those containing it, else the closest by edit distance (a
+/// typo), at most [`NEAREST`] of them.
+fn nearest<'a>(given: &str, ids: &[&'a str]) -> Vec<&'a str> {
+    let containing: Vec<&str> = ids
+        .iter()
+        .copied()
+        .filter(|id| !given.is_empty() && id.contains(given))
+        .take(NEAREST)
+        .collect();
+    if !containing.is_empty() {
+        return containing;
+    }
+    let mut by_distance: Vec<(usize, &str)> = ids
+        .iter()
+        .map(|id| (strsim::levenshtein(given, id), *id))
+        .collect();
+    by_distance.sort();
+    by_distance
+        .into_iter()
+        .take(NEAREST)
+        .map(|(_, id)| id)
+        .collect()
+}
+
+/// A `--case`, `--skip` or `--category` that names nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectionError {
     /// No case has this id.
-    #[error("--case {0}: no such case (see --list)")]
-    NoSuchCase(String),
+    #[error("{option} {id}: no such case; nearest: {nearest} (see --list)")]
+    NoSuchCase {
+        /// `--case` or `--skip`.
+        option: &'static str,
+        /// The id given.
+        id: String,
+        /// The nearest ids there are, comma-separated.
+        nearest: String,
+    },
     /// No family has this name.
     #[error("--category {family}: no such family; families: {known}")]
     NoSuchFamily {
@@ -244,18 +291,37 @@ pub struct SuiteReport {
     pub verdict: Verdict,
     /// Every selected case, in vector order.
     pub cases: Vec<CaseResult>,
-    /// 0 when no `must` case failed, 1 otherwise.
+    /// Whether a failed `should` case fails the run (`--strict`).
+    pub strict: bool,
+    /// When the run started, RFC 3339 in UTC to the second.
+    pub started: String,
+    /// 0 when no case failed that fails the run (a `must` case, or with `strict` a `should`
+    /// case), 1 otherwise.
     pub exit_status: u8,
+}
+
+/// Whether a failed case of `level` fails the run.
+pub fn level_fails_run(level: Level, strict: bool) -> bool {
+    match level {
+        Level::Must => true,
+        Level::Should => strict,
+        Level::Informational => false,
+    }
 }
 
 impl SuiteReport {
     /// The exit status.
     pub fn exit(&self) -> Exit {
-        if self.summary.must_failed == 0 {
+        if self.exit_status == 0 {
             Exit::Success
         } else {
             Exit::ChecksFailed
         }
+    }
+
+    /// Whether this case's result fails the run (and so is a JUnit `<failure>`).
+    pub fn fails_run(&self, case: &CaseResult) -> bool {
+        case.status == Status::Fail && level_fails_run(case.level, self.strict)
     }
 
     /// The ids of the failed cases.
@@ -302,6 +368,9 @@ pub async fn run_case(env: &Env, case: &Case) -> (Option<Failure>, Vec<Evidence>
 
 /// Why a case does not run, if it does not.
 fn skip_reason(case: &Case, config: &RunConfig, host: &HostUnderTest) -> Option<String> {
+    if config.skip.contains(&case.id) {
+        return Some("skipped by --skip".into());
+    }
     if !case.profiles.contains(&config.profile) {
         return Some(format!("not in the {} profile", config.profile));
     }
@@ -325,6 +394,7 @@ fn skip_reason(case: &Case, config: &RunConfig, host: &HostUnderTest) -> Option<
 /// Runs the selected cases against `host`.
 pub async fn run_suite(config: &RunConfig, host: &HostUnderTest) -> SuiteReport {
     let started = Instant::now();
+    let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let env = Env {
         addr: host.addr,
         clock: host.clock.clone(),
@@ -471,7 +541,8 @@ pub async fn run_suite(config: &RunConfig, host: &HostUnderTest) -> SuiteReport 
             }
         }
     }
-    let exit_status = if summary.must_failed == 0 { 0 } else { 1 };
+    let fails_run = summary.must_failed > 0 || (config.strict && summary.should_failed > 0);
+    let exit_status = u8::from(fails_run);
     SuiteReport {
         format: REPORT_FORMAT,
         target: host.label.clone(),
@@ -481,6 +552,8 @@ pub async fn run_suite(config: &RunConfig, host: &HostUnderTest) -> SuiteReport 
         summary,
         verdict: verdict(evidence),
         cases,
+        strict: config.strict,
+        started: started_at,
         exit_status,
     }
 }

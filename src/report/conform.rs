@@ -1,12 +1,13 @@
 //! Printing a conformance run: a table grouped by category for people, JSON for machines, and
-//! JUnit XML for CI systems (through `quick-junit`, the model and writer nextest uses).
+//! JUnit XML for CI systems (written with quick-xml, valid against Jenkins' xUnit schema).
 
 use std::io::{self, Write};
-use std::time::Duration;
 
-use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite, XmlString};
+use quick_xml::Writer;
+use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 
 use crate::conform::runner::{CaseResult, Status, SuiteReport};
+use crate::conform::vector::Level;
 
 fn mark(s: Status) -> &'static str {
     match s {
@@ -99,10 +100,11 @@ pub fn text(w: &mut dyn Write, r: &SuiteReport) -> io::Result<()> {
         w,
         "exit status {}: {}",
         r.exit_status,
-        if r.exit_status == 0 {
-            "no must case failed"
-        } else {
-            "a must case failed"
+        match (r.exit_status == 0, r.strict) {
+            (true, false) => "no must case failed",
+            (true, true) => "no must or should case failed (--strict)",
+            (false, false) => "a must case failed",
+            (false, true) => "a must or should case failed (--strict)",
         }
     )
 }
@@ -113,58 +115,163 @@ pub fn json(w: &mut dyn Write, r: &SuiteReport) -> io::Result<()> {
     writeln!(w)
 }
 
-/// XML 1.0 has no place for U+FFFE and U+FFFF, which [`XmlString`] lets through (it drops
-/// the C0 controls and escape sequences); a hostile host's strings may contain them.
-fn clean(s: &str) -> XmlString {
-    XmlString::new(s.replace(['\u{FFFE}', '\u{FFFF}'], "\u{FFFD}"))
+/// Characters XML 1.0 has no place for (the C0 controls but tab, line feed and carriage
+/// return; U+FFFE and U+FFFF) become U+FFFD: a hostile host's strings may contain them.
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\t' | '\n' | '\r' => c,
+            '\u{0}'..='\u{1F}' | '\u{FFFE}' | '\u{FFFF}' => '\u{FFFD}',
+            c => c,
+        })
+        .collect()
 }
 
-/// Writes the report as JUnit XML: one test suite per category, one test case per case;
-/// failures carry expected and actual values and the source, skips their reason, cases with
-/// tells the observations in `system-out`.
+/// Seconds with three decimals, the form the schema's `SUREFIRE_TIME` pattern accepts.
+fn seconds(millis: u64) -> String {
+    format!("{}.{:03}", millis / 1000, millis % 1000)
+}
+
+/// This machine's name for the `hostname` attribute: the kernel's, else `HOSTNAME`, else
+/// `localhost` (std has no call for it, and the attribute is informational).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// An element with text content.
+fn text_element(
+    w: &mut Writer<&mut dyn Write>,
+    name: &str,
+    attrs: &[(&str, &str)],
+    body: &str,
+) -> io::Result<()> {
+    let mut tag = BytesStart::new(name);
+    for (k, v) in attrs {
+        tag.push_attribute((*k, clean(v).as_str()));
+    }
+    w.write_event(Event::Start(tag))?;
+    w.write_event(Event::Text(BytesText::new(&clean(body))))?;
+    w.write_event(Event::End(BytesEnd::new(name)))
+}
+
+/// The failure body: title, step, every mismatch, source.
+fn failure_body(c: &CaseResult) -> (String, String) {
+    let Some(f) = &c.failure else {
+        return (String::new(), String::new());
+    };
+    let first = f.mismatches.first().map_or(String::new(), |m| {
+        format!("{}: expected {}, got {}", m.what, m.expected, m.actual)
+    });
+    let mut body = format!("{}\nstep {} ({})\n", c.title, f.step, f.kind);
+    for m in &f.mismatches {
+        body.push_str(&format!(
+            "{}\n  expected: {}\n  actual:   {}\n",
+            m.what, m.expected, m.actual
+        ));
+    }
+    body.push_str(&format!("source: {}", c.source));
+    (first, body)
+}
+
+/// Writes the report as JUnit XML valid against the schema Jenkins' xUnit plugin checks
+/// (`junit-10.xsd`, vendored in `tests/support/`): one test suite per category with its
+/// timestamp and hostname, one test case per case. A case is a `<failure>` exactly when it
+/// fails the exit status (a `must` case, or a `should` case under `--strict`); a failed case
+/// that does not is `<skipped>` with its level and what did not hold, so CI shows it without
+/// failing the build; skips carry their reason; cases with tells carry the observations in
+/// `system-out`. Written with quick-xml: `quick-junit` puts a `skipped` attribute on
+/// `testsuites`, which that schema rejects.
 pub fn junit(w: &mut dyn Write, r: &SuiteReport) -> io::Result<()> {
-    let mut report = Report::new(clean(&format!("kmsharness conform: {}", r.target)));
-    report.set_time(Duration::from_secs_f64(r.seconds.max(0.0)));
-    for (category, cases) in categories(r) {
-        let mut suite = TestSuite::new(clean(category));
-        suite.set_time(Duration::from_millis(cases.iter().map(|c| c.millis).sum()));
+    let host = hostname();
+    let mut x = Writer::new_with_indent(w, b' ', 2);
+    x.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
+    let groups = categories(r);
+    let count = |cases: &[&CaseResult], f: &dyn Fn(&CaseResult) -> bool| {
+        cases.iter().filter(|c| f(c)).count().to_string()
+    };
+    let failed = |c: &CaseResult| r.fails_run(c);
+    let skipped = |c: &CaseResult| !r.fails_run(c) && c.status != Status::Pass;
+    let all: Vec<&CaseResult> = r.cases.iter().collect();
+    let mut top = BytesStart::new("testsuites");
+    top.push_attribute((
+        "name",
+        clean(&format!("kmsharness conform: {}", r.target)).as_str(),
+    ));
+    top.push_attribute(("tests", all.len().to_string().as_str()));
+    top.push_attribute(("failures", count(&all, &failed).as_str()));
+    top.push_attribute(("errors", "0"));
+    top.push_attribute((
+        "time",
+        seconds((r.seconds.max(0.0) * 1000.0) as u64).as_str(),
+    ));
+    x.write_event(Event::Start(top))?;
+    for (category, cases) in groups {
+        let mut suite = BytesStart::new("testsuite");
+        suite.push_attribute(("name", clean(category).as_str()));
+        suite.push_attribute(("tests", cases.len().to_string().as_str()));
+        suite.push_attribute(("failures", count(&cases, &failed).as_str()));
+        suite.push_attribute(("errors", "0"));
+        suite.push_attribute(("skipped", count(&cases, &skipped).as_str()));
+        suite.push_attribute((
+            "time",
+            seconds(cases.iter().map(|c| c.millis).sum()).as_str(),
+        ));
+        suite.push_attribute(("timestamp", r.started.as_str()));
+        suite.push_attribute(("hostname", clean(&host).as_str()));
+        x.write_event(Event::Start(suite))?;
         for c in cases {
-            let status = match (&c.skip_reason, &c.failure) {
-                (Some(reason), _) => {
-                    let mut s = TestCaseStatus::skipped();
-                    s.set_message(clean(reason));
-                    s
+            let mut case = BytesStart::new("testcase");
+            case.push_attribute(("name", clean(&format!("{} ({})", c.id, c.level)).as_str()));
+            case.push_attribute(("classname", clean(&c.family).as_str()));
+            case.push_attribute(("time", seconds(c.millis).as_str()));
+            let level = c.level.to_string();
+            let has_children = c.status != Status::Pass || !c.evidence.is_empty();
+            if !has_children {
+                x.write_event(Event::Empty(case))?;
+                continue;
+            }
+            x.write_event(Event::Start(case))?;
+            if let Some(reason) = &c.skip_reason {
+                text_element(&mut x, "skipped", &[("message", reason)], reason)?;
+            } else if c.status == Status::Fail {
+                let (first, body) = failure_body(c);
+                if r.fails_run(c) {
+                    text_element(
+                        &mut x,
+                        "failure",
+                        &[("message", &first), ("type", &level)],
+                        &body,
+                    )?;
+                } else {
+                    let message = format!(
+                        "{level} case failed, which does not fail the run{}: {first}",
+                        if c.level == Level::Should {
+                            " without --strict"
+                        } else {
+                            ""
+                        }
+                    );
+                    text_element(
+                        &mut x,
+                        "skipped",
+                        &[("message", &message), ("type", &level)],
+                        &body,
+                    )?;
                 }
-                (None, Some(f)) => {
-                    let first = f.mismatches.first().map_or(String::new(), |m| {
-                        format!("{}: expected {}, got {}", m.what, m.expected, m.actual)
-                    });
-                    let mut body = format!("{}\nstep {} ({})\n", c.title, f.step, f.kind);
-                    for m in &f.mismatches {
-                        body.push_str(&format!(
-                            "{}\n  expected: {}\n  actual:   {}\n",
-                            m.what, m.expected, m.actual
-                        ));
-                    }
-                    body.push_str(&format!("source: {}", c.source));
-                    let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                    s.set_message(clean(&first))
-                        .set_type(c.level.to_string())
-                        .set_description(clean(&body));
-                    s
-                }
-                (None, None) => TestCaseStatus::success(),
-            };
-            let mut case = TestCase::new(clean(&format!("{} ({})", c.id, c.level)), status);
-            case.set_classname(clean(&c.family))
-                .set_time(Duration::from_millis(c.millis));
+            }
             if !c.evidence.is_empty() {
                 let lines: Vec<&str> = c.evidence.iter().map(|e| e.observation.as_str()).collect();
-                case.set_system_out(clean(&lines.join("\n")));
+                text_element(&mut x, "system-out", &[], &lines.join("\n"))?;
             }
-            suite.add_test_case(case);
+            x.write_event(Event::End(BytesEnd::new("testcase")))?;
         }
-        report.add_test_suite(suite);
+        x.write_event(Event::End(BytesEnd::new("testsuite")))?;
     }
-    report.serialize(&mut *w).map_err(io::Error::other)
+    x.write_event(Event::End(BytesEnd::new("testsuites")))?;
+    x.get_mut().write_all(b"\n")
 }

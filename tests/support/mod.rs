@@ -2,6 +2,7 @@
 
 pub mod common;
 pub mod dns;
+pub mod junit;
 pub mod pykms_log;
 pub mod schema;
 pub mod vlmcs_txt;
