@@ -764,7 +764,7 @@ const WS_2022_2025_ACTIVATES: &[Guid] = &[
     K_WS2016.id,
     // Windows 11 and Windows 10 Enterprise/Professional/Pro for Workstations/Education.
     K_WIN10.id,
-    // Windows 10 Enterprise LTSC/LTSC N/LTSB.
+    // Windows 11 Enterprise LTSC 2024, Windows 10 Enterprise LTSC/LTSC N/LTSB.
     K_WIN10_2019.id,
     K_WIN10_2016.id,
     K_WS2012R2.id,

@@ -103,6 +103,18 @@ impl Drop for Reaped {
     }
 }
 
+/// The child's exit status, waited for at most [`GUARD`].
+fn exit(child: &mut Reaped) -> Option<std::process::ExitStatus> {
+    let started = Instant::now();
+    while started.elapsed() < GUARD {
+        if let Some(status) = child.0.try_wait().ok()? {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
 /// Starts the test's own host and returns it with its address.
 fn host() -> (Reaped, String) {
     let mut child = Reaped(
@@ -297,46 +309,23 @@ fn run(dir: &Path, line: &str) -> (Option<i32>, String) {
             .spawn()
             .unwrap(),
     );
-    let drain = |r: Box<dyn std::io::Read + Send>| {
+    // Lossy, so that a binary dump on stdout still shows in a failure message.
+    let drain = |mut r: Box<dyn std::io::Read + Send>| {
         std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = BufReader::new(r).read_line_all(&mut s);
-            s
+            let mut bytes = Vec::new();
+            let _ = r.read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
         })
     };
     let out = drain(Box::new(child.0.stdout.take().unwrap()));
     let err = drain(Box::new(child.0.stderr.take().unwrap()));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < GUARD,
-            "{line}: no exit within {GUARD:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit(&mut child).unwrap_or_else(|| panic!("{line}: no exit within {GUARD:?}"));
     let output = format!(
         "stdout:\n{}\nstderr:\n{}",
         out.join().unwrap(),
         err.join().unwrap()
     );
     (status.code(), output)
-}
-
-/// Reads everything (BufRead has no read_to_string that keeps going past invalid UTF-8).
-trait ReadAll {
-    fn read_line_all(&mut self, s: &mut String) -> std::io::Result<usize>;
-}
-
-impl<R: std::io::Read> ReadAll for BufReader<R> {
-    fn read_line_all(&mut self, s: &mut String) -> std::io::Result<usize> {
-        let mut bytes = Vec::new();
-        let n = std::io::Read::read_to_end(self, &mut bytes)?;
-        s.push_str(&String::from_utf8_lossy(&bytes));
-        Ok(n)
-    }
 }
 
 /// Starts a `serve` line, checks it listens, stops it with SIGTERM and expects status 0.
@@ -363,16 +352,8 @@ fn serve_line(dir: &Path, line: &str) -> Result<(), String> {
         .status()
         .unwrap();
     assert!(killed.success());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > GUARD {
-            return Err(format!("{line}: no exit within {GUARD:?} of SIGTERM"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status =
+        exit(&mut child).ok_or_else(|| format!("{line}: no exit within {GUARD:?} of SIGTERM"))?;
     match status.code() {
         Some(0) => Ok(()),
         other => Err(format!("{line}: SIGTERM ended it with {other:?}, not 0")),

@@ -57,9 +57,12 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
             .record
             .as_ref()
             .filter(|s| recorded && s.takes(index));
+        // One clock read per activation: the request's time is also when its answer is taken
+        // (the call's milliseconds do not move a license measured in days).
+        let now = now_filetime();
         let base = match &shared.templates {
-            Some(t) => t.restamp(index, machine, now_filetime()),
-            None => machine.request(now_filetime()),
+            Some(t) => t.restamp(index, machine, now),
+            None => machine.request(now),
         };
         kms.clear();
         let sent = encode_request(&base, rng.random(), &mut kms);
@@ -143,7 +146,7 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
                 }
             }
         };
-        if machine.answered(now_filetime(), answer) {
+        if machine.answered(now, answer) {
             stats.activated += 1;
         }
         if shared.fresh {
