@@ -29,11 +29,20 @@
 //!
 //! Every [`Sku`], [`KmsItem`] and [`HostKeyGroup`] names its own source; `activate --list
 //! --json` prints them. "unverified: only py-kms" marks what no second source confirms.
+//!
+//! At run time a `--catalog` file ([`file`]) extends or overrides these tables: every lookup
+//! below goes through [`skus`], [`kms_items`], [`host_key_groups`] and the ID lookups, which
+//! consult the installed file's entries first. The products left out above are in the
+//! repository's `vectors/catalog/unverified-2024-2025.toml`, with their evidence.
+
+pub mod file;
 
 use core::ops::RangeInclusive;
+use std::sync::OnceLock;
 
 use serde::Serialize;
 
+pub use self::file::{CatalogError, Extension};
 use crate::wire::Guid;
 
 /// Activation threshold of client operating systems: "Clients will activate if the count is 25
@@ -124,7 +133,7 @@ impl Application {
     /// The product groups (KMS IDs) that belong to this application.
     pub fn kms_items(&self) -> impl Iterator<Item = &'static KmsItem> + use<> {
         let kind = self.kind;
-        KMS_ITEMS.iter().filter(move |k| k.app == kind)
+        kms_items().filter(move |k| k.app == kind)
     }
 }
 
@@ -149,6 +158,15 @@ impl ProductClass {
             ProductClass::ClientOs => CLIENT_OS_THRESHOLD,
             ProductClass::ServerOs => SERVER_OS_THRESHOLD,
             ProductClass::Office => OFFICE_THRESHOLD,
+        }
+    }
+
+    /// The class as output names it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ProductClass::ClientOs => "client OS",
+            ProductClass::ServerOs => "server OS",
+            ProductClass::Office => "Office",
         }
     }
 
@@ -434,15 +452,13 @@ impl KmsItem {
     /// The editions in this group.
     pub fn skus(&self) -> impl Iterator<Item = &'static Sku> + use<> {
         let id = self.id;
-        SKUS.iter().filter(move |s| s.kms == id)
+        skus().filter(move |s| s.kms == id)
     }
 
     /// The host key groups that activate this product group.
     pub fn activated_by(&self) -> impl Iterator<Item = &'static HostKeyGroup> + use<> {
         let id = self.id;
-        HOST_KEY_GROUPS
-            .iter()
-            .filter(move |g| g.activates_kms_id(&id))
+        host_key_groups().filter(move |g| g.activates_kms_id(&id))
     }
 }
 
@@ -505,9 +521,7 @@ impl Sku {
     /// The host key groups that activate this edition.
     pub fn activated_by(&self) -> impl Iterator<Item = &'static HostKeyGroup> + use<> {
         let kms = self.kms;
-        HOST_KEY_GROUPS
-            .iter()
-            .filter(move |g| g.activates_kms_id(&kms))
+        host_key_groups().filter(move |g| g.activates_kms_id(&kms))
     }
 }
 
@@ -1040,6 +1054,75 @@ pub fn default_host_key_groups() -> Vec<&'static HostKeyGroup> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A catalog file's entries
+
+/// The entries of the run's `--catalog` file. Reference data like the static tables: set once,
+/// before any session starts, and read-only after; core code never reads a file itself.
+static EXTENSION: OnceLock<Extension> = OnceLock::new();
+
+/// Makes `ext`'s entries part of every lookup for the rest of the process, ahead of the built-in
+/// entries they override. A second call is refused and gives `ext` back.
+pub fn install(ext: Extension) -> Result<(), Extension> {
+    EXTENSION.set(ext)
+}
+
+/// The installed `--catalog` entries, if any.
+pub fn extension() -> Option<&'static Extension> {
+    EXTENSION.get()
+}
+
+/// Where an entry comes from: `built-in`, or the `--catalog` file that added or overrode it.
+pub fn origin_of_sku(sku: &Sku) -> &'static str {
+    match extension() {
+        Some(e) if e.sku(&sku.id).is_some_and(|s| core::ptr::eq(s, sku)) => e.origin,
+        _ => "built-in",
+    }
+}
+
+/// [`origin_of_sku`] for a host key group.
+pub fn origin_of_group(group: &HostKeyGroup) -> &'static str {
+    match extension() {
+        Some(e)
+            if e.host_key_group(group.name)
+                .is_some_and(|g| core::ptr::eq(g, group)) =>
+        {
+            e.origin
+        }
+        _ => "built-in",
+    }
+}
+
+/// Every product group: a `--catalog` file's, then the built-in ones it does not override.
+pub fn kms_items() -> impl Iterator<Item = &'static KmsItem> {
+    let ext = extension();
+    let added = ext.into_iter().flat_map(|e| e.kms_items.iter());
+    let builtin = KMS_ITEMS
+        .iter()
+        .filter(move |k| ext.is_none_or(|e| e.kms_item(&k.id).is_none()));
+    added.chain(builtin)
+}
+
+/// Every edition: a `--catalog` file's, then the built-in ones it does not override.
+pub fn skus() -> impl Iterator<Item = &'static Sku> {
+    let ext = extension();
+    let added = ext.into_iter().flat_map(|e| e.skus.iter());
+    let builtin = SKUS
+        .iter()
+        .filter(move |s| ext.is_none_or(|e| e.sku(&s.id).is_none()));
+    added.chain(builtin)
+}
+
+/// Every host key group: a `--catalog` file's, then the built-in ones it does not override.
+pub fn host_key_groups() -> impl Iterator<Item = &'static HostKeyGroup> {
+    let ext = extension();
+    let added = ext.into_iter().flat_map(|e| e.host_key_groups.iter());
+    let builtin = HOST_KEY_GROUPS
+        .iter()
+        .filter(move |g| ext.is_none_or(|e| e.host_key_group(g.name).is_none()));
+    added.chain(builtin)
+}
+
+// ---------------------------------------------------------------------------------------------
 // Lookups
 
 /// The application with this application ID.
@@ -1047,19 +1130,30 @@ pub fn application(id: &Guid) -> Option<&'static Application> {
     APPLICATIONS.iter().find(|a| a.id == *id)
 }
 
-/// The product group with this KMS ID.
+/// The product group with this KMS ID (a `--catalog` file's entry first).
 pub fn kms_item(id: &Guid) -> Option<&'static KmsItem> {
-    KMS_ITEMS.iter().find(|k| k.id == *id)
+    extension()
+        .and_then(|e| e.kms_item(id))
+        .or_else(|| KMS_ITEMS.iter().find(|k| k.id == *id))
 }
 
-/// The edition with this SKU ID.
+/// The edition with this SKU ID (a `--catalog` file's entry first).
 pub fn sku(id: &Guid) -> Option<&'static Sku> {
-    SKUS.iter().find(|s| s.id == *id)
+    extension()
+        .and_then(|e| e.sku(id))
+        .or_else(|| SKUS.iter().find(|s| s.id == *id))
 }
 
 /// The host key group with this name, compared as [`find_sku`] compares (case, spaces, dashes
 /// and underscores ignored), so `volume-license-for-windows-server-2022` works on a command line.
 pub fn host_key_group(name: &str) -> Option<&'static HostKeyGroup> {
+    extension()
+        .and_then(|e| e.host_key_group(name))
+        .or_else(|| builtin_host_key_group(name))
+}
+
+/// The built-in host key group with this name, whatever a `--catalog` file says.
+fn builtin_host_key_group(name: &str) -> Option<&'static HostKeyGroup> {
     HOST_KEY_GROUPS.iter().find(|g| loose_eq(g.name, name))
 }
 
@@ -1068,9 +1162,7 @@ pub fn host_key_groups_for_epid(
     group_id: u32,
     key_id: u32,
 ) -> impl Iterator<Item = &'static HostKeyGroup> {
-    HOST_KEY_GROUPS
-        .iter()
-        .filter(move |g| g.matches_epid_key(group_id, key_id))
+    host_key_groups().filter(move |g| g.matches_epid_key(group_id, key_id))
 }
 
 /// The edition with this name, ignoring case, spaces, dashes and underscores: both
@@ -1159,7 +1251,7 @@ pub fn lookup_sku(text: &str) -> Result<&'static Sku, SkuLookup> {
     if let Ok(id) = text.trim().parse::<Guid>() {
         return sku(&id).ok_or(SkuLookup::NotFound(Vec::new()));
     }
-    if let Some(s) = SKUS.iter().find(|s| loose_eq(s.name, text)) {
+    if let Some(s) = skus().find(|s| loose_eq(s.name, text)) {
         return Ok(s);
     }
     let wanted = words(text);
@@ -1167,7 +1259,7 @@ pub fn lookup_sku(text: &str) -> Result<&'static Sku, SkuLookup> {
         return Err(SkuLookup::NotFound(Vec::new()));
     }
     let mut best: Option<(usize, Vec<&'static Sku>)> = None;
-    for s in SKUS {
+    for s in skus() {
         let have = words(s.name);
         let holds = wanted.iter().enumerate().all(|(i, w)| {
             have.iter().any(|h| {
@@ -1198,8 +1290,7 @@ const MAX_SUGGESTIONS: usize = 5;
 
 /// The catalog names sharing the most words with `wanted` (at least half of them).
 fn nearest(wanted: &[String]) -> Vec<&'static str> {
-    let mut scored: Vec<(usize, usize, &'static str)> = SKUS
-        .iter()
+    let mut scored: Vec<(usize, usize, &'static str)> = skus()
         .map(|s| {
             let have = words(s.name);
             let shared = wanted.iter().filter(|w| have.contains(w)).count();

@@ -16,6 +16,11 @@ use kmsharness::exit::Exit;
 #[derive(Debug, Parser)]
 #[command(version = VERSION, about, after_help = EXIT_HELP)]
 struct Opts {
+    /// Extend or override the built-in product catalog with FILE: the shape `activate --list
+    /// --json` prints (JSON or TOML), or py-kms's KmsDataBase.xml as it is. Entries with a
+    /// built-in SKU or KMS ID (or host key group name) replace it; the rest are added.
+    #[arg(long, global = true, value_name = "FILE")]
+    catalog: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -75,18 +80,39 @@ fn man() -> Result<Exit, cli::Error> {
     Ok(Exit::Success)
 }
 
+/// The subcommand's name as errors print it.
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Activate(_) => "activate",
+        Command::Serve(_) => "serve",
+        Command::Load(_) => "load",
+        Command::Report(_) => "report merge",
+        Command::Inspect(_) => "inspect",
+        Command::Replay(_) => "replay",
+        Command::Conform(_) => "conform",
+        Command::Completions { .. } => "completions",
+        Command::Man => "man",
+    }
+}
+
 fn main() -> ExitCode {
     let opts = Opts::parse();
-    let (name, result) = match &opts.command {
-        Command::Activate(a) => ("activate", cli::activate::main(a)),
-        Command::Serve(s) => ("serve", cli::serve::main(s)),
-        Command::Load(l) => ("load", cli::load::main(l)),
-        Command::Report(r) => ("report merge", cli::load::report_main(r)),
-        Command::Inspect(i) => ("inspect", cli::inspect::main(i)),
-        Command::Replay(r) => ("replay", cli::replay::main(r)),
-        Command::Conform(c) => ("conform", cli::conform::main(c)),
-        Command::Completions { shell } => ("completions", completions(*shell)),
-        Command::Man => ("man", man()),
+    let name = command_name(&opts.command);
+    if let Some(path) = &opts.catalog
+        && let Err(e) = cli::load_catalog(path)
+    {
+        return cli::finish(name, Err(e)).into();
+    }
+    let result = match &opts.command {
+        Command::Activate(a) => cli::activate::main(a),
+        Command::Serve(s) => cli::serve::main(s),
+        Command::Load(l) => cli::load::main(l),
+        Command::Report(r) => cli::load::report_main(r),
+        Command::Inspect(i) => cli::inspect::main(i),
+        Command::Replay(r) => cli::replay::main(r),
+        Command::Conform(c) => cli::conform::main(c),
+        Command::Completions { shell } => completions(*shell),
+        Command::Man => man(),
     };
     cli::finish(name, result).into()
 }

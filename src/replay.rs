@@ -170,7 +170,7 @@ pub fn embedded_config() -> HostSetup {
     let mut config = HostSetup::default();
     config.listen.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
     config.listen.idle_timeout = crate::host::EMBEDDED_IDLE;
-    config.host.key_groups = crate::catalog::HOST_KEY_GROUPS.iter().collect();
+    config.host.key_groups = crate::catalog::host_key_groups().collect();
     config.host.max_clock_skew_secs = None;
     config
 }

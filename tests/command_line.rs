@@ -85,3 +85,143 @@ fn activate_list_json_names_every_skus_source() {
     assert_eq!(code, 0);
     assert_eq!(text.lines().count(), skus.len());
 }
+
+/// The catalog file shipped for the products whose KMS IDs only py-kms gives.
+const UNVERIFIED: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/vectors/catalog/unverified-2024-2025.toml"
+);
+
+fn strip_origins(mut doc: serde_json::Value) -> serde_json::Value {
+    for list in ["skus", "host_key_groups"] {
+        let mut items = doc[list].as_array().unwrap().clone();
+        for item in &mut items {
+            item.as_object_mut().unwrap().remove("origin");
+        }
+        items.sort_by_key(|i| i["id"].as_str().or(i["name"].as_str()).map(str::to_owned));
+        doc[list] = serde_json::Value::Array(items);
+    }
+    doc
+}
+
+#[test]
+fn catalog_listing_reads_back_as_a_catalog_file() {
+    let dir = std::env::temp_dir().join(format!("kmsharness-catalog-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("catalog.json");
+    let (code, listing, _) = kmsharness(&["activate", "--list", "--json"]);
+    assert_eq!(code, 0);
+    std::fs::write(&file, &listing).unwrap();
+    let path = file.to_str().unwrap();
+    let (code, again, stderr) = kmsharness(&["--catalog", path, "activate", "--list", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let again_doc: serde_json::Value = serde_json::from_str(&again).unwrap();
+    assert!(
+        again_doc["skus"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["origin"] == format!("--catalog {path}")),
+        "every entry now comes from the file"
+    );
+    assert_eq!(
+        strip_origins(serde_json::from_str(&listing).unwrap()),
+        strip_origins(again_doc)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn catalog_file_adds_products_every_subcommand_sees() {
+    let (code, _, stderr) =
+        kmsharness(&["activate", "--list", "-l", "Windows Server 2025 Datacenter"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, text, stderr) = kmsharness(&["--catalog", UNVERIFIED, "activate", "--list"]);
+    assert_eq!(code, 0, "{stderr}");
+    let builtin = kmsharness(&["activate", "--list"]).1.lines().count();
+    assert_eq!(
+        text.lines().count(),
+        builtin + 16,
+        "4 Server 2025 and 12 Office LTSC 2024 SKUs"
+    );
+    // The option is global: after the subcommand too.
+    let (code, json, _) = kmsharness(&["activate", "--list", "--json", "--catalog", UNVERIFIED]);
+    assert_eq!(code, 0);
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let dc = doc["skus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "Windows Server 2025 Datacenter")
+        .expect("listed");
+    assert_eq!(dc["threshold"], 5);
+    assert!(
+        dc["kms_source"].as_str().unwrap().starts_with("unverified"),
+        "{dc}"
+    );
+    assert_eq!(
+        dc["activated_by"],
+        serde_json::json!(["Volume License for Windows Server 2025"])
+    );
+    // Load, with a mix naming a product only the file has, against the bundled host, which
+    // takes the file's Office LTSC 2024 key to serve it: no refusal.
+    let dir = std::env::temp_dir().join(format!("kmsharness-catalog-mix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mix = dir.join("mix.toml");
+    std::fs::write(
+        &mix,
+        "[[products]]\nproduct = \"Office LTSC Professional Plus 2024\"\nweight = 1\n",
+    )
+    .unwrap();
+    let (code, out, stderr) = kmsharness(&[
+        "load",
+        "--catalog",
+        UNVERIFIED,
+        "--mix",
+        mix.to_str().unwrap(),
+        "--clients",
+        "10",
+        "-n",
+        "40",
+        "-c",
+        "2",
+        "--warmup",
+        "0s",
+        "--json",
+        "-",
+    ]);
+    assert_eq!(code, 0, "{stderr}\n{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // Office activates at a count of 5: with 10 machines, each activated once 5 had asked.
+    assert!(report["activated"].as_u64().unwrap() >= 5, "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn catalog_file_errors_name_the_file_and_entry() {
+    let (code, _, stderr) = kmsharness(&[
+        "--catalog",
+        "/nonexistent/catalog.toml",
+        "activate",
+        "--list",
+    ]);
+    assert_eq!(code, 6, "{stderr}");
+    assert!(
+        stderr.contains("--catalog: cannot read /nonexistent/catalog.toml"),
+        "{stderr}"
+    );
+    let dir = std::env::temp_dir().join(format!("kmsharness-catalog-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[skus]]\nname = \"X\"\nid = \"00000000-0000-4000-8000-000000000001\"\nkms_id = \"00000000-0000-4000-8000-000000000002\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = kmsharness(&["--catalog", bad.to_str().unwrap(), "serve"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("kmsharness serve: "), "{stderr}");
+    assert!(stderr.contains("skus[0] (\"X\"): kms_id"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

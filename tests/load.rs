@@ -557,7 +557,12 @@ fn assert_histograms_added(merged: &LoadReport, parts: &[&LoadReport]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn report_merge_adds_histograms_exactly() {
     let _cpu = CPU.read().await;
-    let h = bounded("start embedded", start_embedded()).await.unwrap();
+    let h = bounded(
+        "start embedded",
+        start_embedded(&kmsharness::load::mix::Mix::default_mix()),
+    )
+    .await
+    .unwrap();
     let a = run(&config(Some(h.addr()), 200)).await;
     let mut cb = config(Some(h.addr()), 300);
     cb.connections = 2;
@@ -996,7 +1001,12 @@ fn options_are_validated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_machine_is_counted_once_however_often_it_asks() {
     let _cpu = CPU.read().await;
-    let h = bounded("start embedded", start_embedded()).await.unwrap();
+    let h = bounded(
+        "start embedded",
+        start_embedded(&kmsharness::load::mix::Mix::default_mix()),
+    )
+    .await
+    .unwrap();
     let mut c = config(Some(h.addr()), 120);
     c.clients = 40;
     c.mix = Mix::new(&[("Windows 10/11 Enterprise", 1)]).unwrap();

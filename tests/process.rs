@@ -274,3 +274,52 @@ fn max_connections_is_capped_below_the_file_limit() {
     child.term();
     child.wait();
 }
+
+/// `--catalog` reaches `serve` and `activate` alike: a Windows Server 2025 client, a product
+/// only the shipped unverified catalog holds, is activated by a host holding that catalog's
+/// Server 2025 key, and is an unknown product without the file.
+#[test]
+fn catalog_file_serves_and_activates_windows_server_2025() {
+    let catalog = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/vectors/catalog/unverified-2024-2025.toml"
+    );
+    let (_host, addr) = serve(&[
+        "--catalog",
+        catalog,
+        "--key-group",
+        "Volume License for Windows Server 2025",
+    ]);
+    let run = |with_catalog: bool| {
+        let mut cmd = Command::new(BIN);
+        if with_catalog {
+            cmd.args(["--catalog", catalog]);
+        }
+        cmd.args([
+            "activate",
+            &addr,
+            "-l",
+            "Windows Server 2025 Datacenter",
+            "--json",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+    };
+    let out = run(true);
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = report.to_string();
+    assert!(
+        text.contains("c052f164-cdf6-409a-a0cb-853ba0f0f55a"),
+        "{text}"
+    );
+    assert!(text.contains("\"count\":1"), "{text}");
+    let out = run(false);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Windows Server 2025 Datacenter"),
+        "{stderr}"
+    );
+}

@@ -11,7 +11,8 @@
 //! - `load` runs are cut to one second (`-d 30s`, `-d 1m`, no `-d`) or 2000 requests;
 //! - files named in the README are made first: `site.pcap`, `big.pcap` and `midstream.pcap`
 //!   are checked-in captures, `site.pcapng` the same capture rewritten as pcapng, `mix.toml`
-//!   the README's own TOML block, `gen1.json` and `gen2.json` two short load reports;
+//!   the README's own TOML block, `gen1.json` and `gen2.json` two short load reports,
+//!   `vectors/catalog/` the repository's;
 //! - `HOME` is a scratch directory, so `~/...` paths stay inside it.
 
 use std::io::{BufRead, BufReader};
@@ -40,6 +41,11 @@ const NOT_RUN: &[(&str, &str)] = &[
         "the same as `kmsharness load`, run below; .ci/run builds in release",
     ),
     ("cargo test", "this test is part of it"),
+    (
+        "kmsharness --catalog py-kms/KmsDataBase.xml activate --list",
+        "py-kms's database is not in this repository; src/catalog/file/tests.rs reads a \
+         database of the same shape",
+    ),
     (
         "cargo install --path .",
         "installs into ~/.cargo; the binary under test is the one cargo built",
@@ -274,6 +280,16 @@ fn prepare(dir: &Path, tomls: &[String], host: &str) {
         .find(|t| t.contains("[[products]]"))
         .expect("the README shows a mix file");
     std::fs::write(dir.join("mix.toml"), mix).unwrap();
+    let catalog = Path::new(env!("CARGO_MANIFEST_DIR")).join("vectors/catalog");
+    std::fs::create_dir_all(dir.join("vectors/catalog")).unwrap();
+    for entry in std::fs::read_dir(&catalog).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(
+            &path,
+            dir.join("vectors/catalog").join(path.file_name().unwrap()),
+        )
+        .unwrap();
+    }
     for dirs in [
         ".local/share/bash-completion/completions",
         ".local/share/man/man1",

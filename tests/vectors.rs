@@ -298,3 +298,44 @@ fn regenerate_vectors() {
         write(name, v[key].clone());
     }
 }
+
+/// A clone has no `../shared`: every file a vector or its README cites must be in the
+/// repository, and Microsoft's pages are cited by title and address.
+#[test]
+fn vectors_cite_only_what_a_clone_has() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![vectors_dir().join("README.md")];
+    let mut dirs = vec![vectors_dir()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "json" || e == "toml") {
+                files.push(path);
+            }
+        }
+    }
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            !text.contains("../shared"),
+            "{} cites ../shared",
+            file.display()
+        );
+        // Every `name.md` cited must resolve from the repository root.
+        for word in text.split(|c: char| !(c.is_alphanumeric() || "/._-".contains(c))) {
+            if let Some(stem) = word.strip_suffix(".md")
+                && !stem.is_empty()
+                && !word.starts_with("http")
+                && !word.contains("learn.microsoft.com")
+            {
+                assert!(
+                    root.join(word).exists(),
+                    "{} cites {word}, which a clone lacks",
+                    file.display()
+                );
+            }
+        }
+    }
+}

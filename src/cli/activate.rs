@@ -252,7 +252,7 @@ impl ActivateOpts {
 
 /// Prints the catalog, one SKU a line.
 fn list(w: &mut dyn std::io::Write) -> std::io::Result<()> {
-    for sku in catalog::SKUS {
+    for sku in catalog::skus() {
         let kms = sku.kms_item().map_or("?", |k| k.name);
         writeln!(
             w,
@@ -271,8 +271,7 @@ fn list(w: &mut dyn std::io::Write) -> std::io::Result<()> {
 /// The catalog as one JSON document: every SKU with its product group, application, protocol,
 /// threshold, the host key groups that activate it and where its IDs come from.
 fn list_json(w: &mut dyn std::io::Write) -> std::io::Result<()> {
-    let skus: Vec<serde_json::Value> = catalog::SKUS
-        .iter()
+    let skus: Vec<serde_json::Value> = catalog::skus()
         .map(|sku| {
             let item = sku.kms_item();
             serde_json::json!({
@@ -288,11 +287,11 @@ fn list_json(w: &mut dyn std::io::Write) -> std::io::Result<()> {
                 "threshold": sku.class.threshold(),
                 "activated_by": sku.activated_by().map(|g| g.name).collect::<Vec<_>>(),
                 "source": sku.source,
+                "origin": catalog::origin_of_sku(sku),
             })
         })
         .collect();
-    let groups: Vec<serde_json::Value> = catalog::HOST_KEY_GROUPS
-        .iter()
+    let groups: Vec<serde_json::Value> = catalog::host_key_groups()
         .map(|g| {
             serde_json::json!({
                 "name": g.name,
@@ -301,6 +300,7 @@ fn list_json(w: &mut dyn std::io::Write) -> std::io::Result<()> {
                 "key_ids": [g.key_ids.start(), g.key_ids.end()],
                 "activates": g.kms_items().map(|k| k.name).collect::<Vec<_>>(),
                 "source": g.source,
+                "origin": catalog::origin_of_group(g),
             })
         })
         .collect();

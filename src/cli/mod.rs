@@ -17,6 +17,33 @@ pub use self::error::Error;
 use crate::exit::Exit;
 use crate::net::discovery::{IpPreference, Target};
 
+/// Reads `--catalog FILE` and makes its entries part of every catalog lookup for this run. A
+/// missing or unreadable file is a local file error (exit 6), one that is not a catalog a usage
+/// error (exit 2) naming the entry at fault; a file larger than any catalog is refused unread.
+pub fn load_catalog(path: &Path) -> Result<(), Error> {
+    use std::io::Read;
+    let read = |e| Error::read("--catalog", path, e);
+    let file = std::fs::File::open(path).map_err(read)?;
+    let limit = crate::catalog::file::MAX_FILE_LEN;
+    let mut text = String::new();
+    file.take(limit + 1)
+        .read_to_string(&mut text)
+        .map_err(read)?;
+    if text.len() as u64 > limit {
+        return Err(Error::Content {
+            path: path.to_owned(),
+            message: format!("larger than {} MiB: not a catalog", limit >> 20),
+        });
+    }
+    let origin = format!("--catalog {}", path.display());
+    let ext = crate::catalog::file::parse(&text, &origin).map_err(|e| Error::Content {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    crate::catalog::install(ext)
+        .map_err(|_| Error::Usage("--catalog: given more than once".to_owned()))
+}
+
 /// The exit status of a subcommand's result; an error is printed once on stderr, as
 /// `kmsharness NAME: ERROR`.
 pub fn finish(name: &str, result: Result<Exit, Error>) -> Exit {

@@ -185,8 +185,7 @@ impl ServeOpts {
                     catalog::host_key_group(g).ok_or_else(|| {
                         format!(
                             "--key-group {g:?}: unknown; known groups: {}",
-                            catalog::HOST_KEY_GROUPS
-                                .iter()
+                            catalog::host_key_groups()
                                 .map(|g| g.name)
                                 .collect::<Vec<_>>()
                                 .join("; ")

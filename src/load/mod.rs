@@ -424,10 +424,20 @@ pub enum MergeError {
     },
 }
 
-/// The bundled host as `load` starts it when no target is given: loopback, a free port, the
-/// default key groups (which serve the default mix), quiet.
-pub async fn start_embedded() -> Result<RunningHost, crate::host::StartError> {
-    crate::host::start(HostSetup::loopback()).await
+/// The bundled host as `load` starts it when no target is given: loopback, a free port, quiet,
+/// the default key groups (which serve the default mix) and, for each product of `mix` they do
+/// not activate, a group that does, so a self-test of any mix is not refused.
+pub async fn start_embedded(mix: &Mix) -> Result<RunningHost, crate::host::StartError> {
+    let mut setup = HostSetup::loopback();
+    for share in mix.shares() {
+        let groups = &mut setup.host.key_groups;
+        if !groups.iter().any(|g| g.activates_sku(share.sku))
+            && let Some(g) = share.sku.activated_by().next()
+        {
+            groups.push(g);
+        }
+    }
+    crate::host::start(setup).await
 }
 
 /// Runs the load; `interrupt` completes on Ctrl-C (the partial report is still returned).
@@ -446,7 +456,7 @@ pub async fn run_recorded(
 ) -> Result<LoadReport, LoadError> {
     let embedded = match &config.target {
         Some(_) => None,
-        None => Some(start_embedded().await?),
+        None => Some(start_embedded(&config.mix).await?),
     };
     let addrs = match (&config.target, &embedded) {
         (Some(a), _) => a.clone(),
