@@ -268,3 +268,37 @@ fn our_request_decryption_matches_pykms_decryption() {
     }
     assert_eq!(compared, 3, "V4, V5 and V6 against py-kms");
 }
+
+/// py-kms's own client (`pykms_Client.py -m Windows7 / Windows8 / Windows10`, recorded by
+/// `serve --record`): every request is granted with its every check passing, including the V4
+/// request whose declared 256 bytes hold a 252-byte message (py-kms pads it).
+#[test]
+fn pykms_client_requests_are_granted() {
+    for (v, major, len) in [("v4", 4, 256), ("v5", 5, 260), ("v6", 6, 260)] {
+        let stem = format!("pykms-client-{v}");
+        let pcap = std::fs::read(captures_dir().join(format!("{stem}.pcap"))).unwrap();
+        let conns = connections(&stem, &pcap);
+        assert_eq!(conns.len(), 1, "{stem}");
+        let conv = conversation::decode(&conns[0]);
+        assert_eq!(conv.activations.len(), 1, "{stem}");
+        let ex = &conv.activations[0];
+        let req = ex
+            .request
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{stem}: {e}"));
+        assert_eq!(req.version.major, major, "{stem}");
+        assert_eq!(ex.request_len, len, "{stem}");
+        assert!(
+            ex.request_checks.all_passed(),
+            "{stem}: {:?}",
+            ex.request_checks
+        );
+        match &ex.reply {
+            Reply::Response { summary, checks } => {
+                assert!(checks.all_passed(), "{stem}");
+                assert_eq!(summary.count, 1, "{stem}");
+            }
+            other => panic!("{stem}: {other:?}"),
+        }
+    }
+}

@@ -133,6 +133,8 @@ fn guard(fault: Fault) -> &'static str {
         Fault::Ndr64Refused => "rpc-bind.ndr64-offered",
         Fault::Delay => "session.prompt-reply",
         Fault::CloseAfterBind => "rpc-bind.alter-context",
+        Fault::StrictStub => "session.stub-trailing-bytes",
+        Fault::StubRefusedNotFaulted => "session.stub-length-mismatch",
     }
 }
 

@@ -323,3 +323,65 @@ fn catalog_file_serves_and_activates_windows_server_2025() {
         "{stderr}"
     );
 }
+
+/// Each host process starts its association groups at a random value (a constant one is an
+/// emulator's tell: py-kms answers 0x1063bf3f on every connection), then counts up.
+#[test]
+fn association_groups_start_at_random_per_process() {
+    let group = |addr: &str| -> u64 {
+        let out = Command::new(BIN)
+            .args(["activate", addr, "--json"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["exchanges"][0]["bind"]["assoc_group"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no assoc_group in {report}"))
+    };
+    let (_a, addr_a) = serve(&[]);
+    let (_b, addr_b) = serve(&[]);
+    let (first_a, second_a, first_b) = (group(&addr_a), group(&addr_a), group(&addr_b));
+    assert_eq!(
+        second_a,
+        first_a.wrapping_add(1) & 0xffff_ffff,
+        "counts up per connection"
+    );
+    assert_ne!(first_a, first_b, "two processes, two random starts");
+    for g in [first_a, first_b] {
+        assert_ne!(g, 0);
+        assert_ne!(g, 0x1063_0000, "the old constant start");
+        assert_ne!(g, 0x1063_bf3f, "py-kms's constant");
+    }
+}
+
+/// A build 26100 host (Windows Server 2025) generates its ePIDs for that build, and `--state`
+/// keeps them across a restart: a genuine host's ePID does not change when its service does.
+#[test]
+fn epid_of_a_26100_host_survives_a_restart() {
+    let dir = Scratch::new("epid-26100");
+    let state = dir.path("state.json");
+    let state_arg = state.display().to_string();
+    let epid = |addr: &str| -> String {
+        let out = Command::new(BIN)
+            .args(["activate", addr, "--json"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["exchanges"][0]["response"]["epid"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no ePID in {report}"))
+            .to_owned()
+    };
+    let args = ["--state", &state_arg, "--host-build", "26100"];
+    let (mut first, addr) = serve(&args);
+    let before = epid(&addr);
+    assert!(before.contains("-26100.0000-"), "{before}");
+    first.term();
+    assert_eq!(first.wait().code(), Some(0));
+    let (_second, addr) = serve(&args);
+    assert_eq!(epid(&addr), before);
+}

@@ -31,7 +31,7 @@ pub struct ServeOpts {
     /// Windows Server 2022". Default: Windows Server 2022's and Office LTSC 2021's.
     #[arg(long = "key-group")]
     pub key_groups: Vec<String>,
-    /// Host OS build for generated ePIDs (6002, 7601, 9200, 9600, 14393, 17763, 20348).
+    /// Host OS build for generated ePIDs (6002, 7601, 9200, 9600, 14393, 17763, 20348, 26100).
     #[arg(long = "host-build")]
     pub host_build: Option<u32>,
     /// Host language (LCID) for generated ePIDs.
@@ -196,7 +196,14 @@ impl ServeOpts {
         }
         if let Some(b) = self.host_build.or(file.host_build) {
             c.host.host_build = epid::host_build(b).ok_or_else(|| {
-                format!("--host-build {b}: unknown build; known: 6002, 7601, 9200, 9600, 14393, 17763, 20348")
+                let known: Vec<String> = epid::HOST_BUILDS
+                    .iter()
+                    .map(|h| h.build.to_string())
+                    .collect();
+                format!(
+                    "--host-build {b}: unknown build; known: {}",
+                    known.join(", ")
+                )
             })?;
         }
         if let Some(l) = self.lcid.or(file.lcid) {

@@ -587,7 +587,7 @@ impl<'e> CaseRun<'e> {
             }
         };
         let declared = (kms.len() as i64 + step.stub_len_delta).max(0) as u64;
-        let mut stub = Vec::with_capacity(kms.len() + 16);
+        let mut stub = Vec::with_capacity(kms.len() + 16 + step.stub_trailing);
         ActivationRequest {
             syntax,
             size: declared,
@@ -595,6 +595,7 @@ impl<'e> CaseRun<'e> {
             body: &kms,
         }
         .emit(&mut stub);
+        stub.resize(stub.len() + step.stub_trailing, 0);
         let call_id = c.take_call_id(step.call_id);
         let flags = Flags(step.flags.unwrap_or(Flags::FIRST_LAST.0));
         let request_pdu = Pdu {

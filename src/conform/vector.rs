@@ -822,6 +822,10 @@ pub struct ActivateStep {
     /// Added to the stub's declared size and max count (a lying stub length).
     #[serde(default)]
     pub stub_len_delta: i64,
+    /// Bytes (zeros) sent after the KMS message in the stub, the declared size unchanged, as
+    /// py-kms's V4 client and Wine clients do.
+    #[serde(default)]
+    pub stub_trailing: usize,
     /// Repeat the call; expectations on fields apply to the last reply, timing to the fastest.
     #[serde(default = "one")]
     pub repeat: u32,
@@ -850,6 +854,7 @@ impl ActivateStep {
             flags: None,
             fragment_size: None,
             stub_len_delta: 0,
+            stub_trailing: 0,
             repeat: 1,
             reconnect: false,
             label: None,

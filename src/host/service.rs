@@ -14,6 +14,7 @@ use crate::proto::host::engine::{Handled, Policy, activate};
 use crate::proto::host::message::HostRandom;
 use crate::proto::host::state::encode_state;
 use crate::wire::HResult;
+use crate::wire::rpc::FaultStatus;
 
 /// The KMS side of the running host.
 #[derive(Debug)]
@@ -95,11 +96,18 @@ impl KmsService for Service {
                     kms_id = %request.base.kms_id, hresult = %refusal.hresult,
                     rule = refusal.rule.name(), "activation refused"
                 ),
-                Handled::Undecodable => {
-                    tracing::info!(%peer, bytes = request.len(), "undecodable request refused")
-                }
+                Handled::Undecodable(error) => tracing::info!(
+                    %peer, bytes = request.len(), hresult = %HResult::INVALID_DATA, %error,
+                    "undecodable request refused"
+                ),
             }
         }
         result
+    }
+
+    fn faulted(&self, peer: SocketAddr, status: FaultStatus) {
+        if self.log {
+            tracing::info!(%peer, fault = %format_args!("{status:#}"), "call faulted before the KMS service");
+        }
     }
 }

@@ -18,7 +18,7 @@ use crate::capture::record::{self, Flow, Recorder};
 use crate::proto::faults::Fault;
 use crate::proto::host::session::{HostRpcConfig, HostSession};
 use crate::wire::HResult;
-use crate::wire::rpc::PacketType;
+use crate::wire::rpc::{FaultStatus, PacketType};
 
 use super::framing::{Deadlines, PduReader, ReadError};
 
@@ -26,6 +26,13 @@ use super::framing::{Deadlines, PduReader, ReadError};
 pub trait KmsService: Send + Sync + 'static {
     /// Handles one KMS request from `peer`, appending the response to `out`.
     fn activate(&self, peer: SocketAddr, request: &[u8], out: &mut Vec<u8>) -> Result<(), HResult>;
+
+    /// A call from `peer` was answered with an RPC fault before it reached [`Self::activate`]
+    /// (a stub that does not unmarshal, an unknown context or operation), so a log still has
+    /// its line.
+    fn faulted(&self, peer: SocketAddr, status: FaultStatus) {
+        let _ = (peer, status);
+    }
 }
 
 /// How the host listens and behaves on the wire.
@@ -90,9 +97,12 @@ pub struct Server {
     stats: Arc<HostStats>,
 }
 
-/// Association groups start here, like vlmcsd's (any value works; a constant one is an
-/// emulator's tell, so each connection gets the next).
-const FIRST_ASSOC_GROUP: u32 = 0x1063_0000;
+/// The first association group of a process: random, as Windows' are (the genuine Windows 11
+/// capture's host answered 0x5b8ec84a), so two runs do not share a tell; each connection then
+/// gets the next. Never 0, which in a bind asks for a new group.
+fn first_assoc_group() -> u32 {
+    rand::random::<u32>().max(1)
+}
 
 impl Server {
     /// Binds every configured address.
@@ -128,7 +138,7 @@ impl Server {
     /// a moment to finish.
     pub async fn run<S: KmsService>(self, service: Arc<S>, shutdown: impl Future<Output = ()>) {
         let limit = Arc::new(Semaphore::new(self.config.max_connections));
-        let assoc = Arc::new(AtomicU32::new(FIRST_ASSOC_GROUP));
+        let assoc = Arc::new(AtomicU32::new(first_assoc_group()));
         let config = Arc::new(self.config);
         let mut accepts = JoinSet::new();
         for listener in self.listeners {
@@ -176,7 +186,10 @@ async fn accept_loop<S: KmsService>(
         stats.connections.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         let rpc = HostRpcConfig { port, ..config.rpc };
-        let group = assoc.fetch_add(1, Ordering::Relaxed);
+        let group = match assoc.fetch_add(1, Ordering::Relaxed) {
+            0 => assoc.fetch_add(1, Ordering::Relaxed),
+            g => g,
+        };
         let (service, config, stats) = (service.clone(), config.clone(), stats.clone());
         conns.spawn(async move {
             serve_connection(
@@ -248,6 +261,9 @@ async fn serve_connection<S: KmsService>(
             &mut |req: &[u8], out: &mut Vec<u8>| service.activate(peer, req, out),
             &mut out,
         );
+        if let Some(status) = step.fault {
+            service.faulted(peer, status);
+        }
         if delay && step.reply == Some(PacketType::Response) {
             tokio::time::sleep(config.delay).await;
         }

@@ -93,6 +93,10 @@ faults! {
     Delay = "delay", None, "each activation reply is sent after a delay (default 200 ms)";
     /// Hangs up after the bind.
     CloseAfterBind = "close-after-bind", None, "the connection is closed right after the bind_ack";
+    /// Refuses stubs with bytes after the declared message, as a strict unmarshaller might.
+    StrictStub = "strict-stub", None, "a stub with bytes after the declared KMS message is refused with 0x8007000D";
+    /// Answers a stub that does not unmarshal with a KMS HRESULT instead of an RPC fault.
+    StubRefusedNotFaulted = "stub-refused-not-faulted", None, "a stub whose counts do not fit gets a 0x8007000D refusal, not the bad-stub-data fault";
 }
 
 impl fmt::Display for Fault {

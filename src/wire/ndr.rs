@@ -120,12 +120,35 @@ impl<'a> ActivationRequest<'a> {
         self.size == self.body.len() as u64 && self.max_count == self.body.len() as u64
     }
 
+    /// The KMS message the stub declares, as an NDR unmarshaller reads it: `max_count` bytes,
+    /// which must equal `requestSize` (the array is `size_is(requestSize)`) and must have
+    /// arrived. Bytes after them are not part of the call's arguments and are left unread, as
+    /// NDR engines leave them: py-kms's V4 client sends 256 bytes for a 252-byte message.
+    pub fn declared_message(&self) -> core::result::Result<&'a [u8], StubMismatch> {
+        if self.size != self.max_count {
+            return Err(StubMismatch::SizeIsMaxCount);
+        }
+        usize::try_from(self.max_count)
+            .ok()
+            .and_then(|n| self.body.get(..n))
+            .ok_or(StubMismatch::Short)
+    }
+
     /// Appends the stub to `out`.
     pub fn emit(&self, out: &mut Vec<u8>) {
         self.syntax.put_word(out, self.size);
         self.syntax.put_word(out, self.max_count);
         out.put(self.body);
     }
+}
+
+/// Why a request stub holds no declared message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StubMismatch {
+    /// `requestSize` and the array's max count differ.
+    SizeIsMaxCount,
+    /// The array ends after the stub does.
+    Short,
 }
 
 /// The activation call's output stub.

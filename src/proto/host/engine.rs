@@ -464,7 +464,7 @@ impl Policy {
 }
 
 /// What happened to one request, for logging.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Handled {
     /// Answered with a response.
     Granted {
@@ -480,8 +480,8 @@ pub enum Handled {
         /// Why.
         refusal: Refusal,
     },
-    /// Could not be decoded at all.
-    Undecodable,
+    /// Could not be decoded at all: why, naming the field and offset.
+    Undecodable(crate::wire::codec::Error),
 }
 
 /// Runs one request through `policy` (called with the lock held only for the table step):
@@ -494,8 +494,9 @@ pub fn activate(
     decide: impl FnOnce(&ReceivedRequest, &Checks) -> Result<Grant, Refusal>,
     out: &mut Vec<u8>,
 ) -> (Handled, Result<(), HResult>) {
-    let Ok((req, checks)) = decode_request(request, Some(now)) else {
-        return (Handled::Undecodable, Err(HResult::INVALID_DATA));
+    let (req, checks) = match decode_request(request, Some(now)) {
+        Ok(decoded) => decoded,
+        Err(e) => return (Handled::Undecodable(e), Err(HResult::INVALID_DATA)),
     };
     match decide(&req, &checks) {
         Err(refusal) => (

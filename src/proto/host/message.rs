@@ -74,10 +74,17 @@ pub fn decode_request(msg: &[u8], now: Option<FileTime>) -> Result<(ReceivedRequ
             have: msg.len(),
         });
     }
-    // Longer requests are decoded (vlmcsd tolerates them for buggy RPC stacks) but flagged.
-    checks.push(Check::equal(
+    // Longer requests are answered, the bytes after the message ignored: py-kms's V4 client
+    // declares 256 bytes for its 252-byte message, Wine's RPC stack pads similarly, vlmcsd
+    // accepts them on purpose, and nothing suggests a Windows host refuses them. The check
+    // shows the length; only a shorter message (refused above) fails it.
+    checks.push(Check::new(
         CheckId::RequestSize,
-        Value::Num(expected_len as u64),
+        msg.len() >= expected_len,
+        Value::Text(match format {
+            Format::V4 => "252 or more (bytes after the message ignored)",
+            _ => "260 or more (bytes after the message ignored)",
+        }),
         Value::Num(msg.len() as u64),
     ));
     let request = match format {

@@ -48,6 +48,8 @@ pub struct Step {
     pub reply: Option<PacketType>,
     /// Close the connection after sending the output.
     pub close: bool,
+    /// The status of a fault reply, so the driver can log a call the service never saw.
+    pub fault: Option<FaultStatus>,
 }
 
 impl Step {
@@ -55,15 +57,18 @@ impl Step {
         Step {
             reply: Some(t),
             close: false,
+            fault: None,
         }
     }
     const CLOSE: Step = Step {
         reply: None,
         close: true,
+        fault: None,
     };
     const NOTHING: Step = Step {
         reply: None,
         close: false,
+        fault: None,
     };
 }
 
@@ -154,8 +159,7 @@ impl HostSession {
                 // says it was a call, otherwise hang up.
                 let h = crate::wire::rpc::Header::new_unchecked(bytes);
                 if h.check_len().is_ok() && h.packet_type() == PacketType::Request {
-                    self.fault(h.call_id(), 0, FaultStatus::ProtocolError, out);
-                    return Step::reply(PacketType::Fault);
+                    return self.fault(h.call_id(), 0, FaultStatus::ProtocolError, out);
                 }
                 return Step::CLOSE;
             }
@@ -287,6 +291,7 @@ impl HostSession {
         Step {
             reply: Some(reply_type),
             close: is_bind && self.config.faults.has(Fault::CloseAfterBind),
+            fault: None,
         }
     }
 
@@ -301,8 +306,7 @@ impl HostSession {
         let call_id = pdu.header.call_id;
         // Checked before reassembly: an unbound connection gets no buffer for fragments.
         if !self.is_bound() {
-            self.fault(call_id, context_id, FaultStatus::ProtocolError, out);
-            return Step::reply(PacketType::Fault);
+            return self.fault(call_id, context_id, FaultStatus::ProtocolError, out);
         }
         let whole =
             pdu.header.flags.contains(Flags::FIRST_LAST) && self.reassembler.in_progress() == 0;
@@ -321,27 +325,32 @@ impl HostSession {
                 }
                 Ok(None) => return Step::NOTHING,
                 Err(_) => {
-                    self.fault(call_id, context_id, FaultStatus::ProtocolError, out);
-                    return Step::reply(PacketType::Fault);
+                    return self.fault(call_id, context_id, FaultStatus::ProtocolError, out);
                 }
             }
         };
         let Some(&(_, syntax)) = self.contexts.iter().find(|(c, _)| *c == context_id) else {
-            self.fault(call_id, context_id, FaultStatus::UnknownInterface, out);
-            return Step::reply(PacketType::Fault);
+            return self.fault(call_id, context_id, FaultStatus::UnknownInterface, out);
         };
         if opnum != 0 {
-            self.fault(call_id, context_id, FaultStatus::OpRangeError, out);
-            return Step::reply(PacketType::Fault);
+            return self.fault(call_id, context_id, FaultStatus::OpRangeError, out);
         }
         self.kms_out.clear();
-        let result = match ActivationRequest::parse(syntax, stub) {
-            Ok(req) if req.counts_agree() => activate(req.body, &mut self.kms_out),
-            // A stub whose counts disagree with what arrived is not a request (vlmcsd and
-            // Windows answer invalid data).
-            _ => Err(HResult::INVALID_DATA),
-        };
         let faults = self.config.faults;
+        let declared = ActivationRequest::parse(syntax, stub).ok().and_then(|req| {
+            let message = req.declared_message().ok()?;
+            // strict-stub: bytes after the message make the stub unacceptable too.
+            (!faults.has(Fault::StrictStub) || message.len() == req.body.len()).then_some(message)
+        });
+        let result = match declared {
+            Some(message) => activate(message, &mut self.kms_out),
+            None if faults.has(Fault::StrictStub) || faults.has(Fault::StubRefusedNotFaulted) => {
+                Err(HResult::INVALID_DATA)
+            }
+            // The arguments do not unmarshal: the RPC runtime, not the KMS service, answers,
+            // with RPC_X_BAD_STUB_DATA (MS-RPCE 2.2.2.9; C706 chapter 14). The call never ran.
+            None => return self.fault(call_id, context_id, FaultStatus::BadStubData, out),
+        };
         let mut response = match result {
             Ok(()) => ActivationResponse::ok(syntax, &self.kms_out),
             Err(h) => ActivationResponse::refusal(syntax, h),
@@ -403,7 +412,13 @@ impl HostSession {
         Step::reply(reply_type)
     }
 
-    fn fault(&mut self, call_id: u32, context_id: u16, status: FaultStatus, out: &mut Vec<u8>) {
+    fn fault(
+        &mut self,
+        call_id: u32,
+        context_id: u16,
+        status: FaultStatus,
+        out: &mut Vec<u8>,
+    ) -> Step {
         Pdu {
             header: HeaderRepr {
                 flags: Flags::FIRST_LAST | Flags::DID_NOT_EXECUTE,
@@ -421,6 +436,10 @@ impl HostSession {
             auth: &[],
         }
         .emit(out);
+        Step {
+            fault: Some(status),
+            ..Step::reply(PacketType::Fault)
+        }
     }
 }
 
@@ -487,7 +506,7 @@ mod test {
         let (steps, _) = feed(&mut host, &first_fragments(calls));
         assert_eq!(steps.len(), calls as usize);
         for step in steps {
-            assert_eq!(step, Step::reply(PacketType::Fault));
+            assert_eq!(step.reply, Some(PacketType::Fault));
         }
         assert_eq!(host.calls_in_progress(), 0);
     }
@@ -523,6 +542,68 @@ mod test {
         emit_fragmented_request(&mut more, 99, Flags::FIRST_LAST, 0, 0, &[7; 400], 224);
         let (first, _) = split_pdu(&more).unwrap().unwrap();
         let (steps, _) = feed(&mut host, first);
-        assert_eq!(steps, [Step::reply(PacketType::Fault)]);
+        assert_eq!(steps.len(), 1);
+        assert_eq!(steps[0].reply, Some(PacketType::Fault));
+    }
+
+    /// A bound session and the NDR32 stub of a `declared`-byte message of which `arrived`
+    /// bytes follow the counts.
+    fn bound_with_stub(declared: u32, arrived: usize) -> (HostSession, Vec<u8>) {
+        let mut host = HostSession::new(HostRpcConfig::default(), 1);
+        // NDR32 only, so context 0 is accepted at once.
+        let mut client = ClientSession::new(ClientRpcOptions {
+            ndr64: false,
+            ..ClientRpcOptions::default()
+        });
+        let mut bind = Vec::new();
+        client.bind(&mut bind);
+        feed(&mut host, &bind);
+        let mut stub = Vec::new();
+        stub.extend(declared.to_le_bytes());
+        stub.extend(declared.to_le_bytes());
+        stub.extend((0..arrived).map(|i| i as u8));
+        let mut pdu = Vec::new();
+        emit_fragmented_request(&mut pdu, 2, Flags::FIRST_LAST, 0, 0, &stub, 5840);
+        (host, pdu)
+    }
+
+    #[test]
+    fn test_bytes_after_the_declared_message_are_not_passed_on() {
+        let (mut host, pdu) = bound_with_stub(252, 256);
+        let mut seen = 0;
+        let mut out = Vec::new();
+        let step = host.handle(
+            &pdu,
+            &mut |msg: &[u8], _: &mut Vec<u8>| {
+                seen = msg.len();
+                Err(HResult::INVALID_DATA)
+            },
+            &mut out,
+        );
+        assert_eq!(step.reply, Some(PacketType::Response));
+        assert_eq!(seen, 252);
+    }
+
+    #[test]
+    fn test_a_stub_shorter_than_declared_is_faulted_before_the_service() {
+        let (mut host, pdu) = bound_with_stub(268, 252);
+        let mut called = false;
+        let mut out = Vec::new();
+        let step = host.handle(
+            &pdu,
+            &mut |_: &[u8], _: &mut Vec<u8>| {
+                called = true;
+                Ok(())
+            },
+            &mut out,
+        );
+        assert!(!called);
+        assert_eq!(step.reply, Some(PacketType::Fault));
+        assert_eq!(step.fault, Some(FaultStatus::BadStubData));
+        let (reply, _) = split_pdu(&out).unwrap().unwrap();
+        match Pdu::parse(reply).unwrap().body {
+            Body::Fault(f) => assert_eq!(f.status, FaultStatus::BadStubData),
+            other => panic!("{other:?}"),
+        }
     }
 }
