@@ -12,7 +12,8 @@ pub enum Exit {
     Success = 0,
     /// The host answered but at least one check failed.
     ChecksFailed = 1,
-    /// The command line or a configuration file was wrong; nothing was sent.
+    /// The command line or a configuration file was wrong; nothing was sent. For `inspect`:
+    /// the file is not a capture, or it holds no KMS traffic.
     Usage = 2,
     /// No connection: refused, unreachable, timed out, or no host found.
     Connection = 3,

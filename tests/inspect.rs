@@ -12,6 +12,7 @@ use kmsharness::inspect::{
     inspect,
 };
 use kmsharness::report::inspect::{json, text};
+use kmsharness::wire::ndr::Syntax;
 
 fn captures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("captures")
@@ -538,6 +539,7 @@ fn json_has_the_documented_keys_and_text_names_epid_and_ndr64() {
             "call_id",
             "context_id",
             "syntax",
+            "syntax_inferred",
             "fragments",
             "sent_at",
             "replied_at",
@@ -661,7 +663,7 @@ fn a_non_kms_connection_is_skipped_and_port_forces_it() {
         (r.summary.skipped_connections, r.summary.kms_connections),
         (1, 0)
     );
-    assert_eq!(r.exit, Exit::Success, "nothing failed; nothing was KMS");
+    assert_eq!(r.exit, Exit::Usage, "nothing was KMS: the wrong file");
 
     // Forced: decoded as KMS, and the bytes are reported as undecodable.
     let forced = inspect(&file, InspectConfig { port: Some(80) });
@@ -696,45 +698,128 @@ fn a_non_kms_connection_is_skipped_and_port_forces_it() {
     }
 }
 
-/// The N0 capture without its SYNs, bind and bind_ack: it looks as if it began mid-connection.
-fn mid_connection() -> Vec<u8> {
-    let bytes = capture("vlmcs-vlmcsd-v6-N0-no-ndr64.pcap");
+/// `name` without its SYNs and every bind, alter_context and their answers (packet types 11,
+/// 12, 14, 15), and without the first `calls` requests and their responses (types 0 and 2):
+/// it looks as if the capture began mid-connection.
+fn mid_connection(name: &str, calls: usize) -> Vec<u8> {
+    let bytes = capture(name);
     let (head, records) = pcap_records(&bytes);
+    let (mut requests, mut responses) = (0, 0);
     let kept: Vec<&[u8]> = records
         .into_iter()
         .filter(|r| {
             let (flags, payload) = tcp_of(r);
-            let bind_or_ack = payload.len() > 2 && matches!(payload[2], 11 | 12);
-            flags & SYN == 0 && !bind_or_ack
+            let ptype = (payload.len() > 2).then(|| payload[2]);
+            let early_call = match ptype {
+                Some(0) => {
+                    requests += 1;
+                    requests <= calls
+                }
+                Some(2) => {
+                    responses += 1;
+                    responses <= calls
+                }
+                _ => false,
+            };
+            let bind = matches!(ptype, Some(11 | 12 | 14 | 15));
+            flags & SYN == 0 && !bind && !early_call
         })
         .collect();
     pcap_of(head, &kept)
 }
 
 #[test]
-fn port_decodes_a_capture_that_begins_mid_connection() {
-    let file = mid_connection();
+fn a_capture_that_begins_mid_connection_is_recognised_by_content_on_any_port() {
+    let name = "vlmcs-vlmcsd-v6.pcap";
+    let full = inspect(&capture(name), InspectConfig::default());
+    let file = mid_connection(name, 0);
+    let r = inspect(&file, InspectConfig::default());
+    assert_eq!(r.connections.len(), 1);
+    let c = &r.connections[0];
+    assert_eq!(c.kms, Some(Recognition::Request), "{:?}", c.skip_reason);
+    assert!(!c.tcp.syn_seen && c.binds.is_empty());
+    assert_eq!(
+        c.server.port(),
+        17001,
+        "not the KMS port: recognised by content"
+    );
+    assert_eq!(c.exchanges.len(), 1);
+    let (got, want) = (&c.exchanges[0], full.exchanges().next().unwrap());
+    assert_eq!(got.outcome, Outcome::Ok, "{got:?}");
+    let req = got.request.as_ref().unwrap();
+    assert_eq!(req.version.to_string(), "6.0");
+    assert_eq!(req.workstation.to_string(), "ceo-laptop.htc.co.uk");
+    assert_eq!(Some(req), want.request.as_ref());
+    assert_eq!(got.response, want.response);
+    assert_eq!(
+        (got.syntax, got.syntax_inferred),
+        (Some(Syntax::Ndr32), true)
+    );
+    assert!(all_checks_pass(got));
+    assert_eq!(r.exit, Exit::Success);
+    let mut out = Vec::new();
+    text(&mut out, "mid.pcap", &r).unwrap();
+    let shown = String::from_utf8(out).unwrap();
+    assert!(
+        shown.contains("recognised by its first activation request"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("over NDR32 (inferred from the stub"),
+        "{shown}"
+    );
+
+    // --port still works (content wins when it recognises the connection).
+    let forced = inspect(&file, InspectConfig { port: Some(17001) });
+    assert_eq!(forced.connections[0].kms, Some(Recognition::Request));
+    assert_eq!(forced.summary.outcomes.ok, 1);
+}
+
+#[test]
+fn only_a_kms_activation_request_is_recognised_and_port_forces_the_rest() {
+    // The same stream with its request's opnum changed to 1: a DCE/RPC request, but not the
+    // activation call.
+    let file = mid_connection("vlmcs-vlmcsd-v6.pcap", 0);
+    let (head, records) = pcap_records(&file);
+    let edited: Vec<Vec<u8>> = records
+        .iter()
+        .map(|r| {
+            let mut r = r.to_vec();
+            let (_, payload) = tcp_of(&r);
+            if payload.len() > 24 && payload[2] == 0 {
+                let at = r.len() - payload.len();
+                r[at + 22] = 1;
+            }
+            r
+        })
+        .collect();
+    let refs: Vec<&[u8]> = edited.iter().map(Vec::as_slice).collect();
+    let file = pcap_of(head, &refs);
     let r = inspect(&file, InspectConfig::default());
     let c = &r.connections[0];
     assert_eq!(c.kms, None);
     let reason = c.skip_reason.as_deref().unwrap();
-    assert!(reason.contains("a DCE/RPC request, not a bind"), "{reason}");
+    assert!(
+        reason.contains("nor a whole KMS activation request (opnum 1)"),
+        "{reason}"
+    );
     assert!(reason.contains("--port 17001"), "{reason}");
-
+    assert_eq!(r.exit, Exit::Usage, "no KMS conversation");
     let forced = inspect(&file, InspectConfig { port: Some(17001) });
-    let c = &forced.connections[0];
-    assert_eq!(c.kms, Some(Recognition::Port));
-    assert!(!c.tcp.syn_seen);
+    assert_eq!(forced.connections[0].kms, Some(Recognition::Port));
+    assert_eq!(forced.connections[0].exchanges.len(), 1);
+}
+
+#[test]
+fn without_a_syn_a_wrong_role_guess_is_corrected_by_content_or_port() {
+    let file = mid_connection("vlmcs-vlmcsd-v6-N0-no-ndr64.pcap", 0);
+    let r = inspect(&file, InspectConfig::default());
+    let c = &r.connections[0];
+    assert_eq!(c.kms, Some(Recognition::Request));
     assert_eq!(c.server.port(), 17001);
-    assert!(c.binds.is_empty());
-    assert_eq!(c.exchanges.len(), 2);
-    for e in &c.exchanges {
-        assert_eq!(e.syntax, None, "no bind in the capture");
-        assert_eq!(e.outcome, Outcome::Ok, "{:?}", e);
-    }
-    assert_eq!(forced.exit, Exit::Success);
-    // Without a SYN the roles are guessed (the lower port is the server); --port corrects a
-    // wrong guess. Move the client to port 1000 so that the guess is wrong.
+    assert_eq!(r.summary.outcomes.ok, 2);
+    // Without a SYN the roles are guessed (the lower port is the server). Move the client to
+    // port 1000 so that the guess is wrong: the request flowing the other way corrects it.
     let client_port = c.client.port().to_be_bytes();
     let moved: Vec<u8> = {
         let (head, records) = pcap_records(&file);
@@ -750,19 +835,59 @@ fn port_decodes_a_capture_that_begins_mid_connection() {
         }
         out
     };
-    let guessed = inspect(&moved, InspectConfig::default());
+    for port in [None, Some(17001)] {
+        let corrected = inspect(&moved, InspectConfig { port });
+        let c = &corrected.connections[0];
+        assert_eq!((c.client.port(), c.server.port()), (1000, 17001));
+        assert_eq!(c.kms, Some(Recognition::Request));
+        assert_eq!(corrected.summary.outcomes.ok, 2);
+        assert_eq!(corrected.exit, Exit::Success);
+    }
+}
+
+#[test]
+fn an_ndr64_request_without_its_bind_decodes_as_in_the_full_capture() {
+    // Request 1 on context 0 (NDR32), request 2 on context 1 (NDR64): captures/README.md.
+    let name = "vlmcs-vlmcsd-v6-B0-no-btfn.pcap";
+    let full = inspect(&capture(name), InspectConfig::default());
+    let want: Vec<&ExchangeReport> = full.exchanges().collect();
     assert_eq!(
-        guessed.connections[0].server.port(),
-        1000,
-        "the wrong guess"
+        want.iter()
+            .map(|e| (e.context_id, e.syntax))
+            .collect::<Vec<_>>(),
+        [(0, Some(Syntax::Ndr32)), (1, Some(Syntax::Ndr64))]
     );
-    assert_eq!(guessed.connections[0].kms, None);
-    let corrected = inspect(&moved, InspectConfig { port: Some(17001) });
-    let c = &corrected.connections[0];
-    assert_eq!((c.client.port(), c.server.port()), (1000, 17001));
-    assert_eq!(c.kms, Some(Recognition::Port));
-    assert_eq!(corrected.summary.outcomes.ok, 2);
-    assert_eq!(corrected.exit, Exit::Success);
+    assert!(want.iter().all(|e| !e.syntax_inferred));
+    // Binds cut: both layouts inferred. Binds and the first call cut: the stream starts with
+    // the NDR64 request, which is recognised as well.
+    for calls in [0, 1] {
+        let r = inspect(&mid_connection(name, calls), InspectConfig::default());
+        let c = &r.connections[0];
+        assert_eq!(c.kms, Some(Recognition::Request), "{:?}", c.skip_reason);
+        assert_eq!(c.undecoded_bytes.from_client, 0);
+        let got: Vec<&ExchangeReport> = r.exchanges().collect();
+        assert_eq!(got.len(), 2 - calls);
+        for (g, w) in got.iter().zip(&want[calls..]) {
+            assert_eq!((g.context_id, g.syntax), (w.context_id, w.syntax));
+            assert!(g.syntax_inferred);
+            let req = g.request.as_ref().unwrap();
+            assert_eq!(req.version.to_string(), "6.0", "not 0.260");
+            assert_eq!(Some(req), w.request.as_ref());
+            assert_eq!(g.response, w.response);
+            assert_eq!(g.outcome, Outcome::Ok, "{g:?}");
+            assert!(all_checks_pass(g), "{g:?}");
+            for (gc, wc) in [
+                (&g.request_checks, &w.request_checks),
+                (&g.rpc_checks, &w.rpc_checks),
+                (&g.response_checks, &w.response_checks),
+            ] {
+                assert_eq!(format!("{gc:?}"), format!("{wc:?}"));
+            }
+        }
+        let last = got.last().unwrap().request.as_ref().unwrap();
+        assert_eq!(last.workstation.to_string(), "mail.samsung.de");
+        assert_eq!(r.exit, Exit::Success);
+    }
 }
 
 #[test]
@@ -843,6 +968,48 @@ fn command_line_exit_statuses_and_one_stderr_line() {
     let (code, _, stderr) = run(&[dir.join("absent.pcap").to_str().unwrap()]);
     assert_eq!(code, 6);
     assert!(stderr.contains("cannot read"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_capture_with_no_kms_traffic_says_so_and_exits_2() {
+    let dir = std::env::temp_dir().join(format!("kmsharness-nokms-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let http = dir.join("http.pcap");
+    let mut file = pcap_header();
+    for r in http_records() {
+        file.extend_from_slice(&r);
+    }
+    std::fs::write(&http, &file).unwrap();
+    let empty = dir.join("empty.pcap");
+    std::fs::write(&empty, pcap_header()).unwrap();
+    for (path, conns) in [(&http, "1 TCP connection"), (&empty, "0 TCP connections")] {
+        let path = path.to_str().unwrap();
+        let line = format!(
+            "kmsharness inspect: {path}: no KMS traffic ({conns}, none a KMS conversation)\n"
+        );
+        let (code, stdout, stderr) = run(&[path]);
+        assert_eq!(code, 2, "{stdout}");
+        assert_eq!(stderr, line);
+        assert!(stdout.contains("Exit status 2 (usage)"), "{stdout}");
+        let (code, stdout, stderr) = run(&[path, "--json"]);
+        assert_eq!(code, 2);
+        assert_eq!(stderr, line);
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(
+            (v["exit_status"].as_u64(), v["exit"].as_str()),
+            (Some(2), Some("usage"))
+        );
+    }
+    // The same capture with a KMS conversation beside the HTTP one passes and says nothing.
+    let both = dir.join("both.pcap");
+    let mut file = capture("vlmcs-vlmcsd-v6.pcap");
+    for r in http_records() {
+        file.extend_from_slice(&r);
+    }
+    std::fs::write(&both, &file).unwrap();
+    let (code, _, stderr) = run(&[both.to_str().unwrap()]);
+    assert_eq!((code, stderr.as_str()), (0, ""));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

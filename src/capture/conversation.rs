@@ -87,8 +87,11 @@ pub struct ActivationExchange {
     pub call_id: u32,
     /// Presentation context the request used.
     pub context_id: u16,
-    /// Its transfer syntax (None when the context was never accepted).
+    /// Its transfer syntax: the one the context was accepted with, else (no captured bind
+    /// accepted the context) the one the request stub is laid out in, if either layout fits.
     pub syntax: Option<Syntax>,
+    /// [`ActivationExchange::syntax`] was inferred from the stub, not negotiated in the capture.
+    pub syntax_inferred: bool,
     /// Fragments the request came in.
     pub fragments: usize,
     /// When the request's first byte was captured.
@@ -362,10 +365,14 @@ fn activation(
     contexts: &[(u16, Syntax)],
 ) -> ActivationExchange {
     let call = &pending.call;
-    let syntax = contexts
+    let negotiated = contexts
         .iter()
         .find(|(c, _)| *c == call.context_id)
         .map(|(_, s)| *s);
+    // A capture that began after the bind still shows which layout the stub has: NDR32 and
+    // NDR64 counts have different widths, and only the right one agrees with the stub length.
+    let syntax = negotiated.or_else(|| ActivationRequest::infer_syntax(&call.stub));
+    let syntax_inferred = negotiated.is_none() && syntax.is_some();
     let sent_at = conn.to_server.segment_at(pending.offset).map(|s| s.ts);
     let now = sent_at.map(|t| FileTime::from_unix_secs(t.secs));
     let stub = ActivationRequest::parse(syntax.unwrap_or(Syntax::Ndr32), &call.stub);
@@ -412,6 +419,7 @@ fn activation(
         call_id: call.call_id,
         context_id: call.context_id,
         syntax,
+        syntax_inferred,
         fragments: call.fragments,
         sent_at,
         replied_at: None,

@@ -894,3 +894,63 @@ fn timestamps_order_and_convert() {
     assert_eq!(Timestamp::new(1, 0).saturating_since(a).as_nanos(), 0);
     assert_eq!(Timestamp::from(a.as_duration()), a);
 }
+
+/// A capture whose binds (and alter_contexts, types 14 and 15) were not captured: every request
+/// still decodes in its own syntax, inferred from the stub, and gives the same KMS body as with
+/// the binds, for `inspect` and for the replay plan alike.
+#[test]
+fn without_the_binds_each_request_decodes_in_its_inferred_syntax() {
+    const PTYPE_ALTER_CONTEXT: u8 = 14;
+    const PTYPE_ALTER_CONTEXT_RESP: u8 = 15;
+    // Request 1 on NDR32 (context 0), request 2 on NDR64 (context 1): captures/README.md.
+    let bytes = capture("vlmcs-vlmcsd-v6-B0-no-btfn.pcap");
+    let cut: Vec<Tcp> = tcp_segments(&bytes)
+        .into_iter()
+        .filter(|t| {
+            t.flags & flags::SYN == 0
+                && !t.payload.get(2).is_some_and(|p| {
+                    [
+                        PTYPE_BIND,
+                        PTYPE_BIND_ACK,
+                        PTYPE_ALTER_CONTEXT,
+                        PTYPE_ALTER_CONTEXT_RESP,
+                    ]
+                    .contains(p)
+                })
+        })
+        .collect();
+    let full = conversation::decode(&read_ok(&bytes).connections[0]);
+    let part = conversation::decode(&read_ok(&pcap_of(&cut)).connections[0]);
+    assert!(part.binds.is_empty() && part.error.is_none());
+    assert_eq!(part.activations.len(), 2);
+    for (p, f) in part.activations.iter().zip(&full.activations) {
+        assert_eq!((p.syntax, p.syntax_inferred), (f.syntax, true));
+        assert!(!f.syntax_inferred);
+        assert_eq!(p.body(), f.body());
+        let (pr, fr) = (p.request.as_ref().unwrap(), f.request.as_ref().unwrap());
+        assert_eq!(pr.version.to_string(), "6.0", "not 0.260");
+        assert_eq!(pr.base, fr.base);
+        assert!(matches!(p.reply, conversation::Reply::Response { .. }));
+    }
+    assert_eq!(
+        full.activations
+            .iter()
+            .map(|a| a.syntax)
+            .collect::<Vec<_>>(),
+        [
+            Some(crate::wire::ndr::Syntax::Ndr32),
+            Some(crate::wire::ndr::Syntax::Ndr64)
+        ]
+    );
+    let (pp, fp) = (
+        plan::Plan::from_capture(&pcap_of(&cut)).unwrap(),
+        plan::Plan::from_capture(&bytes).unwrap(),
+    );
+    let bodies = |p: &plan::Plan| -> Vec<Vec<u8>> {
+        p.connections
+            .iter()
+            .flat_map(|c| c.requests.iter().map(|r| r.body.clone()))
+            .collect()
+    };
+    assert_eq!(bodies(&pp), bodies(&fp));
+}

@@ -8,20 +8,23 @@ use clap::Args;
 use super::Error;
 use crate::capture::{Connection, Reader};
 use crate::exit::Exit;
-use crate::inspect::{FileErrorKind, InspectConfig, Inspection};
+use crate::inspect::{FileErrorKind, InspectConfig, Inspection, Summary};
 use crate::report::inspect::{JsonWriter, text_connection, text_footer, text_header};
 
 const INSPECT_HELP: &str = "\
-Every TCP connection whose client stream starts with a DCE/RPC bind to the KMS interface is \
-decoded, on any port: the bind and what the host accepted, every request decrypted and checked \
-as a host would, every reply decrypted, verified and named (HRESULT refusals, RPC faults). Other \
-connections are listed as skipped with the reason. A summary table closes the report.
+Every TCP connection whose client stream starts with a DCE/RPC bind to the KMS interface, or \
+(a capture that began mid-connection) with a KMS activation request, is decoded, on any port: \
+the bind and what the host accepted, every request decrypted and checked as a host would, every \
+reply decrypted, verified and named (HRESULT refusals, RPC faults). Without a captured bind, \
+NDR32 or NDR64 is inferred from each request stub's counts. Other connections are listed as \
+skipped with the reason. A summary table closes the report.
 
 Exit status:
-  0  every KMS exchange decoded and every check passed
+  0  at least one KMS conversation; every KMS exchange decoded and every check passed
   1  the capture shows a failing exchange: a check failed, a refusal, an RPC fault, a rejected
      bind, or a request with no reply
-  2  not a capture (too short, bad magic, unsupported link type)
+  2  not a capture (too short, bad magic, unsupported link type), or a capture with no KMS
+     traffic (one line on stderr says so: the wrong file)
   4  the capture could not be decoded completely: the file is cut short or corrupt (one line on
      stderr names the packet record; everything before it is reported), a gap in a stream, or
      bytes that do not decode as DCE/RPC or KMS
@@ -42,8 +45,8 @@ pub struct InspectOpts {
     /// The capture: pcap or pcapng (Ethernet, Linux cooked SLL/SLL2, BSD loopback or raw IP;
     /// IPv4 and IPv6).
     pub capture: PathBuf,
-    /// Also decode connections on this TCP port as KMS, even when they do not start with a bind
-    /// (a capture that began mid-connection).
+    /// Also decode connections on this TCP port as KMS, even when their content is not
+    /// recognised (neither a bind nor a KMS activation request comes first).
     #[arg(short = 'p', long, value_name = "PORT")]
     pub port: Option<u16>,
     /// Print one JSON document (format `kmsharness-inspect/1`, see docs/inspect.md).
@@ -56,7 +59,7 @@ pub struct InspectOpts {
 }
 
 /// Runs `inspect`: the report on stdout, one line on stderr when the file is unreadable, not a
-/// capture, or damaged.
+/// capture, damaged, or holds no KMS traffic.
 pub fn main(opts: &InspectOpts) -> Result<Exit, Error> {
     let file = opts.capture.display().to_string();
     let open = || {
@@ -98,12 +101,23 @@ pub fn main(opts: &InspectOpts) -> Result<Exit, Error> {
     }
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    print(&mut out, &file, inspection, opts.json, opts.summary)
-        .and_then(|exit| {
+    let (exit, summary) = print(&mut out, &file, inspection, opts.json, opts.summary)
+        .and_then(|done| {
             out.flush()?;
-            Ok(exit)
+            Ok(done)
         })
-        .map_err(Error::Print)
+        .map_err(Error::Print)?;
+    if summary.kms_connections == 0 {
+        super::note(format_args!(
+            "kmsharness inspect: {file}: no KMS traffic ({}, none a KMS conversation)",
+            plural(summary.connections, "TCP connection", "TCP connections")
+        ));
+    }
+    Ok(exit)
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn print<I: Iterator<Item = Connection>>(
@@ -112,7 +126,7 @@ fn print<I: Iterator<Item = Connection>>(
     mut inspection: Inspection<I>,
     json: bool,
     summary_only: bool,
-) -> std::io::Result<Exit> {
+) -> std::io::Result<(Exit, Summary)> {
     if json {
         let mut j = JsonWriter::begin(w, file, inspection.capture())?;
         for c in inspection.by_ref() {
@@ -120,7 +134,7 @@ fn print<I: Iterator<Item = Connection>>(
         }
         let (_, summary, exit) = inspection.finish();
         j.end(w, &summary, exit)?;
-        Ok(exit)
+        Ok((exit, summary))
     } else {
         text_header(w, file, inspection.capture())?;
         for c in inspection.by_ref() {
@@ -130,6 +144,6 @@ fn print<I: Iterator<Item = Connection>>(
         }
         let (info, summary, exit) = inspection.finish();
         text_footer(w, &info, &summary, exit)?;
-        Ok(exit)
+        Ok((exit, summary))
     }
 }

@@ -1,6 +1,7 @@
 //! `inspect`: a capture file explained. Every TCP connection is recognised as KMS by its content
-//! (the client's first PDU is a DCE/RPC bind to the KMS interface) or forced by port, decoded as
-//! a conversation ([`crate::capture::conversation`]: binds with their acks, requests decrypted
+//! (the client's first PDU is a DCE/RPC bind to the KMS interface, or, in a capture that began
+//! after the bind, an activation request whose stub holds a KMS request) or forced by port,
+//! decoded as a conversation ([`crate::capture::conversation`]: binds with their acks, requests decrypted
 //! and checked as a host would, replies decrypted and verified as a client would), and folded
 //! into a per-capture [`Summary`].
 //!
@@ -35,6 +36,6 @@ pub const EPIDS_LISTED: usize = 10;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct InspectConfig {
     /// Decode connections with this port at either end as KMS even when their client stream
-    /// does not start with a KMS bind (a capture that began mid-connection).
+    /// does not start with a KMS bind or a KMS activation request.
     pub port: Option<u16>,
 }

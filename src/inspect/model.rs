@@ -116,6 +116,9 @@ pub struct CaptureInfo {
 pub enum Recognition {
     /// The client's first PDU is a bind (or alter_context) to the KMS interface.
     Bind,
+    /// The client's first PDU is an activation request (opnum 0) whose stub holds a KMS
+    /// request: a capture that began after the bind.
+    Request,
     /// Forced by `--port`.
     Port,
 }
@@ -220,9 +223,12 @@ pub struct ExchangeReport {
     pub call_id: u32,
     /// Presentation context of the request.
     pub context_id: u16,
-    /// Its transfer syntax, `NDR32` or `NDR64`; null when no bind in the capture accepted it.
+    /// Its transfer syntax, `NDR32` or `NDR64`: the one a captured bind accepted for the
+    /// context, else the one the request stub's counts fit; null when neither is known.
     #[serde(serialize_with = "ser::opt_syntax")]
     pub syntax: Option<Syntax>,
+    /// `syntax` was inferred from the stub's layout: no bind in the capture accepted the context.
+    pub syntax_inferred: bool,
     /// Fragments the request came in.
     pub fragments: usize,
     /// When the request was captured (RFC 3339, UTC).

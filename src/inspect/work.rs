@@ -8,9 +8,14 @@ use crate::capture::{self, Capture, CaptureError, Connection, Format, Stream};
 use crate::catalog;
 use crate::exit::Exit;
 use crate::proto::check::Checks;
+use crate::proto::host::message::decode_request;
 use crate::proto::summary::{Outcome, RequestSummary};
 use crate::wire::Guid;
-use crate::wire::rpc::{AckResult, Body, KMS_INTERFACE, PacketType, Pdu, split_pdu};
+use crate::wire::kms::peek_version;
+use crate::wire::ndr::ActivationRequest;
+use crate::wire::rpc::{
+    AckResult, Body, Flags, KMS_INTERFACE, PacketType, Pdu, Request, split_pdu,
+};
 
 use super::InspectConfig;
 use super::model::*;
@@ -128,6 +133,11 @@ impl<I: Iterator<Item = Connection>> Inspection<I> {
     /// facts, the summary and the exit status.
     pub fn finish(mut self) -> (CaptureInfo, Summary, Exit) {
         for _ in self.by_ref() {}
+        // A capture with no KMS conversation proves nothing: the wrong file was given, and a CI
+        // step checking it must not pass (the same status as a file that is not a capture).
+        if self.tally.kms_connections == 0 {
+            self.fail(Exit::Usage);
+        }
         let summary = self.tally.summary();
         (self.info, summary, self.exit)
     }
@@ -325,6 +335,7 @@ impl<I: Iterator<Item = Connection>> Inspection<I> {
             call_id: ex.call_id,
             context_id: ex.context_id,
             syntax: ex.syntax,
+            syntax_inferred: ex.syntax_inferred,
             fragments: ex.fragments,
             sent_at: ex.sent_at,
             replied_at: ex.replied_at,
@@ -442,6 +453,9 @@ fn gaps(conn: &Connection) -> Vec<GapReport> {
 enum FirstPdu {
     /// A bind or alter_context naming the KMS interface.
     KmsBind,
+    /// A whole activation request (opnum 0) whose stub holds a KMS request: the stream was
+    /// captured after its bind.
+    KmsRequest,
     /// Something else, described.
     Other(String),
 }
@@ -498,6 +512,11 @@ fn first_pdu(stream: &Stream) -> FirstPdu {
                     FirstPdu::Other(format!("a DCE/RPC bind to {iface}, not KMS"))
                 }
             }
+            Body::Request(r) if kms_request(p.header.flags, r) => FirstPdu::KmsRequest,
+            Body::Request(r) => FirstPdu::Other(format!(
+                "a DCE/RPC request, not a bind, nor a whole KMS activation request (opnum {})",
+                r.opnum
+            )),
             _ => FirstPdu::Other(format!(
                 "a DCE/RPC {}, not a bind",
                 crate::wire::rpc::pdu_name(p.header.packet_type)
@@ -506,25 +525,51 @@ fn first_pdu(stream: &Stream) -> FirstPdu {
     }
 }
 
+/// Whether a request PDU is a KMS activation call, judged by its content alone: opnum 0, one
+/// whole fragment, a stub whose NDR32 or NDR64 counts agree with its length, and in it a KMS
+/// request of a known protocol version (4, 5 or 6) that decodes. One PDU is looked at, so the
+/// cost is bounded by one fragment (at most one AES decryption).
+fn kms_request(flags: Flags, r: &Request<'_>) -> bool {
+    /// The KMS interface's only operation, `RequestActivation` (vlmcsd's `KMSServer.idl`).
+    const ACTIVATION_OPNUM: u16 = 0;
+    /// Protocol versions a real client sends (captures/README.md, observation 6).
+    const KNOWN_MAJORS: core::ops::RangeInclusive<u16> = 4..=6;
+    if r.opnum != ACTIVATION_OPNUM
+        || !flags.contains(Flags::FIRST_FRAG)
+        || !flags.contains(Flags::LAST_FRAG)
+    {
+        return false;
+    }
+    let Some(stub) = ActivationRequest::infer_syntax(r.stub)
+        .and_then(|syntax| ActivationRequest::parse(syntax, r.stub).ok())
+    else {
+        return false;
+    };
+    peek_version(stub.body).is_ok_and(|v| KNOWN_MAJORS.contains(&v.major))
+        && decode_request(stub.body, None).is_ok()
+}
+
 /// Decides whether a connection is KMS, swapping inferred roles when the content or `--port`
 /// shows the other side is the host. `Err` holds the reason it is skipped.
 fn recognise(conn: &mut Connection, port: Option<u16>) -> Result<Recognition, String> {
+    let by_content = |first: &FirstPdu| match first {
+        FirstPdu::KmsBind => Some(Recognition::Bind),
+        FirstPdu::KmsRequest => Some(Recognition::Request),
+        FirstPdu::Other(_) => None,
+    };
     let first = first_pdu(&conn.to_server);
-    if matches!(first, FirstPdu::KmsBind) {
-        return Ok(Recognition::Bind);
+    if let Some(r) = by_content(&first) {
+        return Ok(r);
     }
-    // Without a SYN the roles were guessed from ports; a KMS bind flowing the other way or the
-    // forced port on the "client" side says the guess was wrong.
+    // Without a SYN the roles were guessed from ports; a KMS bind or request flowing the other
+    // way or the forced port on the "client" side says the guess was wrong.
     if !conn.syn_seen {
-        let swap = matches!(first_pdu(&conn.to_client), FirstPdu::KmsBind)
+        let other_way = by_content(&first_pdu(&conn.to_client));
+        let swap = other_way.is_some()
             || port.is_some_and(|p| conn.client.port() == p && conn.server.port() != p);
         if swap {
             swap_roles(conn);
-            return Ok(if matches!(first_pdu(&conn.to_server), FirstPdu::KmsBind) {
-                Recognition::Bind
-            } else {
-                Recognition::Port
-            });
+            return Ok(other_way.unwrap_or(Recognition::Port));
         }
     }
     if port.is_some_and(|p| conn.server.port() == p || conn.client.port() == p) {
@@ -536,7 +581,7 @@ fn recognise(conn: &mut Connection, port: Option<u16>) -> Result<Recognition, St
     let mut reason = format!("not KMS: the client stream starts with {what}");
     if what.contains("not a bind") || what.contains("missing") {
         reason.push_str(&format!(
-            " (the capture may begin mid-connection; --port {} decodes it)",
+            " (the capture may begin mid-connection; --port {} forces decoding)",
             conn.server.port()
         ));
     }

@@ -11,7 +11,7 @@
 //!   `skipped`, `skipped_records[]` (`record`, `reason`), `connections`, `error` (`kind`
 //!   `not_a_capture`/`damaged`, `record`, `offset`, `message`) or null.
 //! - `connections[]`: [`crate::inspect::ConnectionReport`]: `index`, `client`, `server`, `kms`
-//!   (`bind`/`port`/null), `skip_reason`, `first`, `last` (RFC 3339 UTC), `duration_secs`, `tcp`
+//!   (`bind`/`request`/`port`/null), `skip_reason`, `first`, `last` (RFC 3339 UTC), `duration_secs`, `tcp`
 //!   (`syn_seen`, `fin_seen`, `rst_seen`, `bytes`, `duplicate_bytes`, `conflicts`, each per side
 //!   as `{from_client, from_server}`), `pdus`, `undecoded_bytes`, `gaps[]` (`from`, `offset`,
 //!   `len`, `record_before`, `record_after`), `binds[]` (`kind`, `call_id`, `flags`, `reply`,
@@ -19,7 +19,7 @@
 //!   `result`, `reason`, `reason_name`), `accepted[]`, `checks[]`), `exchanges[]`, `error`
 //!   (`from`, `offset`, `record`, `gap`, `message`) or null.
 //! - `exchanges[]`: [`crate::inspect::ExchangeReport`]: `index`, `call_id`, `context_id`,
-//!   `syntax`, `fragments`, `sent_at`, `replied_at`, `latency_micros`, `request_size`, `request`
+//!   `syntax`, `syntax_inferred`, `fragments`, `sent_at`, `replied_at`, `latency_micros`, `request_size`, `request`
 //!   (every request field with catalog names: `message_format`, `version`, `base_version`,
 //!   `vm_info`, `license_status`, `license_status_name`, `binding_expiration`, `app_id`,
 //!   `application`, `sku_id`, `product`, `kms_id`, `kms_item`, `cmid`, `previous_cmid`,
@@ -46,7 +46,6 @@ use crate::inspect::{
     Outcome, REPORT_FORMAT, Recognition, Summary, Utc, hex,
 };
 use crate::proto::check::Checks;
-use crate::wire::ndr::Syntax;
 
 fn utc(ts: crate::capture::Timestamp) -> Utc {
     Utc { ts, rfc3339: false }
@@ -145,7 +144,11 @@ fn bind(w: &mut dyn Write, b: &BindReport) -> io::Result<()> {
 }
 
 fn exchange(w: &mut dyn Write, e: &ExchangeReport) -> io::Result<()> {
-    let syntax = e.syntax.map_or("an unbound context", Syntax::name);
+    let syntax = match (e.syntax, e.syntax_inferred) {
+        (None, _) => "an unbound context".to_owned(),
+        (Some(s), false) => s.name().to_owned(),
+        (Some(s), true) => format!("{} (inferred from the stub: no bind captured)", s.name()),
+    };
     write!(
         w,
         "\n  Request {} (call {}, context {} over {syntax}, {})",
@@ -293,6 +296,9 @@ fn exchange(w: &mut dyn Write, e: &ExchangeReport) -> io::Result<()> {
 pub fn text_connection(w: &mut dyn Write, c: &ConnectionReport) -> io::Result<()> {
     let what = match (c.kms, &c.skip_reason) {
         (Some(Recognition::Bind), _) => "KMS (recognised by its bind)".to_owned(),
+        (Some(Recognition::Request), _) => {
+            "KMS (recognised by its first activation request: no bind captured)".to_owned()
+        }
         (Some(Recognition::Port), _) => "KMS (forced by --port)".to_owned(),
         (None, Some(reason)) => format!("skipped: {reason}"),
         (None, None) => "skipped".to_owned(),

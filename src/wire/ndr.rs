@@ -134,6 +134,17 @@ impl<'a> ActivationRequest<'a> {
             .ok_or(StubMismatch::Short)
     }
 
+    /// The transfer syntax a request stub is laid out in, inferred from the stub alone (for a
+    /// context whose bind was not captured): the syntax whose two counts both equal the bytes
+    /// after them. At most one can: the first NDR32 count and the low half of the first NDR64
+    /// count are the same four bytes, which cannot equal both `len - 8` and `len - 16`. `None`
+    /// when neither layout agrees.
+    pub fn infer_syntax(stub: &[u8]) -> Option<Syntax> {
+        [Syntax::Ndr32, Syntax::Ndr64]
+            .into_iter()
+            .find(|&syntax| ActivationRequest::parse(syntax, stub).is_ok_and(|r| r.counts_agree()))
+    }
+
     /// Appends the stub to `out`.
     pub fn emit(&self, out: &mut Vec<u8>) {
         self.syntax.put_word(out, self.size);
@@ -312,6 +323,25 @@ mod test {
                 assert_eq!(out.len(), syntax.request_overhead() + len);
                 assert_eq!(ActivationRequest::parse(syntax, &out).unwrap(), req);
             }
+        }
+    }
+
+    #[test]
+    fn test_infer_request_syntax() {
+        for syntax in [Syntax::Ndr32, Syntax::Ndr64] {
+            for len in [0usize, 1, 4, 8, 252, 260] {
+                let body = vec![0x5a; len];
+                let mut out = Vec::new();
+                ActivationRequest::new(syntax, &body).emit(&mut out);
+                assert_eq!(ActivationRequest::infer_syntax(&out), Some(syntax), "{len}");
+                // A count that lies, or a byte more or less, matches neither layout.
+                for bad in [&out[..out.len() - 1], &[&out[..], &[0]].concat()[..]] {
+                    assert_eq!(ActivationRequest::infer_syntax(bad), None, "{len}");
+                }
+            }
+        }
+        for short in [&[][..], &[0u8; 7][..], &[1, 0, 0, 0, 1, 0, 0, 0][..]] {
+            assert_eq!(ActivationRequest::infer_syntax(short), None);
         }
     }
 
