@@ -489,12 +489,16 @@ async fn fault_case(fault: Fault, check: CheckId) -> Result<(), String> {
     }
 }
 
-/// Faults that change the exchange instead of breaking a check, each with its own test below.
-const BEHAVIOUR_FAULTS: [Fault; 4] = [
+/// Faults that change the exchange instead of breaking a check, each with its own test below
+/// or, for the two stub faults (which only a crafted stub shows), the conformance case that
+/// guards it in `tests/conform.rs`.
+const BEHAVIOUR_FAULTS: [Fault; 6] = [
     Fault::Delay,
     Fault::CloseAfterBind,
     Fault::Ndr64Refused,
     Fault::CountStuck,
+    Fault::StrictStub,
+    Fault::StubRefusedNotFaulted,
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
