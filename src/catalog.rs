@@ -535,6 +535,9 @@ const SRC_MULTI_SESSION: &str = "GVLK on Microsoft: KMS client activation and pr
                                  and py-kms; KMS ID from vlmcsd (py-kms puts it in a \
                                  \"ServerRdsh\" group cbdcb1ba-e093-4c81-a463-10775291fdf9 only an \
                                  Azure key activates)";
+/// Editions only py-kms lists, whose GVLK Microsoft does not publish either.
+const SRC_ONLY_PYKMS: &str = "unverified: only py-kms KmsDataBase.xml (SKU ID, product group and \
+                              GVLK; no Microsoft page lists the key)";
 /// Editions only py-kms lists, with nothing to confirm their SKU ID or product group.
 const SRC_UNVERIFIED_PYKMS: &str = "unverified: only py-kms KmsDataBase.xml (SKU ID and product \
                                     group); GVLK on Microsoft: KMS client activation and product \
@@ -631,8 +634,16 @@ pub static SKUS: &[Sku] = &[
     edition_from(&K_WIN10, "Windows IoT Enterprise LTSC 2021/2024", "59eb965c-9150-42b7-a0ec-22151b9897c5", SRC_UNVERIFIED_PYKMS),
     edition_from(&K_WIN10, "Windows 11 SE", "ca7df2e3-5ea0-47b8-9ac1-b1be4d8edd69", SRC_UNVERIFIED_PYKMS),
     edition_from(&K_WIN10, "Windows 11 SE N", "d30136fc-cb4b-416e-a23d-87207abc44a9", SRC_UNVERIFIED_PYKMS),
+    edition_from(&K_WIN10, "Windows 10 S (Lean)", "0df4f814-3f57-4b8b-9a9d-fddadcd69fac", SRC_ONLY_PYKMS),
+    edition_from(&K_WIN10, "Windows 10 Remote Server", "e4db50ea-bda1-4566-b047-0ca50abc6f07", SRC_ONLY_PYKMS),
     // Windows 8.1 (Volume)
     edition(&K_WIN81, "Windows 8.1 Enterprise", "81671aaf-79d1-4eb1-b004-8cbbe173afea"),
+    // py-kms marks these GVLKs as generated (IsGeneratedGvlk): a volume edition of the 8.1
+    // group with no Microsoft-published key.
+    edition_from(&K_WIN81, "Windows 8.1 Core Connected", "e9942b32-2e55-4197-b0bd-5ff58cba8860", SRC_ONLY_PYKMS),
+    edition_from(&K_WIN81, "Windows 8.1 Core Connected N", "c6ddecd6-2354-4c19-909b-306a3058484e", SRC_ONLY_PYKMS),
+    edition_from(&K_WIN81, "Windows 8.1 Core Connected Country Specific", "ba998212-460a-44db-bfb5-71bf09d1c68b", SRC_ONLY_PYKMS),
+    edition_from(&K_WIN81, "Windows 8.1 Core Connected Single Language", "b8f5e3a3-ed33-4608-81e1-37d6c9dcfd9c", SRC_ONLY_PYKMS),
     edition(&K_WIN81, "Windows 8.1 Enterprise N", "113e705c-fa49-48a4-beea-7dd879b46b14"),
     edition(&K_WIN81, "Windows 8.1 Professional", "c06b6981-d7fd-4a35-b7b4-054742b7af67"),
     edition(&K_WIN81, "Windows 8.1 Professional N", "7476d79f-8e48-49b4-ab63-4d0b813a16e4"),
