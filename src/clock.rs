@@ -1,5 +1,5 @@
-//! The one place the system clock is read: wall time as a FILETIME, for clients (whole seconds,
-//! as Windows clients send) and hosts (a system or a virtual clock that tests and simulations
+//! The one place the system clock is read: wall time as a FILETIME, for clients (to the 100 ns
+//! tick, as Windows clients send) and hosts (a system or a virtual clock that tests and simulations
 //! move by hand). Everything below this layer takes time as an argument.
 
 use std::sync::Arc;
@@ -24,9 +24,10 @@ fn system_ticks() -> i64 {
     i64::try_from(ticks).unwrap_or(i64::MAX)
 }
 
-/// The current time as a FILETIME, whole seconds as Windows clients send.
+/// The current time as a FILETIME with sub-second precision, as Windows clients send it (the
+/// genuine Windows 11 request carries 134322008406243467; vlmcs sends whole seconds).
 pub fn now_filetime() -> FileTime {
-    FileTime::from_unix_secs(since_epoch().as_secs())
+    FileTime(u64::try_from(system_ticks()).unwrap_or(0))
 }
 
 /// The current wall time (for timestamps in reports and recordings).
@@ -165,7 +166,12 @@ mod tests {
     }
 
     #[test]
-    fn client_time_has_whole_seconds() {
-        assert_eq!(now_filetime().0 % FileTime::TICKS_PER_SEC, 0);
+    fn client_time_has_sub_second_precision() {
+        // Five reads a millisecond apart all landing on a whole second: one chance in 10^35.
+        let fractions = (0..5).map(|_| {
+            std::thread::sleep(Duration::from_millis(1));
+            now_filetime().0 % FileTime::TICKS_PER_SEC
+        });
+        assert!(fractions.into_iter().any(|f| f != 0));
     }
 }

@@ -648,8 +648,16 @@ async fn srv_discovery_falls_back_to_the_next_host() {
     .await
     .unwrap_err()
     .to_string();
-    assert!(error.contains("_vlmcs._tcp.missing.test"), "{error}");
+    assert!(error.contains("_VLMCS._TCP.missing.test"), "{error}");
     assert!(error.contains("NXDOMAIN"), "{error}");
+    // The labels go out in upper case, as genuine Windows clients send them.
+    let asked = responder.asked.lock().unwrap().clone();
+    assert!(
+        asked
+            .iter()
+            .any(|n| n.starts_with("_VLMCS._TCP.example.test")),
+        "{asked:?}"
+    );
     host.stop().await.unwrap();
 }
 

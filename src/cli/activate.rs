@@ -20,16 +20,18 @@ use crate::net::discovery::{IpPreference, Target};
 /// vlmcs's default product: Windows Server 2019 ARM64 (its binary's real default, per the
 /// shared captures README).
 pub const DEFAULT_PRODUCT: &str = "8de8eb62-bbe0-40ac-ac17-f75595071ea3";
-/// License status vlmcs sends by default: 2 = out-of-box grace.
-pub const DEFAULT_LICENSE_STATUS: u32 = 2;
-/// Minutes left in the grace period vlmcs sends by default (30 days).
-pub const DEFAULT_BINDING_EXPIRATION: u32 = 43_200;
+/// License status a fresh Windows client sends: 5 = notification (the genuine Windows 11
+/// request; vlmcs sends 2, out-of-box grace: `-t 2` for its request).
+pub const DEFAULT_LICENSE_STATUS: u32 = 5;
+/// Minutes left that a fresh Windows client sends: 0 (the genuine request; vlmcs sends 43200,
+/// 30 days: `-g 43200`).
+pub const DEFAULT_BINDING_EXPIRATION: u32 = 0;
 
 /// Options of `activate`.
 #[derive(Debug, Clone, Args)]
 pub struct ActivateOpts {
     /// Host: `host[:port]` (IPv6 in brackets), or `.domain` to find hosts via DNS SRV records
-    /// `_vlmcs._tcp.domain`.
+    /// `_VLMCS._TCP.domain`.
     #[arg(default_value = "127.0.0.1:1688")]
     pub target: String,
     /// Protocol version 4.

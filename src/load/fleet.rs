@@ -183,7 +183,7 @@ mod test {
 
     #[test]
     fn test_first_activation_then_renewal() {
-        use crate::proto::lifecycle::{STATUS_LICENSED, STATUS_OOB_GRACE};
+        use crate::proto::lifecycle::{STATUS_LICENSED, STATUS_NOTIFICATION};
         let boot = FileTime::from_unix_secs(1_800_000_000);
         let later = FileTime::from_unix_secs(1_800_000_060);
         let mix = Mix::new(&[("Windows 10/11 Enterprise", 1)]).unwrap();
@@ -192,13 +192,13 @@ mod test {
         let r = m.request(boot);
         assert_eq!(
             (r.license_status, r.binding_expiration),
-            (STATUS_OOB_GRACE, 30 * 24 * 60)
+            (STATUS_NOTIFICATION, 0)
         );
         // "Client computers that receive a count below the activation threshold aren't
         // activated" (Activate clients running Windows): still in grace.
         assert!(!m.answered(boot, count(24)));
         assert!(!m.is_activated(boot));
-        assert_eq!(m.request(later).license_status, STATUS_OOB_GRACE);
+        assert_eq!(m.request(later).license_status, STATUS_NOTIFICATION);
         // A count of 25 activates; the next request renews with 180 days left.
         assert!(m.answered(boot, count(25)));
         assert!(m.is_activated(later));

@@ -1,4 +1,4 @@
-//! KMS host discovery: the `_vlmcs._tcp` SRV lookup a Windows client makes, and the RFC 2782
+//! KMS host discovery: the `_VLMCS._TCP` SRV lookup a Windows client makes, and the RFC 2782
 //! priority and weight ordering it uses to choose among the hosts found.
 //!
 //! Also the target syntax of the client subcommands (`host[:port]`, `[v6]:port`, or `.domain`
@@ -21,9 +21,11 @@ use rand::seq::SliceRandom;
 use rand::{Rng, RngExt};
 
 /// Service and protocol labels KMS hosts publish under: "ensure that this security group is given
-/// full control over the `_VLMCS._TCP` record" (activate-clients-running-windows.md, "Domain Name
-/// System server configuration"); the `_Service._Proto.Name` form is RFC 2782's.
-pub const SERVICE_LABELS: &str = "_vlmcs._tcp";
+/// full control over the `_VLMCS._TCP` record" (Activate clients running Windows, "Domain Name
+/// System server configuration"); the `_Service._Proto.Name` form is RFC 2782's. Spelt in upper
+/// case as genuine Windows clients put it on the wire (measured by the public kmsrsos project;
+/// DNS compares names without case, so any server answers it).
+pub const SERVICE_LABELS: &str = "_VLMCS._TCP";
 
 /// How long one lookup may wait for an answer. Short on purpose: a KMS client falls back to the
 /// next host rather than waiting, and a harness must never hang on a silent name server.
@@ -39,7 +41,7 @@ const SYSTEM_CONFIG_SOURCE: &str = "the Windows registry";
 #[cfg(not(windows))]
 const SYSTEM_CONFIG_SOURCE: &str = "/etc/resolv.conf";
 
-/// One published KMS host: the target and parameters of a `_vlmcs._tcp` SRV record (RFC 2782,
+/// One published KMS host: the target and parameters of a `_VLMCS._TCP` SRV record (RFC 2782,
 /// "The format of the SRV RR").
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SrvTarget {
@@ -78,7 +80,7 @@ pub enum DiscoveryError {
     /// The name exists but has no SRV record: no KMS host publishes itself in this domain.
     #[error("no SRV records at {name}: no KMS host is published in this domain")]
     NoRecords {
-        /// The query name, e.g. `_vlmcs._tcp.example.com`.
+        /// The query name, e.g. `_VLMCS._TCP.example.com`.
         name: String,
     },
     /// The only SRV target is "." (RFC 2782: "the service is decidedly not available at this
@@ -160,7 +162,7 @@ fn bound(options: &mut ResolverOpts) {
     options.attempts = LOOKUP_RETRIES;
 }
 
-/// The SRV query name for `domain`, without the trailing dot: `_vlmcs._tcp.<domain>`. One leading
+/// The SRV query name for `domain`, without the trailing dot: `_VLMCS._TCP.<domain>`. One leading
 /// dot (".example.com", as domains are sometimes written) and one trailing dot are dropped.
 pub fn query_name(domain: &str) -> String {
     format!("{SERVICE_LABELS}.{}", bare_domain(domain))
@@ -172,7 +174,7 @@ fn bare_domain(domain: &str) -> &str {
     domain.strip_suffix('.').unwrap_or(domain)
 }
 
-/// Looks up the KMS hosts published for `domain` (SRV `_vlmcs._tcp.<domain>`), in the order the
+/// Looks up the KMS hosts published for `domain` (SRV `_VLMCS._TCP.<domain>`), in the order the
 /// server returned them; [`order`] chooses the order to try them in.
 pub async fn lookup(domain: &str, resolver: &Resolver) -> Result<Vec<SrvTarget>, DiscoveryError> {
     let name = query_name(domain);
@@ -317,7 +319,7 @@ pub enum Target {
         /// Port.
         port: u16,
     },
-    /// Discover hosts through `_vlmcs._tcp.<domain>` SRV records.
+    /// Discover hosts through `_VLMCS._TCP.<domain>` SRV records.
     Srv {
         /// The domain.
         domain: String,
@@ -354,7 +356,7 @@ pub enum TargetError {
     #[error("empty target")]
     Empty,
     /// `.` without a domain.
-    #[error("target `.` needs a domain: `.example.com` looks up _vlmcs._tcp.example.com")]
+    #[error("target `.` needs a domain: `.example.com` looks up _VLMCS._TCP.example.com")]
     NoDomain,
     /// A port that is not 1 to 65535.
     #[error("target {target:?}: port {port:?} is not a number from 1 to 65535")]
@@ -649,14 +651,14 @@ mod tests {
 
     #[test]
     fn test_query_name() {
-        assert_eq!(query_name("example.com"), "_vlmcs._tcp.example.com");
-        assert_eq!(query_name(".example.com"), "_vlmcs._tcp.example.com");
-        assert_eq!(query_name("example.com."), "_vlmcs._tcp.example.com");
+        assert_eq!(query_name("example.com"), "_VLMCS._TCP.example.com");
+        assert_eq!(query_name(".example.com"), "_VLMCS._TCP.example.com");
+        assert_eq!(query_name("example.com."), "_VLMCS._TCP.example.com");
     }
 
     #[test]
     fn test_error_display_is_one_line_naming_the_query() {
-        let name = "_vlmcs._tcp.example.com".to_owned();
+        let name = "_VLMCS._TCP.example.com".to_owned();
         let errors = [
             DiscoveryError::NoRecords { name: name.clone() },
             DiscoveryError::NotAvailable { name: name.clone() },
@@ -802,12 +804,12 @@ mod tests {
         let error = bounded(lookup("other.test", &resolver)).await.unwrap_err();
         match &error {
             DiscoveryError::Resolve { name, message } => {
-                assert_eq!(name, "_vlmcs._tcp.other.test");
+                assert_eq!(name, "_VLMCS._TCP.other.test");
                 assert!(message.contains("NXDOMAIN"), "{message}");
             }
             other => panic!("expected Resolve, got {other:?}"),
         }
-        assert!(error.to_string().contains("_vlmcs._tcp.other.test"));
+        assert!(error.to_string().contains("_VLMCS._TCP.other.test"));
     }
 
     #[tokio::test]
@@ -817,13 +819,13 @@ mod tests {
         assert_eq!(
             bounded(lookup("empty.test", &resolver)).await,
             Err(DiscoveryError::NoRecords {
-                name: "_vlmcs._tcp.empty.test".to_owned()
+                name: "_VLMCS._TCP.empty.test".to_owned()
             })
         );
         assert_eq!(
             bounded(lookup("unavailable.test", &resolver)).await,
             Err(DiscoveryError::NotAvailable {
-                name: "_vlmcs._tcp.unavailable.test".to_owned()
+                name: "_VLMCS._TCP.unavailable.test".to_owned()
             })
         );
     }
@@ -847,7 +849,7 @@ mod tests {
         let elapsed = started.elapsed();
         match &error {
             DiscoveryError::Resolve { name, message } => {
-                assert_eq!(name, "_vlmcs._tcp.example.test");
+                assert_eq!(name, "_VLMCS._TCP.example.test");
                 assert!(message.starts_with("timeout"), "{message}");
             }
             other => panic!("expected a timeout, got {other:?}"),

@@ -245,11 +245,12 @@ impl Client {
     /// The license status and minutes left that a request sent at `now` carries: grace
     /// minutes left, validity minutes left, or 0 once either ran out. (How long
     /// out-of-tolerance grace lasts is not in the docs; it is reported with 0 minutes.)
+    ///
+    /// A client never activated sends notification (5) with 0 minutes left, grace or not: the
+    /// genuine Windows 11 Enterprise request (a fresh GVLK install) does, where vlmcs sends
+    /// out-of-box grace (2) with 43200 minutes. The grace period still decides the state.
     pub fn license(&self, now: FileTime) -> (u32, u32) {
         match (self.state(now), self.phase) {
-            (State::Grace, Phase::Pending { grace_ends }) => {
-                (STATUS_OOB_GRACE, minutes_until(now, grace_ends))
-            }
             (State::Licensed, Phase::Activated { valid_until }) => {
                 (STATUS_LICENSED, minutes_until(now, valid_until))
             }
@@ -332,8 +333,9 @@ mod tests {
         let c = windows();
         assert_eq!(c.state(T0), State::Grace);
         assert_eq!(c.next_attempt(), T0);
-        assert_eq!(c.license(T0), (STATUS_OOB_GRACE, 30 * 24 * 60));
-        assert_eq!(c.license(days(1)), (STATUS_OOB_GRACE, 29 * 24 * 60));
+        // What the request says: notification, 0 minutes, as the genuine client sends.
+        assert_eq!(c.license(T0), (STATUS_NOTIFICATION, 0));
+        assert_eq!(c.license(days(1)), (STATUS_NOTIFICATION, 0));
     }
 
     #[test]

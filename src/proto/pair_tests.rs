@@ -233,3 +233,72 @@ fn small_fragments_are_split_and_reassembled() {
     let (checks, _, _) = exchange(opts, FaultSet::NONE, Version::V6, 2, EPID);
     assert!(checks.iter().all(|c| c.passed), "{checks:?}");
 }
+
+/// A hex file of `captures/genuine/` as bytes.
+fn genuine(hex: &str) -> Vec<u8> {
+    let hex: String = hex.split_whitespace().collect();
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// The association group the host answered the genuine Windows 11 client with.
+const GENUINE_ASSOC_GROUP: u32 = 0x5b8e_c84a;
+
+/// Byte for byte what a real Windows 11 client sent (`captures/genuine/`): the bind exactly;
+/// the alter_context exactly, once the host's bind_ack assigned the same association group;
+/// the request's RPC framing exactly around the same KMS bytes. Nothing needs to differ: call
+/// ids, sizes and flags are Windows'; only the KMS bytes (random salt, machine ID, time) would.
+#[test]
+fn bind_alter_context_and_request_framing_match_a_genuine_windows_client() {
+    let bind = genuine(include_str!("../../captures/genuine/bind.hex"));
+    let alter = genuine(include_str!("../../captures/genuine/alter.hex"));
+    let request = genuine(include_str!("../../captures/genuine/request.hex"));
+
+    let mut client = ClientSession::new(ClientRpcOptions::default());
+    let mut out = Vec::new();
+    client.bind(&mut out);
+    assert_eq!(out, bind, "bind");
+
+    // A host that, as a Windows host or vlmcsd with NDR64 does, turns NDR32 down in favour of
+    // NDR64, with the genuine host's association group.
+    let mut host = HostSession::new(HostRpcConfig::default(), GENUINE_ASSOC_GROUP);
+    let (ack, _) = to_host(&mut host, FaultSet::NONE, "x", &out);
+    let outcome = client.handle_bind_reply(&ack).unwrap();
+    assert_eq!(outcome.assoc_group, GENUINE_ASSOC_GROUP);
+    assert!(outcome.needs_alter_context);
+    out.clear();
+    client.alter_context(&mut out);
+    assert_eq!(out, alter, "alter_context");
+
+    // The genuine request's KMS bytes, framed by our client: the same PDU.
+    let (pdu, rest) = split_pdu(&request).unwrap().unwrap();
+    assert!(rest.is_empty());
+    let parsed = crate::wire::rpc::Pdu::parse(pdu).unwrap();
+    let stub = match parsed.body {
+        crate::wire::rpc::Body::Request(r) => r.stub,
+        other => panic!("{other:?}"),
+    };
+    let kms = crate::wire::ndr::ActivationRequest::parse(Syntax::Ndr32, stub)
+        .unwrap()
+        .body;
+    let (alter_ack, _) = to_host(&mut host, FaultSet::NONE, "x", &out);
+    client.handle_bind_reply(&alter_ack).unwrap();
+    out.clear();
+    client.request(kms, &mut out);
+    assert_eq!(out, request, "request framing");
+
+    // And the KMS request itself says what a fresh, virtual Windows client says.
+    let (req, _) = decode_request(kms, None).unwrap();
+    assert_eq!(
+        req.base.license_status,
+        crate::proto::lifecycle::STATUS_NOTIFICATION
+    );
+    assert_eq!(req.base.binding_expiration, 0);
+    assert_eq!(req.base.vm_info, 1);
+    assert_ne!(
+        req.base.client_time.0 % crate::wire::kms::FileTime::TICKS_PER_SEC,
+        0
+    );
+}

@@ -2,6 +2,7 @@
 //! was given and NXDOMAIN for everything else.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::SRV;
@@ -25,6 +26,8 @@ pub type Zone = Vec<(String, Vec<Srv>)>;
 #[derive(Debug)]
 pub struct Responder {
     pub addr: SocketAddr,
+    /// Every question's name as it came on the wire (case kept), in arrival order.
+    pub asked: Arc<Mutex<Vec<String>>>,
     task: JoinHandle<()>,
 }
 
@@ -39,16 +42,23 @@ impl Responder {
     pub async fn start(zone: Zone) -> Responder {
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let log = asked.clone();
         let task = tokio::spawn(async move {
             let mut buf = [0u8; 4096];
             while let Ok((len, peer)) = socket.recv_from(&mut buf).await {
+                if let Ok(m) = Message::from_vec(&buf[..len])
+                    && let Some(q) = m.queries.first()
+                {
+                    log.lock().unwrap().push(q.name().to_string());
+                }
                 // An unparsable query gets no answer, as a real server drops it.
                 if let Some(reply) = respond(&zone, &buf[..len]) {
                     let _ = socket.send_to(&reply, peer).await;
                 }
             }
         });
-        Responder { addr, task }
+        Responder { addr, asked, task }
     }
 }
 

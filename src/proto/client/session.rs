@@ -128,6 +128,10 @@ pub struct ClientSession {
     calls_made: u32,
     /// The last bind, alter_context or request sent, for checking its reply.
     last_sent: Vec<u8>,
+    /// The association group the host's bind_ack assigned (0 before it), which an
+    /// alter_context carries, as Windows' does (the genuine capture's alter_context repeats
+    /// its host's 0x5b8ec84a).
+    assoc_group: u32,
     /// Syntax of the outstanding call.
     pending_syntax: Syntax,
     /// The first fragment of a reply still arriving: its header (real packet type), context id,
@@ -155,6 +159,7 @@ impl ClientSession {
             ndr32: false,
             ndr64: false,
             calls_made: 0,
+            assoc_group: 0,
             last_sent: Vec::with_capacity(512),
             pending_syntax: Syntax::Ndr32,
             partial: None,
@@ -189,10 +194,15 @@ impl ClientSession {
         contexts: Vec<ContextItem>,
         out: &mut Vec<u8>,
     ) {
+        // A bind asks for a new group; an alter_context names the one it joined.
+        let assoc_group = match packet_type {
+            PacketType::AlterContext => self.assoc_group,
+            _ => 0,
+        };
         let bind = Bind {
             max_xmit_frag: self.options.max_frag,
             max_recv_frag: self.options.max_frag,
-            assoc_group: 0,
+            assoc_group,
             reserved: [0; 3],
             contexts,
         };
@@ -278,6 +288,9 @@ impl ClientSession {
         }
         if !self.ndr32 && !self.ndr64 && sent.header.packet_type == PacketType::AlterContext {
             return Err(RpcError::NoTransferSyntax);
+        }
+        if sent.header.packet_type == PacketType::Bind {
+            self.assoc_group = ack.assoc_group;
         }
         Ok(BindOutcome {
             checks,
