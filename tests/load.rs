@@ -61,6 +61,7 @@ fn config(target: Option<SocketAddr>, requests: u64) -> LoadConfig {
         },
         client: ClientConfig::default(),
         seed: 1,
+        vm_share: kmsharness::load::fleet::DEFAULT_VM_SHARE,
         progress: false,
         templates: None,
         hdr_log: None,

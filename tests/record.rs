@@ -446,6 +446,7 @@ async fn load_recorded(mode: Mode, requests: u64, every: u64) -> (Vec<u8>, u64) 
         },
         client: Default::default(),
         seed: 7,
+        vm_share: kmsharness::load::fleet::DEFAULT_VM_SHARE,
         progress: false,
         templates: None,
         hdr_log: None,

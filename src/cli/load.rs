@@ -78,6 +78,9 @@ pub struct LoadOpts {
     /// Fleet seed (machine IDs, names, products).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Share of the machines that are virtual machines and set the request's VM flag, 0 to 1.
+    #[arg(long = "vm-share", default_value_t = crate::load::fleet::DEFAULT_VM_SHARE)]
+    pub vm_share: f64,
     /// Runtime threads (default: the number of CPUs).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -242,6 +245,15 @@ impl LoadOpts {
                 read_timeout: Duration::from_secs_f64(self.read_timeout),
             },
             seed: self.seed,
+            vm_share: if (0.0..=1.0).contains(&self.vm_share) {
+                self.vm_share
+            } else {
+                return Err(Error::BadValue {
+                    option: "--vm-share",
+                    value: self.vm_share.to_string(),
+                    expected: "a share from 0 to 1",
+                });
+            },
             progress: !self.quiet && std::io::stderr().is_terminal(),
             templates: self.from_capture.as_ref().map(templates).transpose()?,
             hdr_log: self.hdr_log.clone(),

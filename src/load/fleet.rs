@@ -22,6 +22,12 @@ use super::mix::Mix;
 /// run; beyond that, allocation would fail before anything was sent.
 pub const MAX_CLIENTS: usize = 1_000_000;
 
+/// The share of machines that say they are virtual machines (the request's VM flag), unless
+/// `--vm-share` says otherwise. No public figure gives a site's share; half, so that a host
+/// sees both values as it would at any site that mixes hardware and VMs (the genuine Windows 11
+/// request in `captures/genuine/` came from a VM and sets the flag).
+pub const DEFAULT_VM_SHARE: f64 = 0.5;
+
 /// One simulated machine.
 #[derive(Debug)]
 pub struct Machine {
@@ -37,6 +43,8 @@ pub struct Machine {
     pub version: Version,
     /// Required client count of its product class.
     pub required_clients: u32,
+    /// Whether it is a virtual machine (the request's VM flag).
+    pub vm: bool,
     /// Its license over time (workers may share a machine when connections outnumber it).
     client: Mutex<Client>,
 }
@@ -53,7 +61,7 @@ impl Machine {
         let (license_status, binding_expiration) = self.client().license(now);
         RequestBase {
             version: self.version,
-            vm_info: 0,
+            vm_info: u32::from(self.vm),
             license_status,
             binding_expiration,
             app_id: self.app_id,
@@ -96,6 +104,12 @@ impl Fleet {
 
     /// [`Fleet::new`], the machines first booted at `booted` (their out-of-box grace starts).
     pub fn booted(n: usize, mix: &Mix, seed: u64, booted: FileTime) -> Fleet {
+        Fleet::with_vm_share(n, mix, seed, booted, DEFAULT_VM_SHARE)
+    }
+
+    /// [`Fleet::booted`] with `vm_share` of the machines virtual (0 to 1).
+    pub fn with_vm_share(n: usize, mix: &Mix, seed: u64, booted: FileTime, vm_share: f64) -> Fleet {
+        let vm_share = vm_share.clamp(0.0, 1.0);
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let machines = (0..n)
             .map(|_| {
@@ -115,6 +129,7 @@ impl Fleet {
                         minor: 0,
                     },
                     required_clients: sku.class.threshold(),
+                    vm: rng.random_bool(vm_share),
                     client: Mutex::new(Client::new(sku.class.threshold(), booted)),
                 }
             })
@@ -209,5 +224,21 @@ mod test {
         );
         // A renewal is not a second activation.
         assert!(!m.answered(later, count(30)));
+    }
+
+    #[test]
+    fn test_vm_share_sets_the_vm_flag_on_that_share() {
+        let mix = Mix::default_mix();
+        let boot = FileTime::from_unix_secs(1_800_000_000);
+        let vms = |share: f64| {
+            let fleet = Fleet::with_vm_share(1000, &mix, 3, boot, share);
+            (0..fleet.len() as u64)
+                .filter(|&i| fleet.get(i).request(boot).vm_info == 1)
+                .count()
+        };
+        assert_eq!(vms(0.0), 0);
+        assert_eq!(vms(1.0), 1000);
+        let half = vms(DEFAULT_VM_SHARE);
+        assert!((400..=600).contains(&half), "{half}");
     }
 }

@@ -73,6 +73,8 @@ pub struct LoadConfig {
     pub client: ClientConfig,
     /// Seed of the fleet (machine IDs, names, products).
     pub seed: u64,
+    /// The share of machines that set the VM flag (0 to 1).
+    pub vm_share: f64,
     /// Live progress line on stderr.
     pub progress: bool,
     /// Captured requests to use as templates.
@@ -463,7 +465,13 @@ pub async fn run_recorded(
         (None, Some(h)) => h.addrs.clone(),
         (None, None) => return Err(LoadError::NoTarget),
     };
-    let fleet = Fleet::new(config.clients, &config.mix, config.seed);
+    let fleet = Fleet::with_vm_share(
+        config.clients,
+        &config.mix,
+        config.seed,
+        crate::clock::now_filetime(),
+        config.vm_share,
+    );
     let mut shared = Shared::new(
         fleet,
         config.templates.clone(),
