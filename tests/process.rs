@@ -324,21 +324,27 @@ fn catalog_file_serves_and_activates_windows_server_2025() {
     );
 }
 
+/// `activate ADDR --json`, which must succeed; its first exchange.
+fn first_exchange(addr: &str) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .args(["activate", addr, "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mut report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    report["exchanges"][0].take()
+}
+
 /// Each host process starts its association groups at a random value (a constant one is an
 /// emulator's tell: py-kms answers 0x1063bf3f on every connection), then counts up.
 #[test]
 fn association_groups_start_at_random_per_process() {
     let group = |addr: &str| -> u64 {
-        let out = Command::new(BIN)
-            .args(["activate", addr, "--json"])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        report["exchanges"][0]["bind"]["assoc_group"]
+        let e = first_exchange(addr);
+        e["bind"]["assoc_group"]
             .as_u64()
-            .unwrap_or_else(|| panic!("no assoc_group in {report}"))
+            .unwrap_or_else(|| panic!("no assoc_group in {e}"))
     };
     let (_a, addr_a) = serve(&[]);
     let (_b, addr_b) = serve(&[]);
@@ -364,16 +370,10 @@ fn epid_of_a_26100_host_survives_a_restart() {
     let state = dir.path("state.json");
     let state_arg = state.display().to_string();
     let epid = |addr: &str| -> String {
-        let out = Command::new(BIN)
-            .args(["activate", addr, "--json"])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        report["exchanges"][0]["response"]["epid"]
+        let e = first_exchange(addr);
+        e["response"]["epid"]
             .as_str()
-            .unwrap_or_else(|| panic!("no ePID in {report}"))
+            .unwrap_or_else(|| panic!("no ePID in {e}"))
             .to_owned()
     };
     let args = ["--state", &state_arg, "--host-build", "26100"];
