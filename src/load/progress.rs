@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::serialization::V2DeflateSerializer;
-use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -102,6 +102,36 @@ pub fn spawn(shared: Arc<Shared>, show: bool, log: Option<PathBuf>) -> Display {
     }
 }
 
+/// Values are recorded in microseconds; the `Interval_Max` column is written in milliseconds,
+/// as Java's `HistogramLogWriter` writes it for its default nanosecond values (its
+/// `maxValueUnitRatio`, here 1000 for microseconds).
+const HDR_LOG_MAX_DIVISOR: f64 = 1000.0;
+
+/// The header of HdrHistogram's interval log format 1.3, as Java's `HistogramLogWriter` writes
+/// it: version, start and base time, the column legend, with the unit stated in a comment.
+fn write_log_header(
+    w: &mut impl std::io::Write,
+    start: std::time::SystemTime,
+) -> std::io::Result<()> {
+    let secs = start
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    writeln!(
+        w,
+        "#kmsharness load: total latency per interval; values in microseconds, Interval_Max in \
+         milliseconds (HistogramLogProcessor: -outputValueUnitRatio 1000 prints milliseconds)"
+    )?;
+    writeln!(w, "#[Histogram log format version 1.3]")?;
+    writeln!(w, "#[StartTime: {secs:.3} (seconds since epoch)]")?;
+    // Interval timestamps are relative to the start, so the base time is the start too.
+    writeln!(w, "#[BaseTime: {secs:.3} (seconds since epoch)]")?;
+    writeln!(
+        w,
+        "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\""
+    )
+}
+
 fn write_log(
     path: &PathBuf,
     shared: &Shared,
@@ -109,21 +139,19 @@ fn write_log(
 ) -> std::io::Result<()> {
     let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
     let wall_start = crate::clock::wall() - shared.start.elapsed();
+    write_log_header(&mut file, wall_start)?;
     let mut serializer = V2DeflateSerializer::new();
     let mut writer = IntervalLogWriterBuilder::new()
-        .add_comment("kmsharness load: total latency per interval, microseconds")
-        .with_start_time(wall_start)
-        .with_base_time(wall_start)
-        .with_max_value_divisor(1.0)
+        .with_max_value_divisor(HDR_LOG_MAX_DIVISOR)
         .begin_log_with(&mut file, &mut serializer)?;
-    let tag = Tag::new("total");
     for (from, to, h) in intervals {
+        // Untagged: the total histogram is what HistogramLogProcessor reads without `-tag`.
         writer
             .write_histogram(
                 h,
                 from.duration_since(shared.start),
                 to.duration_since(*from),
-                tag,
+                None,
             )
             .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
     }
