@@ -12,7 +12,7 @@ use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::schedule::Shared;
+use super::schedule::{Progress, Shared};
 
 /// How often the display and log are updated.
 const TICK: Duration = Duration::from_secs(1);
@@ -71,10 +71,9 @@ pub fn spawn(shared: Arc<Shared>, show: bool, log: Option<PathBuf>) -> Display {
                 let mut err = std::io::stderr().lock();
                 let _ = write!(
                     err,
-                    "\r\x1b[2K{:>7.1}s  {:>9.0}/s  done {:>10}  errors {:>7}  p99 {:>7} µs",
-                    now.duration_since(shared.start).as_secs_f64(),
+                    "\r\x1b[2K{}  {:>9.0}/s  errors {:>7}  p99 {:>7} µs",
+                    position(&shared.progress(now, done)),
                     rate,
-                    done,
                     shared.failed.load(Ordering::Relaxed),
                     p99
                 );
@@ -99,6 +98,28 @@ pub fn spawn(shared: Arc<Shared>, show: bool, log: Option<PathBuf>) -> Display {
     Display {
         stop: Some(stop),
         task,
+    }
+}
+
+/// The progress line's first part: done of total and the time left, as wrk2 and k6 show it.
+fn position(p: &Progress) -> String {
+    let secs = |d: Duration| d.as_secs_f64();
+    let eta = p
+        .eta()
+        .map_or_else(String::new, |e| format!("  ETA {:>5.0}s", secs(e)));
+    match *p {
+        Progress::WarmingUp { left } => format!("warm-up, {:.0}s left", secs(left).ceil()),
+        Progress::Count {
+            done,
+            total,
+            measured,
+        } => {
+            format!("{:>7.1}s  done {done:>10}/{total}{eta}", secs(measured))
+        }
+        Progress::Time { measured, total } => {
+            format!("{:>7.1}s/{:.0}s{eta}", secs(measured), secs(total))
+        }
+        Progress::Open { measured } => format!("{:>7.1}s", secs(measured)),
     }
 }
 
@@ -157,4 +178,41 @@ fn write_log(
     }
     drop(writer);
     file.flush()
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn test_progress_line_shows_done_of_total_and_eta() {
+        let s = Duration::from_secs;
+        let count = Progress::Count {
+            done: 250,
+            total: 1000,
+            measured: s(5),
+        };
+        assert_eq!(count.eta(), Some(s(15)));
+        let line = position(&count);
+        assert!(line.contains("done        250/1000"), "{line}");
+        assert!(line.contains("ETA    15s"), "{line}");
+        let time = Progress::Time {
+            measured: s(4),
+            total: s(10),
+        };
+        assert_eq!(time.eta(), Some(s(6)));
+        assert!(position(&time).contains("4.0s/10s"), "{}", position(&time));
+        let warm = Progress::WarmingUp {
+            left: Duration::from_millis(1500),
+        };
+        assert_eq!(warm.eta(), None);
+        assert_eq!(position(&warm), "warm-up, 2s left");
+        // Nothing done yet: no estimate rather than a division by zero.
+        let none = Progress::Count {
+            done: 0,
+            total: 10,
+            measured: s(1),
+        };
+        assert_eq!(none.eta(), None);
+    }
 }

@@ -114,6 +114,52 @@ pub struct Shared {
     interval: Mutex<Histogram<u64>>,
 }
 
+/// Where a run stands (see [`Shared::progress`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Progress {
+    /// Warm-up, with this much left.
+    WarmingUp {
+        /// Time left.
+        left: Duration,
+    },
+    /// A run of `total` measured activations.
+    Count {
+        /// Measured activations finished.
+        done: u64,
+        /// Measured activations wanted.
+        total: u64,
+        /// Measured time so far.
+        measured: Duration,
+    },
+    /// A run of `total` measured time.
+    Time {
+        /// Measured time so far.
+        measured: Duration,
+        /// Measured time wanted.
+        total: Duration,
+    },
+    /// Unbounded (until Ctrl-C).
+    Open {
+        /// Measured time so far.
+        measured: Duration,
+    },
+}
+
+impl Progress {
+    /// What is left, estimated: by the rate so far for a count, exactly for a time.
+    pub fn eta(&self) -> Option<Duration> {
+        match *self {
+            Progress::WarmingUp { .. } | Progress::Open { .. } => None,
+            Progress::Time { measured, total } => Some(total.saturating_sub(measured)),
+            Progress::Count {
+                done,
+                total,
+                measured,
+            } => (done > 0).then(|| measured.mul_f64((total - done) as f64 / done as f64)),
+        }
+    }
+}
+
 /// Bounds and pacing of a run.
 #[derive(Debug, Clone, Copy)]
 pub struct Pacing {
@@ -207,6 +253,30 @@ impl Shared {
     /// where every step has its own timeout).
     pub fn cutoff(&self) -> Option<Instant> {
         self.deadline.map(|d| d + self.client.read_timeout)
+    }
+
+    /// How far a measured run has come, for the progress line: `(done, total)` of a run bounded
+    /// by count, the measured time elapsed and its length for one bounded by time, and whether
+    /// warm-up is still on.
+    pub fn progress(&self, now: Instant, done: u64) -> Progress {
+        if now < self.warmup_end {
+            return Progress::WarmingUp {
+                left: self.warmup_end - now,
+            };
+        }
+        let measured = now - self.warmup_end;
+        match (self.max_requests, self.deadline) {
+            (Some(total), _) => Progress::Count {
+                done: done.min(total),
+                total,
+                measured,
+            },
+            (None, Some(deadline)) => Progress::Time {
+                measured,
+                total: deadline - self.warmup_end,
+            },
+            (None, None) => Progress::Open { measured },
+        }
     }
 
     /// Whether the run can still issue tickets (for the progress display).

@@ -169,9 +169,12 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
             }
             stats.tick(now.saturating_duration_since(shared.start).as_secs() as usize);
         }
-        shared.done.fetch_add(1, Ordering::Relaxed);
-        if failed.is_some() {
-            shared.failed.fetch_add(1, Ordering::Relaxed);
+        // Progress counts measured work only, as the report does: warm-up is not "done".
+        if recorded {
+            shared.done.fetch_add(1, Ordering::Relaxed);
+            if failed.is_some() {
+                shared.failed.fetch_add(1, Ordering::Relaxed);
+            }
         }
         if shared.intervals
             && now.duration_since(last_flush).as_millis() >= FLUSH_MS
