@@ -225,3 +225,30 @@ fn catalog_file_errors_name_the_file_and_entry() {
     assert!(stderr.contains("skus[0] (\"X\"): kms_id"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An output that cannot be written stops a run before it starts (nothing is measured and
+/// nothing printed), with exit 6 naming the option and the file.
+#[test]
+fn unwritable_outputs_fail_before_the_run() {
+    for args in [
+        &["conform", "--junit", "/nonexistent/dir/conform.xml"][..],
+        &["load", "-d", "1s", "--json", "/nonexistent/dir/load.json"][..],
+        &[
+            "load",
+            "-d",
+            "1s",
+            "--hdr-log",
+            "/nonexistent/dir/load.hlog",
+        ][..],
+        &["load", "-d", "1s", "--record", "/nonexistent/dir/load.pcap"][..],
+    ] {
+        let (code, stdout, stderr) = kmsharness(args);
+        assert_eq!(code, 6, "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?} ran: {stdout}");
+        assert!(
+            stderr.contains("cannot write /nonexistent/dir/"),
+            "{stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+}

@@ -143,6 +143,10 @@ pub fn main(opts: &ConformOpts) -> Result<Exit, Error> {
         return Ok(Exit::Success);
     }
     let target: Option<Target> = opts.target.as_deref().map(str::parse).transpose()?;
+    // Before the run, not after it: a CI step with a wrong --junit path fails at once.
+    if let Some(path) = &opts.junit {
+        super::check_writable("--junit", path)?;
+    }
     let runtime = super::runtime(None)?;
     runtime.block_on(async {
         match target {
