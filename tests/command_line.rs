@@ -252,3 +252,24 @@ fn unwritable_outputs_fail_before_the_run() {
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
     }
 }
+
+/// A missing input file is exit 6 in every subcommand, with one line naming it.
+#[test]
+fn a_missing_input_file_is_exit_6_everywhere() {
+    let missing = "/nonexistent/input";
+    for args in [
+        &["load", "--mix", missing, "-d", "1s"][..],
+        &["load", "--from-capture", missing, "-d", "1s"][..],
+        &["replay", missing][..],
+        &["inspect", missing][..],
+        &["report", "merge", missing][..],
+        &["serve", "--config", missing][..],
+        &["conform", "--vectors", missing][..],
+        &["--catalog", missing, "activate", "--list"][..],
+    ] {
+        let (code, _, stderr) = kmsharness(args);
+        assert_eq!(code, 6, "{args:?}: {stderr}");
+        assert!(stderr.contains(missing), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+    }
+}

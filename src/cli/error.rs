@@ -121,8 +121,11 @@ impl Error {
             | Error::Content { .. }
             | Error::Mix(_)
             | Error::Merge(_)
-            | Error::Vectors(_)
             | Error::Selection(_) => Exit::Usage,
+            // A vector directory or file that cannot be read is a missing input, as in every
+            // other subcommand; one that reads but is wrong is a usage error.
+            Error::Vectors(crate::conform::vector::LoadError::Io { .. }) => Exit::LocalIo,
+            Error::Vectors(_) => Exit::Usage,
             Error::Resolve { .. } | Error::Unreachable { .. } => Exit::Connection,
             Error::Read { .. } | Error::Write { .. } | Error::Print(_) | Error::Runtime(_) => {
                 Exit::LocalIo
