@@ -385,3 +385,66 @@ fn epid_of_a_26100_host_survives_a_restart() {
     let (_second, addr) = serve(&args);
     assert_eq!(epid(&addr), before);
 }
+
+/// README's `host.toml`, the block that lists every key `serve --config` takes: each is
+/// accepted (unknown keys are errors), and `quiet` and `record` take effect from the file.
+#[test]
+fn serve_config_takes_every_key_the_readme_lists() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("# host.toml: every key serve --config takes")
+        .expect("README lists the serve config keys");
+    let block = &readme[start..];
+    let block = &block[..block.find("```").unwrap()];
+    let dir = Scratch::new("serve-config");
+    let (state, record) = (dir.path("hosts.json"), dir.path("serve.pcap"));
+    let mut doc: toml::Table = toml::from_str(block).unwrap();
+    let keys: Vec<String> = doc.keys().cloned().collect();
+    assert!(keys.len() >= 21, "{keys:?}");
+    // Loopback and scratch paths for this run; every other value as the README has it.
+    doc.insert(
+        "listen".into(),
+        toml::Value::Array(vec!["127.0.0.1:0".into()]),
+    );
+    doc.insert("control".into(), "127.0.0.1:0".into());
+    doc.insert("state".into(), state.display().to_string().into());
+    doc.insert("record".into(), record.display().to_string().into());
+    doc.insert("quiet".into(), true.into());
+    let file = dir.path("host.toml");
+    std::fs::write(&file, toml::to_string(&doc).unwrap()).unwrap();
+    let mut child = Reaped(
+        Command::new(BIN)
+            .args(["serve", "--config", &file.display().to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("serve ended before it listened")
+            .unwrap();
+        if let Some(a) = line.strip_prefix("kmsharness serve: listening on ") {
+            break a.to_owned();
+        }
+    };
+    let reader = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    activate(&addr);
+    child.term();
+    assert_eq!(child.wait().code(), Some(0));
+    let rest = reader.join().unwrap();
+    assert!(
+        rest.iter().all(|l| !l.contains("activation granted")),
+        "quiet = true from the file: {rest:?}"
+    );
+    assert!(
+        std::fs::metadata(&record).unwrap().len() > 24,
+        "record from the file"
+    );
+    assert!(state.exists(), "state from the file");
+}

@@ -116,6 +116,8 @@ struct FileConfig {
     btfn: Option<bool>,
     faults: Option<Vec<String>>,
     delay_ms: Option<u64>,
+    quiet: Option<bool>,
+    record: Option<PathBuf>,
 }
 
 fn load_file(path: &PathBuf) -> Result<FileConfig, Error> {
@@ -152,17 +154,23 @@ fn groups_for(
 impl ServeOpts {
     /// Validates options and config file into a [`HostSetup`].
     pub fn config(&self) -> Result<HostSetup, Error> {
+        self.config_and_record().map(|(setup, _)| setup)
+    }
+
+    /// [`Self::config`] and the `--record` file (the option's, else the config file's).
+    fn config_and_record(&self) -> Result<(HostSetup, Option<PathBuf>), Error> {
         let file = match &self.config {
             Some(p) => load_file(p)?,
             None => FileConfig::default(),
         };
-        self.apply(&file).map_err(Error::Usage)
+        let setup = self.apply(&file).map_err(Error::Usage)?;
+        Ok((setup, self.record.clone().or(file.record)))
     }
 
     /// The options over the config file's values; the error names the bad option.
     fn apply(&self, file: &FileConfig) -> Result<HostSetup, String> {
         let mut c = HostSetup {
-            log: !self.quiet,
+            log: !(self.quiet || file.quiet == Some(true)),
             ..HostSetup::default()
         };
         let listen = if self.listen.is_empty() {
@@ -318,8 +326,8 @@ pub fn main(opts: &ServeOpts) -> Result<Exit, Error> {
         super::print(|w| crate::serve::list_faults(w))?;
         return Ok(Exit::Success);
     }
-    let mut config = opts.config()?;
-    if let Some(path) = &opts.record {
+    let (mut config, record) = opts.config_and_record()?;
+    if let Some(path) = &record {
         let recorder = crate::capture::record::Recorder::create(path)
             .map_err(|e| Error::write("--record", path, e))?;
         config.listen.record = Some(recorder);
