@@ -45,6 +45,9 @@ enum Command {
     Serve(ServeOpts),
     /// A fleet of fake clients against a host (the bundled one by default); latency
     /// histograms and throughput.
+    // A later value of an option replaces an earlier one, so that the command line overrides
+    // a `--config` file's values, which come first.
+    #[command(args_override_self = true)]
     Load(LoadOpts),
     /// Work with load reports.
     #[command(subcommand)]
@@ -54,6 +57,7 @@ enum Command {
     /// Replay a capture's requests against a host (the bundled one by default).
     Replay(ReplayOpts),
     /// Run the conformance vectors against a host (the bundled one by default).
+    #[command(args_override_self = true)]
     Conform(ConformOpts),
     /// Print a shell completion script (e.g. `kmsharness completions bash >
     /// /etc/bash_completion.d/kmsharness`).
@@ -96,7 +100,13 @@ fn command_name(command: &Command) -> &'static str {
 }
 
 fn main() -> ExitCode {
-    let opts = Opts::parse();
+    // `load --config FILE` and `conform --config FILE`: the file's options join the command
+    // line before clap sees it.
+    let args = match cli::config_file::expand(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err((name, e)) => return cli::finish(name, Err(e)).into(),
+    };
+    let opts = Opts::parse_from(args);
     let name = command_name(&opts.command);
     if let Some(path) = &opts.catalog
         && let Err(e) = cli::load_catalog(path)

@@ -273,3 +273,47 @@ fn a_missing_input_file_is_exit_6_everywhere() {
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
     }
 }
+
+/// `load --config FILE` and `conform --config FILE` take any option under its long name; the
+/// command line wins over the file.
+#[test]
+fn load_and_conform_take_their_options_from_a_config_file() {
+    let dir = std::env::temp_dir().join(format!("kmsharness-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let load = dir.join("load.toml");
+    std::fs::write(
+        &load,
+        "clients = 30\nrequests = 60\nconnections = 2\nwarmup = \"0s\"\nmode = \"reuse\"\nquiet = true\n",
+    )
+    .unwrap();
+    let load = load.to_str().unwrap();
+    let (code, out, stderr) = kmsharness(&["load", "--config", load, "--json", "-"]);
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["clients"], 30, "{out}");
+    assert_eq!(report["mode"], "reuse", "{out}");
+    let (code, out, stderr) =
+        kmsharness(&["load", "--config", load, "--clients", "40", "--json", "-"]);
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["clients"], 40, "the command line wins: {out}");
+    let conform = dir.join("conform.json");
+    std::fs::write(
+        &conform,
+        r#"{"case": ["counting.cold-start"], "json": true}"#,
+    )
+    .unwrap();
+    let (code, out, stderr) = kmsharness(&["conform", "--config", conform.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["cases"].as_array().unwrap().len(), 1, "{out}");
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "clients = { a = 1 }\n").unwrap();
+    let (code, _, stderr) = kmsharness(&["load", "--config", bad.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.starts_with("kmsharness load: ") && stderr.contains("clients"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -17,6 +17,12 @@ use crate::net::discovery::{IpPreference, Target};
 /// Options of `conform`.
 #[derive(Debug, Clone, Args)]
 pub struct ConformOpts {
+    // Read and removed by `cli::config_file` before clap parses; declared for --help, the
+    // completions and the manual page.
+    /// TOML or JSON file of options under their long names (`clients = 500`, `mode =
+    /// "reuse"`, `threshold = ["p99<5ms"]`); options on the command line win.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Host to test (`host[:port]`, `[v6]:port`, `.domain`); without it, the bundled host runs
     /// in-process with a virtual clock.
     #[arg(long, short = 't')]

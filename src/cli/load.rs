@@ -27,6 +27,12 @@ pub const MAX_DURATION_SECS: u64 = 24 * 3600;
 /// Options of `load`.
 #[derive(Debug, Clone, Args)]
 pub struct LoadOpts {
+    // Read and removed by `cli::config_file` before clap parses; declared for --help, the
+    // completions and the manual page.
+    /// TOML or JSON file of options under their long names (`clients = 500`, `mode =
+    /// "reuse"`, `threshold = ["p99<5ms"]`); options on the command line win.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Host to load (`host[:port]`, `[v6]:port`, `.domain`); without it, the bundled host runs
     /// in-process on a loopback port.
     #[arg(long, short = 't')]

@@ -2,6 +2,7 @@
 //! subcommand's `main` returns its exit status or an [`Error`], which `main.rs` prints once.
 
 pub mod activate;
+pub mod config_file;
 pub mod conform;
 pub mod error;
 pub mod inspect;
