@@ -91,9 +91,23 @@ impl Reaped {
 
 /// Starts `serve -q -L 127.0.0.1:0 ARGS` and returns it with its listening address.
 fn serve(args: &[&str]) -> (Reaped, String) {
+    let mut full = vec!["-q", "-L", "127.0.0.1:0"];
+    full.extend_from_slice(args);
+    let (child, addr, lines) = serve_exactly(&full);
+    // Keep draining stderr so the child never blocks on it.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
+}
+
+/// The rest of a child's stderr, line by line.
+type StderrLines = std::io::Lines<BufReader<std::process::ChildStderr>>;
+
+/// Starts `serve ARGS` and returns it with its listening address and the rest of its stderr,
+/// which the caller must keep reading.
+fn serve_exactly(args: &[&str]) -> (Reaped, String, StderrLines) {
     let mut child = Reaped(
         Command::new(BIN)
-            .args(["serve", "-q", "-L", "127.0.0.1:0"])
+            .arg("serve")
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -112,9 +126,7 @@ fn serve(args: &[&str]) -> (Reaped, String) {
             break a.to_owned();
         }
     };
-    // Keep draining stderr so the child never blocks on it.
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, addr)
+    (child, addr, lines)
 }
 
 fn activate(addr: &str) {
@@ -413,26 +425,8 @@ fn serve_config_takes_every_key_the_readme_lists() {
     doc.insert("quiet".into(), true.into());
     let file = dir.path("host.toml");
     std::fs::write(&file, toml::to_string(&doc).unwrap()).unwrap();
-    let mut child = Reaped(
-        Command::new(BIN)
-            .args(["serve", "--config", &file.display().to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = child.0.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("serve ended before it listened")
-            .unwrap();
-        if let Some(a) = line.strip_prefix("kmsharness serve: listening on ") {
-            break a.to_owned();
-        }
-    };
+    let file_arg = file.display().to_string();
+    let (mut child, addr, lines) = serve_exactly(&["--config", &file_arg]);
     let reader = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
     activate(&addr);
     child.term();
