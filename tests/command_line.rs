@@ -15,6 +15,13 @@ fn kmsharness(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// A fresh scratch directory for this test process, named by `tag`.
+fn scratch(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("kmsharness-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 #[test]
 fn version_names_the_build() {
     let (code, stdout, _) = kmsharness(&["--version"]);
@@ -106,8 +113,7 @@ fn strip_origins(mut doc: serde_json::Value) -> serde_json::Value {
 
 #[test]
 fn catalog_listing_reads_back_as_a_catalog_file() {
-    let dir = std::env::temp_dir().join(format!("kmsharness-catalog-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("catalog");
     let file = dir.join("catalog.json");
     let (code, listing, _) = kmsharness(&["activate", "--list", "--json"]);
     assert_eq!(code, 0);
@@ -165,8 +171,7 @@ fn catalog_file_adds_products_every_subcommand_sees() {
     );
     // Load, with a mix naming a product only the file has, against the bundled host, which
     // takes the file's Office LTSC 2024 key to serve it: no refusal.
-    let dir = std::env::temp_dir().join(format!("kmsharness-catalog-mix-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("catalog-mix");
     let mix = dir.join("mix.toml");
     std::fs::write(
         &mix,
@@ -210,8 +215,7 @@ fn catalog_file_errors_name_the_file_and_entry() {
         stderr.contains("--catalog: cannot read /nonexistent/catalog.toml"),
         "{stderr}"
     );
-    let dir = std::env::temp_dir().join(format!("kmsharness-catalog-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("catalog-bad");
     let bad = dir.join("bad.toml");
     std::fs::write(
         &bad,
@@ -278,8 +282,7 @@ fn a_missing_input_file_is_exit_6_everywhere() {
 /// command line wins over the file.
 #[test]
 fn load_and_conform_take_their_options_from_a_config_file() {
-    let dir = std::env::temp_dir().join(format!("kmsharness-config-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("config");
     let load = dir.join("load.toml");
     std::fs::write(
         &load,
