@@ -1,6 +1,6 @@
 //! Issue 13 §3 conventions, checked on the built binary's real outputs: no Rust Debug names
 //! (`ClientOs`, `BadStubData`, `Some(…)`) in text or JSON, no colour on a stream that is not a
-//! terminal.
+//! terminal (the `NO_COLOR` rule itself: `serve::colour`'s unit test).
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -219,4 +219,18 @@ fn no_rust_names_in_text_or_json_outputs() {
         "Rust names in outputs:\n{}",
         leaks.join("\n")
     );
+}
+
+/// `serve`'s log lines on a pipe carry no escape sequence, whatever `NO_COLOR` says.
+#[test]
+fn serve_logs_without_colour_on_a_pipe() {
+    for env in [&[][..], &[("NO_COLOR", "")][..], &[("NO_COLOR", "1")][..]] {
+        let (_host, addr, log) = serve(&[], env);
+        run(&["activate", &addr]);
+        let line = log
+            .recv_timeout(GUARD)
+            .expect("a log line for the activation");
+        assert!(line.contains("activation granted"), "{env:?}: {line}");
+        assert!(!line.contains('\x1b'), "{env:?}: escape in {line:?}");
+    }
 }
