@@ -234,3 +234,66 @@ fn serve_logs_without_colour_on_a_pipe() {
         assert!(!line.contains('\x1b'), "{env:?}: escape in {line:?}");
     }
 }
+
+/// Every duration option takes humantime forms and plain (also decimal) seconds; a bad one is a
+/// usage error (2) naming the option.
+#[test]
+fn duration_options_take_humantime_and_seconds() {
+    let status = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Nothing listens on port 1: a valid command line gets as far as connecting (3).
+    for t in ["500ms", "10.0", "2", "1m30s"] {
+        let (code, err) = status(&[
+            "activate",
+            "127.0.0.1:1",
+            "--connect-timeout",
+            t,
+            "--read-timeout",
+            t,
+        ]);
+        assert_eq!(code, Some(3), "activate timeouts {t}: {err}");
+    }
+    let (code, err) = status(&["activate", "127.0.0.1:1", "--read-timeout", "soon"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--read-timeout"), "{err}");
+    let (code, err) = status(&[
+        "load",
+        "-n",
+        "20",
+        "-d",
+        "1h30m",
+        "--warmup",
+        "500ms",
+        "--read-timeout",
+        "2.5",
+    ]);
+    assert_eq!(code, Some(0), "load: {err}");
+    let (code, err) = status(&[
+        "replay",
+        "captures/vlmcs-vlmcsd-v6.pcap",
+        "--read-timeout",
+        "1500ms",
+    ]);
+    assert_eq!(code, Some(0), "replay: {err}");
+    let (code, err) = status(&[
+        "conform",
+        "--connect-timeout",
+        "2s",
+        "--read-timeout",
+        "4.5",
+        "--list",
+    ]);
+    assert_eq!(code, Some(0), "conform: {err}");
+    let (code, err) = status(&["conform", "--read-timeout", "2h", "--list"]);
+    assert_eq!(code, Some(2), "conform over 10m: {err}");
+}
