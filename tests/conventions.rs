@@ -190,6 +190,7 @@ fn no_rust_names_in_text_or_json_outputs() {
         let (_host, addr, log) = serve(&["--fault", fault], &[]);
         check(&["activate", &addr]);
         check(&["activate", &addr, "--json"]);
+        check(&["activate", &addr, "-q"]);
         check(&[
             "load", "-t", &addr, "-n", "50", "--warmup", "0s", "--json", "-",
         ]);
@@ -296,4 +297,43 @@ fn duration_options_take_humantime_and_seconds() {
     assert_eq!(code, Some(0), "conform: {err}");
     let (code, err) = status(&["conform", "--read-timeout", "2h", "--list"]);
     assert_eq!(code, Some(2), "conform over 10m: {err}");
+}
+
+/// `activate -q`: one line per request, as vlmcs without `-v`: number, product, version,
+/// outcome, then the count and ePID, or the refusal's HRESULT with its name.
+#[test]
+fn activate_quiet_prints_one_line_per_request() {
+    let (_host, addr, _log) = serve(&["-q"], &[]);
+    let text = run(&[
+        "activate",
+        &addr,
+        "-q",
+        "-n",
+        "3",
+        "-l",
+        "Windows 10/11 Enterprise",
+    ]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    for (i, line) in lines.iter().enumerate() {
+        assert!(
+            line.starts_with(&format!(
+                "{} of 3  Windows 10/11 Enterprise  6.0  ok  count ",
+                i + 1
+            )),
+            "{line}"
+        );
+        let epid = line.split("  ePID ").nth(1).expect("an ePID");
+        assert_eq!(epid.split('-').count(), 8, "{line}");
+    }
+    let text = run(&["activate", &addr, "-q", "-K", "6.1"]);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains("  refused"), "{text}");
+    assert!(text.contains("0x8007000D (ERROR_INVALID_DATA)"), "{text}");
+    let (_refusing, addr, _log) = serve(&["-q", "--fault", "refuse-all"], &[]);
+    let text = run(&["activate", &addr, "-q"]);
+    assert!(
+        text.contains("refused  0xC004F041 (SL_E_VL_KEY_MANAGEMENT_SERVICE_NOT_ACTIVATED)"),
+        "{text}"
+    );
 }

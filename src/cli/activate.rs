@@ -116,6 +116,10 @@ pub struct ActivateOpts {
     /// Print the report as JSON (format `kmsharness-activate/1`).
     #[arg(long)]
     pub json: bool,
+    /// One line per request (number, product, outcome, count and ePID, or the refusal's
+    /// HRESULT, or the error) instead of the full dump.
+    #[arg(short = 'q', long, conflicts_with = "json")]
+    pub quiet: bool,
     /// Ask the host once per application and write its ePIDs and hardware ID to FILE, as a
     /// `serve --config` file (like vlmcs -G).
     #[arg(short = 'G', long, value_name = "FILE")]
@@ -355,6 +359,8 @@ pub fn main(opts: &ActivateOpts) -> Result<Exit, Error> {
         super::print(|w| {
             if opts.json {
                 crate::report::activate::json(w, &report)
+            } else if opts.quiet {
+                crate::report::activate::quiet(w, &report)
             } else {
                 crate::report::activate::text(w, &report)
             }
