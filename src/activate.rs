@@ -127,7 +127,7 @@ pub struct ExchangeReport {
     /// The HRESULT of a refusal, with its name, e.g. `0x8007000D (ERROR_INVALID_DATA)`.
     #[serde(serialize_with = "ser::opt_display")]
     pub hresult: Option<HResult>,
-    /// The status of an RPC fault, with its code, e.g. `OpRangeError (0x1C010002)`.
+    /// The status of an RPC fault, with its code, e.g. `op_range_error (0x1C010002)`.
     #[serde(serialize_with = "ser::opt_fault")]
     pub fault: Option<FaultStatus>,
     /// What went wrong below the KMS layer.

@@ -76,8 +76,10 @@ pub const DEFAULT_HOST_KEY_GROUP: &str = "Volume License for Windows Server 2022
 // ---------------------------------------------------------------------------------------------
 // Applications
 
-/// The three activation applications a KMS host counts separately.
+/// The three activation applications a KMS host counts separately. Serialized lower-case
+/// (`windows`, `office2010`, `office2013`), as the host state file names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AppKind {
     /// Windows client and server.
     Windows,
@@ -140,8 +142,10 @@ impl Application {
 // ---------------------------------------------------------------------------------------------
 // Product classes
 
-/// Which activation threshold a product counts against.
+/// Which activation threshold a product counts against. Serialized `client_os`, `server_os`,
+/// `office`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ProductClass {
     /// Windows client editions.
     ClientOs,

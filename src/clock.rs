@@ -129,13 +129,22 @@ pub fn parse_secs(text: &str) -> Option<i64> {
     i64::try_from(secs).ok()?.checked_mul(sign)
 }
 
-/// Parses a non-negative duration: plain seconds or any humantime duration (`1h30m`, `500ms`).
+/// Parses a non-negative duration: plain seconds, whole or decimal (`90`, `2.5`, as the
+/// timeout options took them before they took humantime), or any humantime duration (`1h30m`,
+/// `500ms`).
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
-    match text.parse::<u64>() {
-        Ok(n) => Some(Duration::from_secs(n)),
-        Err(_) => humantime::parse_duration(text).ok(),
+    if let Ok(n) = text.parse::<u64>() {
+        return Some(Duration::from_secs(n));
     }
+    // Digits and one dot only: `f64`'s parser would also take `inf`, `-1` and `1e3`.
+    let decimal = text.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && text.bytes().filter(|&b| b == b'.').count() == 1
+        && text.bytes().any(|b| b.is_ascii_digit());
+    if decimal {
+        return Duration::try_from_secs_f64(text.parse().ok()?).ok();
+    }
+    humantime::parse_duration(text).ok()
 }
 
 #[cfg(test)]
@@ -161,6 +170,14 @@ mod tests {
         assert_eq!(parse_secs("4 h"), Some(4 * 3_600));
         assert_eq!(parse_secs("soon"), None);
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5_400)));
+        assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10.0"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2.5"), Some(Duration::from_millis(2_500)));
+        assert_eq!(parse_duration(".5"), Some(Duration::from_millis(500)));
+        for bad in ["", ".", "-1", "1e3", "inf", "NaN", "1.2.3", "5 parsecs"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
         assert_eq!(parse_duration("-2m"), None);
     }

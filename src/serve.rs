@@ -38,16 +38,30 @@ pub fn list_faults(w: &mut dyn Write) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The environment variable that turns colour off (<https://no-color.org>).
+pub const NO_COLOR_ENV: &str = "NO_COLOR";
+
+/// Whether to colour a stream: only a terminal, and only while `NO_COLOR` is unset or empty
+/// (no-color.org: "when present and not an empty string, prevents the addition of ANSI
+/// color").
+pub fn colour(is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 /// One log line per request on stderr (`RUST_LOG` overrides the level), coloured only on a
-/// terminal.
+/// terminal and without `NO_COLOR` (see [`colour`]).
 pub fn init_log() {
+    let ansi = colour(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var_os(NO_COLOR_ENV).as_deref(),
+    );
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(ansi)
         .try_init();
 }
 
@@ -121,6 +135,16 @@ pub async fn run(
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn test_colour_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(colour(true, None));
+        assert!(colour(true, Some(OsStr::new(""))));
+        assert!(!colour(true, Some(OsStr::new("1"))));
+        assert!(!colour(false, None));
+        assert!(!colour(false, Some(OsStr::new(""))));
+    }
 
     #[test]
     fn test_connections_fit_under_the_file_limit() {

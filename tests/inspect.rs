@@ -1116,14 +1116,17 @@ fn refusals_and_faults_are_named_and_fail_the_run() {
     let r = inspect(&with_reply(&rpc_pdu(3, &body)), InspectConfig::default());
     let e = &r.connections[0].exchanges[0];
     assert_eq!(e.outcome, Outcome::Fault);
-    assert_eq!(r.summary.errors.faults[0].name, "OpRangeError (0x1C010002)");
+    assert_eq!(
+        r.summary.errors.faults[0].name,
+        "op_range_error (0x1C010002)"
+    );
     assert_eq!(r.exit, Exit::ChecksFailed);
     let mut out = Vec::new();
     json(&mut out, "fault.pcap", &r).unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(
         v["connections"][0]["exchanges"][0]["fault"],
-        "OpRangeError (0x1C010002)"
+        "op_range_error (0x1C010002)"
     );
     assert_eq!(v["exit_status"], 1);
 }

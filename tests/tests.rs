@@ -7,6 +7,7 @@ mod allocation;
 mod captures;
 mod command_line;
 mod conform;
+mod conventions;
 mod hostile_client;
 mod inspect;
 mod layers;

@@ -394,8 +394,8 @@ impl Builder {
     }
 }
 
-/// The application named by `text`: its ID, its kind (`Windows`, `Office2010`, `Office2013`) or
-/// its display name.
+/// The application named by `text`: its ID, its kind (`windows`, `office2010`, `office2013`, as
+/// `activate --list --json` writes it) or its display name.
 fn app_kind(text: &str) -> Option<AppKind> {
     if let Ok(id) = text.trim().parse::<Guid>() {
         return application(&id).map(|a| a.kind);
@@ -406,7 +406,8 @@ fn app_kind(text: &str) -> Option<AppKind> {
         .map(|a| a.kind)
 }
 
-/// A product class from its name (`ClientOs`, `client_os`, `client os`) or, failing that, from
+/// A product class from its name (`client_os` as `activate --list --json` writes it, `ClientOs`
+/// as earlier versions did, `client os`) or, failing that, from
 /// the threshold: 25 is a client OS, 5 a server OS for Windows and Office for Office.
 fn class_of(
     class: Option<&str>,
@@ -422,7 +423,7 @@ fn class_of(
         return CLASSES
             .into_iter()
             .find(|c| loose_eq(&format!("{c:?}"), text) || loose_eq(c.name(), text))
-            .ok_or_else(|| format!("class {text:?}: expected ClientOs, ServerOs or Office"));
+            .ok_or_else(|| format!("class {text:?}: expected client_os, server_os or office"));
     }
     match (threshold, app) {
         (Some(25), AppKind::Windows) => Ok(ProductClass::ClientOs),

@@ -105,15 +105,23 @@ pub struct ActivateOpts {
     /// IP version to use with host names: 4 or 6.
     #[arg(short = 'i', long = "ip", value_enum, default_value_t = IpFlag::Any)]
     pub ip: IpFlag,
-    /// Connect timeout, seconds.
-    #[arg(long = "connect-timeout", default_value_t = 5.0)]
-    pub connect_timeout: f64,
-    /// Reply timeout, seconds.
-    #[arg(long = "read-timeout", default_value_t = 10.0)]
-    pub read_timeout: f64,
+    /// Connect timeout: a duration (500ms, 1m) or seconds (2.5).
+    #[arg(
+        long = "connect-timeout",
+        default_value = "5s",
+        value_name = "DURATION"
+    )]
+    pub connect_timeout: String,
+    /// Reply timeout: a duration (500ms, 1m) or seconds (2.5).
+    #[arg(long = "read-timeout", default_value = "10s", value_name = "DURATION")]
+    pub read_timeout: String,
     /// Print the report as JSON (format `kmsharness-activate/1`).
     #[arg(long)]
     pub json: bool,
+    /// One line per request (number, product, outcome, count and ePID, or the refusal's
+    /// HRESULT, or the error) instead of the full dump.
+    #[arg(short = 'q', long, conflicts_with = "json")]
+    pub quiet: bool,
     /// Ask the host once per application and write its ePIDs and hardware ID to FILE, as a
     /// `serve --config` file (like vlmcs -G).
     #[arg(short = 'G', long, value_name = "FILE")]
@@ -152,16 +160,15 @@ impl From<IpFlag> for IpPreference {
     }
 }
 
-fn seconds(option: &'static str, s: f64) -> Result<Duration, Error> {
-    if s.is_finite() && s > 0.0 && s < 86_400.0 {
-        Ok(Duration::from_secs_f64(s))
-    } else {
-        Err(Error::BadValue {
-            option,
-            value: s.to_string(),
-            expected: "a number of seconds between 0 and 86400",
-        })
-    }
+/// A timeout option: above zero, below a day.
+fn seconds(option: &'static str, text: &str) -> Result<Duration, Error> {
+    const MAX: Duration = Duration::from_secs(86_400);
+    super::timeout(
+        option,
+        text,
+        MAX,
+        "a duration above 0 and at most 24h, e.g. 10s, 500ms or 2.5 (seconds)",
+    )
 }
 
 impl ActivateOpts {
@@ -245,8 +252,8 @@ impl ActivateOpts {
                     multiplex: !self.no_multiplex,
                     ..ClientRpcOptions::default()
                 },
-                connect_timeout: seconds("--connect-timeout", self.connect_timeout)?,
-                read_timeout: seconds("--read-timeout", self.read_timeout)?,
+                connect_timeout: seconds("--connect-timeout", &self.connect_timeout)?,
+                read_timeout: seconds("--read-timeout", &self.read_timeout)?,
             },
         })
     }
@@ -354,6 +361,8 @@ pub fn main(opts: &ActivateOpts) -> Result<Exit, Error> {
         super::print(|w| {
             if opts.json {
                 crate::report::activate::json(w, &report)
+            } else if opts.quiet {
+                crate::report::activate::quiet(w, &report)
             } else {
                 crate::report::activate::text(w, &report)
             }

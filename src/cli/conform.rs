@@ -62,12 +62,16 @@ pub struct ConformOpts {
     /// List the cases and exit.
     #[arg(long)]
     pub list: bool,
-    /// TCP handshake limit, seconds.
-    #[arg(long = "connect-timeout", default_value_t = 5.0)]
-    pub connect_timeout: f64,
-    /// Reply limit, seconds.
-    #[arg(long = "read-timeout", default_value_t = 5.0)]
-    pub read_timeout: f64,
+    /// TCP handshake limit: a duration (500ms, 1m) or seconds (2.5).
+    #[arg(
+        long = "connect-timeout",
+        default_value = "5s",
+        value_name = "DURATION"
+    )]
+    pub connect_timeout: String,
+    /// Reply limit: a duration (500ms, 1m) or seconds (2.5).
+    #[arg(long = "read-timeout", default_value = "5s", value_name = "DURATION")]
+    pub read_timeout: String,
 }
 
 impl ConformOpts {
@@ -82,20 +86,13 @@ impl ConformOpts {
         config.strict = self.strict;
         config.allow_state_changes = self.allow_state_changes;
         config.fresh_host = self.fresh_host;
-        for (flag, v) in [
-            ("--connect-timeout", self.connect_timeout),
-            ("--read-timeout", self.read_timeout),
-        ] {
-            if !(v.is_finite() && v > 0.0 && v <= 600.0) {
-                return Err(Error::BadValue {
-                    option: flag,
-                    value: v.to_string(),
-                    expected: "seconds above 0 (at most 600)",
-                });
-            }
-        }
-        config.connect_timeout = Duration::from_secs_f64(self.connect_timeout);
-        config.read_timeout = Duration::from_secs_f64(self.read_timeout);
+        // Ten minutes: longer and a silent host stalls the run past any use.
+        const MAX: Duration = Duration::from_secs(600);
+        const EXPECTED: &str =
+            "a duration above 0 and at most 10m, e.g. 5s, 500ms or 2.5 (seconds)";
+        config.connect_timeout =
+            super::timeout("--connect-timeout", &self.connect_timeout, MAX, EXPECTED)?;
+        config.read_timeout = super::timeout("--read-timeout", &self.read_timeout, MAX, EXPECTED)?;
         config.validate()?;
         Ok(config)
     }

@@ -53,13 +53,13 @@ pub struct LoadOpts {
     /// scheduled start). Without it, closed loop: as fast as the host answers.
     #[arg(long, short = 'r')]
     pub rate: Option<f64>,
-    /// Measured time, e.g. 30s or 2m (default 10s unless --requests is given).
+    /// Measured time, e.g. 30s, 2m or 1h30m (default 10s unless --requests is given).
     #[arg(long, short = 'd')]
     pub duration: Option<String>,
     /// Measured activations.
     #[arg(long, short = 'n')]
     pub requests: Option<u64>,
-    /// Unmeasured time at the start, e.g. 2s.
+    /// Unmeasured time at the start, e.g. 2s or 500ms.
     #[arg(long, default_value = "1s")]
     pub warmup: String,
     /// Use the KMS requests of a capture as templates, re-stamped per machine.
@@ -78,9 +78,9 @@ pub struct LoadOpts {
     /// Offer bind-time feature negotiation (0 or 1).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
     pub btfn: u8,
-    /// Reply timeout, seconds.
-    #[arg(long = "read-timeout", default_value_t = 5.0)]
-    pub read_timeout: f64,
+    /// Reply timeout: a duration (500ms, 1m) or seconds (2.5).
+    #[arg(long = "read-timeout", default_value = "5s", value_name = "DURATION")]
+    pub read_timeout: String,
     /// Fleet seed (machine IDs, names, products).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -221,13 +221,12 @@ impl LoadOpts {
             }
             None => Mix::default_mix(),
         };
-        if !(self.read_timeout.is_finite() && self.read_timeout > 0.0) {
-            return Err(Error::BadValue {
-                option: "--read-timeout",
-                value: self.read_timeout.to_string(),
-                expected: "seconds above 0",
-            });
-        }
+        let read_timeout = super::timeout(
+            "--read-timeout",
+            &self.read_timeout,
+            Duration::from_secs(MAX_DURATION_SECS),
+            "a duration above 0 and at most 24h, e.g. 5s, 500ms or 2.5 (seconds)",
+        )?;
         Ok(LoadConfig {
             target: None,
             target_label: self.target.clone().unwrap_or_else(|| "embedded".into()),
@@ -248,7 +247,7 @@ impl LoadOpts {
                     ..ClientRpcOptions::default()
                 },
                 connect_timeout: Duration::from_secs(5),
-                read_timeout: Duration::from_secs_f64(self.read_timeout),
+                read_timeout,
             },
             seed: self.seed,
             vm_share: if (0.0..=1.0).contains(&self.vm_share) {

@@ -200,3 +200,43 @@ pub fn print(print: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Resul
         .and_then(|()| out.flush())
         .map_err(Error::Print)
 }
+
+/// A timeout option's value: plain seconds (`10`, `2.5`, as these options took before) or a
+/// humantime duration (`500ms`, `1m30s`), above zero and at most `max`; else a usage error
+/// naming the option, with `expected` as the hint.
+pub fn timeout(
+    option: &'static str,
+    text: &str,
+    max: std::time::Duration,
+    expected: &'static str,
+) -> Result<std::time::Duration, Error> {
+    crate::clock::parse_duration(text)
+        .filter(|d| !d.is_zero() && *d <= max)
+        .ok_or_else(|| Error::BadValue {
+            option,
+            value: format!("{text:?}"),
+            expected,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn timeouts_take_seconds_and_humantime() {
+        let max = Duration::from_secs(600);
+        let t = |s| timeout("--read-timeout", s, max, "a duration");
+        assert_eq!(t("10.0").ok(), Some(Duration::from_secs(10)));
+        assert_eq!(t("10").ok(), Some(Duration::from_secs(10)));
+        assert_eq!(t("2.5").ok(), Some(Duration::from_millis(2_500)));
+        assert_eq!(t("500ms").ok(), Some(Duration::from_millis(500)));
+        assert_eq!(t("1m30s").ok(), Some(Duration::from_secs(90)));
+        for bad in ["0", "0s", "-1", "11m", "soon", "nan"] {
+            let e = t(bad).expect_err(bad).to_string();
+            assert!(e.contains("--read-timeout"), "{e}");
+        }
+    }
+}

@@ -49,9 +49,9 @@ pub struct ReplayOpts {
     /// With --max, captured connections replayed at once.
     #[arg(long, short = 'c', default_value_t = 64)]
     pub concurrency: usize,
-    /// Reply timeout, seconds.
-    #[arg(long = "read-timeout", default_value_t = 5.0)]
-    pub read_timeout: f64,
+    /// Reply timeout: a duration (500ms, 1m) or seconds (2.5).
+    #[arg(long = "read-timeout", default_value = "5s", value_name = "DURATION")]
+    pub read_timeout: String,
     /// Write the JSON report (format kmsharness-replay/1) to FILE; `-` writes it to stdout
     /// (the text report then goes to stderr).
     #[arg(long, value_name = "FILE")]
@@ -89,16 +89,12 @@ impl ReplayOpts {
         };
         super::at_least_one("--repeat", u64::from(self.repeat))?;
         super::at_least_one("--concurrency", self.concurrency as u64)?;
-        if !(self.read_timeout.is_finite()
-            && self.read_timeout > 0.0
-            && self.read_timeout < 86_400.0)
-        {
-            return Err(Error::BadValue {
-                option: "--read-timeout",
-                value: self.read_timeout.to_string(),
-                expected: "seconds above 0 and below 86400",
-            });
-        }
+        let read_timeout = super::timeout(
+            "--read-timeout",
+            &self.read_timeout,
+            Duration::from_secs(86_400),
+            "a duration above 0 and at most 24h, e.g. 5s, 500ms or 2.5 (seconds)",
+        )?;
         let path = &self.capture;
         let bytes = std::fs::read(path).map_err(|e| Error::Read {
             option: None,
@@ -123,7 +119,7 @@ impl ReplayOpts {
             repeat: self.repeat,
             concurrency: self.concurrency,
             client: ClientConfig {
-                read_timeout: Duration::from_secs_f64(self.read_timeout),
+                read_timeout,
                 ..ClientConfig::default()
             },
             record: None,

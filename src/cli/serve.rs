@@ -81,9 +81,9 @@ pub struct ServeOpts {
     /// Inject a deviation (repeatable); `--fault list` prints them.
     #[arg(long = "fault", value_name = "NAME")]
     pub faults: Vec<String>,
-    /// Delay of the `delay` fault (e.g. 200ms as 0.2s is not accepted: give milliseconds).
-    #[arg(long = "delay-ms")]
-    pub delay_ms: Option<u64>,
+    /// Delay of the `delay` fault: milliseconds (200) or a duration (200ms, 1.5s, 1m).
+    #[arg(long = "delay-ms", value_name = "MS|DURATION")]
+    pub delay_ms: Option<String>,
     /// No per-request log lines.
     #[arg(short = 'q', long)]
     pub quiet: bool,
@@ -313,10 +313,22 @@ impl ServeOpts {
         }
         c.faults = faults;
         c.listen.rpc.faults = faults;
-        if let Some(ms) = self.delay_ms.or(file.delay_ms) {
+        if let Some(text) = &self.delay_ms {
+            c.listen.delay = delay(text)
+                .ok_or_else(|| format!("--delay-ms {text:?}: expected milliseconds (200) or a duration like 200ms or 1.5s"))?;
+        } else if let Some(ms) = file.delay_ms {
             c.listen.delay = Duration::from_millis(ms);
         }
         Ok(c)
+    }
+}
+
+/// The `--delay-ms` value: a plain number is milliseconds, as the option's name says; anything
+/// else a duration (`200ms`, `1.5s`, `1m`).
+fn delay(text: &str) -> Option<Duration> {
+    match text.trim().parse::<u64>() {
+        Ok(ms) => Some(Duration::from_millis(ms)),
+        Err(_) => crate::clock::parse_duration(text),
     }
 }
 
@@ -352,4 +364,18 @@ pub fn main(opts: &ServeOpts) -> Result<Exit, Error> {
             )),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_is_milliseconds_or_a_duration() {
+        assert_eq!(delay("200"), Some(Duration::from_millis(200)));
+        assert_eq!(delay("200ms"), Some(Duration::from_millis(200)));
+        assert_eq!(delay("1.5"), Some(Duration::from_millis(1_500)));
+        assert_eq!(delay("1m"), Some(Duration::from_secs(60)));
+        assert_eq!(delay("later"), None);
+    }
 }

@@ -138,7 +138,7 @@ pub struct EvalCtx<'a> {
     pub time_scale: u32,
 }
 
-/// A fault status as a report shows it: `OpRangeError (0x1C010002)`, or the bare code.
+/// A fault status as a report shows it: `op_range_error (0x1C010002)`, or the bare code.
 pub fn show_fault(status: u32) -> String {
     format!("{:#}", FaultStatus::from(status))
 }
@@ -258,8 +258,8 @@ pub fn evaluate(expect: &Expect, obs: &Observed, ctx: &EvalCtx<'_>) -> Vec<Misma
     {
         out.push(Mismatch::new(
             "bind_nak reason",
-            format!("{want:?} ({})", u16::from(want)),
-            format!("{:?} ({got})", RejectReason::from(got)),
+            format!("{want} ({})", u16::from(want)),
+            format!("{} ({got})", RejectReason::from(got)),
         ));
     }
     if let Some(flags) = obs.flags {

@@ -164,13 +164,13 @@ pub struct Outcome {
         `refused`, `reset`, `closed`, `io`, `protocol` (no connection or no usable reply), \
         `undecodable` (the KMS response could not be decrypted or parsed), `unverifiable` (replay \
         only: a verbatim request that does not decode leaves nothing to check the response \
-        against), `fault:<status>` (an RPC fault PDU: the status's name, or its hex value when \
+        against), `fault:<status>` (an RPC fault PDU: the status's snake_case name, e.g. `fault:op_range_error`, or its hex value when \
         unknown), `hresult:0x<8 hex digits>` (the host refused the activation with this HRESULT, \
         e.g. `hresult:0xC004F042`), `check:<name>` (a named check failed, e.g. `check:hmac`; one \
         activation can count under several checks).",
         with = "BTreeMap<String, u64>",
         extend(
-            "propertyNames" = {"pattern": "^(timeout|refused|reset|closed|io|protocol|undecodable|unverifiable|fault:[A-Za-z0-9]+|hresult:0x[0-9A-F]{8}|check:[a-z0-9_]+)$"},
+            "propertyNames" = {"pattern": "^(timeout|refused|reset|closed|io|protocol|undecodable|unverifiable|fault:([a-z0-9_]+|0x[0-9A-F]{8})|hresult:0x[0-9A-F]{8}|check:[a-z0-9_]+)$"},
             "additionalProperties" = {"type": "integer", "minimum": 1}
         )
     )]

@@ -256,7 +256,7 @@ pub mod ser {
         }
     }
 
-    /// A fault status with its code, `OpRangeError (0x1C010002)`, or null.
+    /// A fault status with its code, `op_range_error (0x1C010002)`, or null.
     pub fn opt_fault<S: Serializer>(v: &Option<FaultStatus>, s: S) -> Result<S::Ok, S::Error> {
         match v {
             Some(v) => s.collect_str(&format_args!("{v:#}")),

@@ -1,7 +1,7 @@
 //! The verdict on one activation attempt: validated with the count it returned, or the one
 //! [`Failure`] class it falls in. Load, replay and the exit statuses all count and judge
 //! attempts with these values; names appear only when a failure is printed or serialized
-//! (`timeout`, `fault:OpRangeError`, `hresult:0xC004F042`, `check:hmac`, ...).
+//! (`timeout`, `fault:op_range_error`, `hresult:0xC004F042`, `check:hmac`, ...).
 
 use core::cmp::Ordering;
 use core::fmt;
@@ -233,6 +233,11 @@ mod tests {
             "hresult:0xC004F042"
         );
         assert_eq!(Failure::Check(CheckId::Hmac).to_string(), "check:hmac");
+        // Fault statuses go by their snake_case names, never the Rust variant's; the
+        // variant's spelling is still read, as reports before issue 13 wrote it.
+        let stub = Failure::Fault(FaultStatus::BadStubData);
+        assert_eq!(stub.to_string(), "fault:bad_stub_data");
+        assert_eq!("fault:BadStubData".parse::<Failure>(), Ok(stub));
         assert!("fault:".parse::<Failure>().is_err());
         assert!("hresult:42".parse::<Failure>().is_err());
         assert!("check:nonsense".parse::<Failure>().is_err());

@@ -133,6 +133,45 @@ pub fn text(w: &mut dyn Write, report: &ActivateReport) -> io::Result<()> {
     )
 }
 
+/// Writes one line per request (`activate -q`), as vlmcs without `-v` prints one line per
+/// activation: the request number, product and protocol version, the outcome, then what the
+/// outcome calls for: the count and ePID of a response (after the failed checks' names), the
+/// HRESULT of a refusal with its name, the fault or error of anything else.
+pub fn quiet(w: &mut dyn Write, report: &ActivateReport) -> io::Result<()> {
+    let total = report.exchanges.len();
+    for e in &report.exchanges {
+        let r = &e.request;
+        write!(
+            w,
+            "{} of {total}  {}  {}  {}",
+            e.index,
+            r.product.unwrap_or("custom product"),
+            r.version,
+            e.outcome.name()
+        )?;
+        let failed: Vec<&str> = (e.checks.iter().chain(e.bind.iter().flat_map(|b| &b.checks)))
+            .filter(|c| !c.passed)
+            .map(|c| c.id.name())
+            .collect();
+        // A refusal fails the return value check by definition: only a response that came
+        // and failed names its checks.
+        if e.outcome == Outcome::ChecksFailed && !failed.is_empty() {
+            write!(w, " ({})", failed.join(", "))?;
+        }
+        if let Some(s) = &e.response {
+            write!(w, "  count {}  ePID {}", s.count, s.epid)?;
+        } else if let Some(h) = e.hresult {
+            write!(w, "  {h}")?;
+        } else if let Some(f) = e.fault {
+            write!(w, "  {f:#}")?;
+        } else if let Some(err) = &e.error {
+            write!(w, "  {err}")?;
+        }
+        writeln!(w)?;
+    }
+    Ok(())
+}
+
 /// Writes the report as one JSON document.
 pub fn json(w: &mut dyn Write, report: &ActivateReport) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *w, report).map_err(io::Error::other)?;

@@ -70,7 +70,13 @@ pub fn latency_and_errors(w: &mut dyn Write, o: &Outcome) -> io::Result<()> {
         writeln!(w)?;
         writeln!(w, "  errors")?;
         for (k, v) in errors {
-            writeln!(w, "    {k:<30} {v}")?;
+            // The key is the JSON report's (hex, stable); the text adds the HRESULT's name.
+            match k {
+                Failure::HResult(h) if let Some(name) = h.name() => {
+                    writeln!(w, "    {k:<30} {v}  {name}")?;
+                }
+                _ => writeln!(w, "    {k:<30} {v}")?,
+            }
         }
         for k in errors.keys() {
             if let Failure::HResult(h) = k
@@ -103,6 +109,10 @@ mod tests {
         assert!(text.contains("--key-group"), "{text}");
         assert!(text.contains("--max-clock-skew off"), "{text}");
         assert_eq!(text.matches("hint").count(), 2, "{text}");
+        assert!(
+            text.contains("SL_E_VL_KEY_MANAGEMENT_SERVICE_ID_MISMATCH"),
+            "{text}"
+        );
         assert_eq!(hint(HResult(0x8007_000D)), None);
     }
 }

@@ -35,7 +35,7 @@ impl UnknownName {
 }
 
 /// Whether `given` spells `name`, ignoring ASCII case, `_`, `-` and surrounding blanks: the
-/// vectors write `op_range_error` for the value the reports call `OpRangeError`, and `serve
+/// vectors write `op_range_error` for the value named `OpRangeError` in Rust, and `serve
 /// --fault` takes `wrong-hmac`.
 pub fn same_name(given: &str, name: &str) -> bool {
     let fold = |s: &str| {
@@ -73,7 +73,7 @@ pub fn write_unknown(f: &mut fmt::Formatter<'_>, value: u64, bytes: usize) -> fm
 /// Each variant is `Name = value` or `Name = value => "name"`; without a name its identifier
 /// is its name. The macro derives `From` both ways, `ALL`, `name()`, `from_name()`,
 /// `Display` (the name, or `0x` and the value in upper-case hex when it has none; `{:#}` adds
-/// the value to a name: `OpRangeError (0x1C010002)`) and `FromStr` (a name as
+/// the value to a name: `op_range_error (0x1C010002)`) and `FromStr` (a name as
 /// [`same_name`] matches it, or a number).
 macro_rules! wire_enum {
     (

@@ -660,39 +660,39 @@ wire_enum! {
     /// Fault status codes (C706 appendix E, MS-RPCE 2.2.2.9).
     pub enum FaultStatus(u32) as "fault status code" {
         /// Integer division by zero in the server.
-        IntDivByZero = 0x1C00_0001,
+        IntDivByZero = 0x1C00_0001 => "int_div_by_zero",
         /// Address error in the server.
-        AddrError = 0x1C00_0002,
+        AddrError = 0x1C00_0002 => "addr_error",
         /// Context handle mismatch.
-        ContextMismatch = 0x1C00_001A,
+        ContextMismatch = 0x1C00_001A => "context_mismatch",
         /// Server out of memory.
-        RemoteNoMemory = 0x1C00_001B,
+        RemoteNoMemory = 0x1C00_001B => "remote_no_memory",
         /// Communication failure.
-        CommFailure = 0x1C01_0001,
+        CommFailure = 0x1C01_0001 => "comm_failure",
         /// Operation number out of range for the interface.
-        OpRangeError = 0x1C01_0002,
+        OpRangeError = 0x1C01_0002 => "op_range_error",
         /// Unknown interface or presentation context.
-        UnknownInterface = 0x1C01_0003,
+        UnknownInterface = 0x1C01_0003 => "unknown_interface",
         /// Wrong boot time.
-        WrongBootTime = 0x1C01_0006,
+        WrongBootTime = 0x1C01_0006 => "wrong_boot_time",
         /// Server restarted.
-        YouCrashed = 0x1C01_0009,
+        YouCrashed = 0x1C01_0009 => "you_crashed",
         /// Protocol error.
-        ProtocolError = 0x1C01_000B,
+        ProtocolError = 0x1C01_000B => "protocol_error",
         /// Output arguments too large.
-        OutArgsTooBig = 0x1C01_0013,
+        OutArgsTooBig = 0x1C01_0013 => "out_args_too_big",
         /// Server too busy.
-        ServerTooBusy = 0x1C01_0014,
+        ServerTooBusy = 0x1C01_0014 => "server_too_busy",
         /// Unsupported type.
-        UnsupportedType = 0x1C01_0017,
+        UnsupportedType = 0x1C01_0017 => "unsupported_type",
         /// Access denied.
-        AccessDenied = 0x0000_0005,
+        AccessDenied = 0x0000_0005 => "access_denied",
         /// The stub data could not be unmarshalled (RPC_X_BAD_STUB_DATA, nca_s_fault_ndr).
-        BadStubData = 0x0000_06F7,
+        BadStubData = 0x0000_06F7 => "bad_stub_data",
         /// The call was cancelled.
-        CallCancelled = 0x0000_071A,
+        CallCancelled = 0x0000_071A => "call_cancelled",
         /// Call failed, did not execute.
-        CallFailedDne = 0x0000_06BF,
+        CallFailedDne = 0x0000_06BF => "call_failed_dne",
     }
 }
 
@@ -1079,6 +1079,25 @@ mod test {
         assert!(frame_len(&tiny).is_err());
     }
 
+    /// Every name a wire enum prints is snake_case (`op_range_error`), as the vectors and
+    /// reports spell them: no Rust variant name (`OpRangeError`) reaches an output.
+    #[test]
+    fn test_names_are_snake_case() {
+        let snake = |n: &str| {
+            n.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        };
+        let names = (FaultStatus::ALL.iter().map(|v| v.name()))
+            .chain(RejectReason::ALL.iter().map(|v| v.name()))
+            .chain(PacketType::ALL.iter().map(|v| v.name()))
+            .chain(AckResult::ALL.iter().map(|v| v.name()))
+            .chain(ProviderReason::ALL.iter().map(|v| v.name()));
+        for name in names {
+            let name = name.expect("every listed value has a name");
+            assert!(snake(name), "{name}");
+        }
+    }
+
     #[test]
     fn test_flags_debug() {
         assert_eq!(
@@ -1096,7 +1115,7 @@ mod test {
         assert_eq!(PacketType::Unknown(42).to_string(), "0x2A");
         assert_eq!(
             format!("{:#}", FaultStatus::OpRangeError),
-            "OpRangeError (0x1C010002)"
+            "op_range_error (0x1C010002)"
         );
         assert_eq!(FaultStatus::Unknown(0x1C01_00FF).to_string(), "0x1C0100FF");
         assert_eq!("op_range_error".parse(), Ok(FaultStatus::OpRangeError));
