@@ -384,12 +384,6 @@ impl Builder {
             let ids = self.activates.remove(g.name).unwrap_or_default();
             g.activates = Box::leak(ids.into_boxed_slice());
         }
-        // A group's edition that the file moved to another product group keeps its class.
-        for s in &mut self.ext.skus {
-            if let Some(k) = self.ext.kms_items.iter().find(|k| k.id == s.kms) {
-                s.class = k.class;
-            }
-        }
         self.ext
     }
 }
