@@ -16,6 +16,7 @@ pub mod conform;
 pub mod crypto;
 pub mod epid;
 pub mod exit;
+pub mod fuzz;
 pub mod host;
 pub mod inspect;
 pub mod load;

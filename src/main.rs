@@ -6,6 +6,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use kmsharness::cli;
 use kmsharness::cli::activate::ActivateOpts;
 use kmsharness::cli::conform::ConformOpts;
+use kmsharness::cli::fuzz::FuzzOpts;
 use kmsharness::cli::inspect::InspectOpts;
 use kmsharness::cli::load::{LoadOpts, ReportCommand};
 use kmsharness::cli::replay::ReplayOpts;
@@ -34,7 +35,7 @@ const VERSION: &str = concat!(
 );
 
 const EXIT_HELP: &str = "Exit status: 0 every check passed; 1 a check failed; 2 usage or \
-configuration error; 3 no connection; 4 RPC failure (fault, bind rejected, undecodable); \
+configuration error (fuzz: 1 means findings); 3 no connection; 4 RPC failure (fault, bind rejected, undecodable); \
 5 the host refused with an HRESULT; 6 local file error; 130 interrupted.";
 
 #[derive(Debug, Subcommand)]
@@ -59,6 +60,9 @@ enum Command {
     /// Run the conformance vectors against a host (the bundled one by default).
     #[command(args_override_self = true)]
     Conform(ConformOpts),
+    /// Fuzz a host (the bundled one by default): structure-aware cases at every layer after a
+    /// valid bind, judged by oracles; findings minimised and kept with a pcap.
+    Fuzz(FuzzOpts),
     /// Print a shell completion script (e.g. `kmsharness completions bash >
     /// /etc/bash_completion.d/kmsharness`).
     Completions {
@@ -94,6 +98,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Inspect(_) => "inspect",
         Command::Replay(_) => "replay",
         Command::Conform(_) => "conform",
+        Command::Fuzz(_) => "fuzz",
         Command::Completions { .. } => "completions",
         Command::Man => "man",
     }
@@ -121,6 +126,7 @@ fn main() -> ExitCode {
         Command::Inspect(i) => cli::inspect::main(i),
         Command::Replay(r) => cli::replay::main(r),
         Command::Conform(c) => cli::conform::main(c),
+        Command::Fuzz(f) => cli::fuzz::main(f),
         Command::Completions { shell } => completions(*shell),
         Command::Man => man(),
     };

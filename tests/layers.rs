@@ -10,10 +10,10 @@ use syn::visit::Visit;
 
 /// Top-level modules from the bottom up; a module may use only those before it. The README's
 /// layer table groups them: core, protocol state machines, edges (clock, exit, capture, net),
-/// engines (host, load, conform), subcommands, printers, command line.
+/// engines (host, load, conform, fuzz), subcommands, printers, command line.
 const LAYERS: &[&str] = &[
     "wire", "crypto", "catalog", "epid", "proto", "clock", "exit", "capture", "net", "host",
-    "load", "conform", "activate", "serve", "replay", "inspect", "report", "cli",
+    "load", "conform", "fuzz", "activate", "serve", "replay", "inspect", "report", "cli",
 ];
 
 /// The sans-IO core: takes and returns bytes and values.

@@ -104,6 +104,9 @@ pub enum Error {
     /// A replay failed.
     #[error(transparent)]
     Replay(#[from] ReplayError),
+    /// A fuzz run could not start.
+    #[error(transparent)]
+    Fuzz(#[from] crate::fuzz::FuzzError),
 }
 
 fn option_prefix(option: &Option<&'static str>) -> String {
@@ -135,6 +138,10 @@ impl Error {
             Error::Load(_) => Exit::LocalIo,
             Error::Replay(ReplayError::Host(e)) => e.exit(),
             Error::Replay(_) => Exit::LocalIo,
+            Error::Fuzz(crate::fuzz::FuzzError::Host(e)) => e.exit(),
+            Error::Fuzz(crate::fuzz::FuzzError::Dead { .. }) => Exit::Connection,
+            Error::Fuzz(crate::fuzz::FuzzError::Out { .. }) => Exit::LocalIo,
+            Error::Fuzz(crate::fuzz::FuzzError::Spawn(_)) => Exit::Usage,
         }
     }
 

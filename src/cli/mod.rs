@@ -5,6 +5,7 @@ pub mod activate;
 pub mod config_file;
 pub mod conform;
 pub mod error;
+pub mod fuzz;
 pub mod inspect;
 pub mod load;
 pub mod replay;

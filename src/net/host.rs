@@ -245,6 +245,14 @@ async fn serve_connection<S: KmsService>(
                 stats.too_slow.fetch_add(1, Ordering::Relaxed);
                 break;
             }
+            Err(ReadError::TooLarge { .. }) if config.rpc.faults.has(Fault::StallOnBadLength) => {
+                stall().await
+            }
+            Err(ReadError::NotRpc(e))
+                if e.field() == "frag_length" && config.rpc.faults.has(Fault::StallOnBadLength) =>
+            {
+                stall().await
+            }
             Err(_) => {
                 stats.bad_input.fetch_add(1, Ordering::Relaxed);
                 break;
@@ -289,4 +297,9 @@ async fn serve_connection<S: KmsService>(
     if let Some(f) = &mut flow {
         f.close(closer, record::now());
     }
+}
+
+/// The `stall-on-bad-length` planted bug: the connection is held open and never read again.
+async fn stall() -> &'static [u8] {
+    std::future::pending().await
 }

@@ -93,6 +93,11 @@ impl RawConn {
         self.handshake
     }
 
+    /// The client's own address.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.stream.local_addr().ok()
+    }
+
     /// Sends `bytes`.
     pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.stream.write_all(bytes).await

@@ -97,6 +97,27 @@ faults! {
     StrictStub = "strict-stub", None, "a stub with bytes after the declared KMS message is refused with 0x8007000D";
     /// Answers a stub that does not unmarshal with a KMS HRESULT instead of an RPC fault.
     StubRefusedNotFaulted = "stub-refused-not-faulted", None, "a stub whose counts do not fit gets a 0x8007000D refusal, not the bad-stub-data fault";
+    /// A planted bug for `fuzz` to find: the connection task panics.
+    PanicUnterminatedWorkstation = "panic-unterminated-workstation", None, "planted bug: a request whose workstation name has no NUL panics the connection task";
+    /// A planted bug for `fuzz` to find: the connection hangs.
+    StallOnBadLength = "stall-on-bad-length", None, "planted bug: a fragment length under 16 or over the limit makes the connection stop reading and never close";
+    /// A planted bug for `fuzz` to find: the process dies.
+    AbortOnNdrCount = "abort-on-ndr-count", None, "planted bug: a request stub whose max count is 0xFFFFFFFF aborts the whole process";
+}
+
+impl Fault {
+    /// The planted bugs: no check catches them (they crash, hang or kill the host); `fuzz`
+    /// must find each (`tests/fuzz.rs`), and the conformance and check tests leave them out.
+    pub const PLANTED: &'static [Fault] = &[
+        Fault::PanicUnterminatedWorkstation,
+        Fault::StallOnBadLength,
+        Fault::AbortOnNdrCount,
+    ];
+
+    /// Whether this is one of [`Fault::PLANTED`].
+    pub fn is_planted(self) -> bool {
+        Fault::PLANTED.contains(&self)
+    }
 }
 
 impl fmt::Display for Fault {

@@ -498,6 +498,11 @@ pub fn activate(
         Ok(decoded) => decoded,
         Err(e) => return (Handled::Undecodable(e), Err(HResult::INVALID_DATA)),
     };
+    // Planted for `fuzz` to find (never on by default): the one deliberate panic on wire data.
+    assert!(
+        !faults.has(Fault::PanicUnterminatedWorkstation) || req.base.workstation.is_terminated(),
+        "planted bug: workstation name without a NUL"
+    );
     match decide(&req, &checks) {
         Err(refusal) => (
             Handled::Refused {

@@ -337,6 +337,12 @@ impl HostSession {
         }
         self.kms_out.clear();
         let faults = self.config.faults;
+        if faults.has(Fault::AbortOnNdrCount)
+            && ActivationRequest::parse(syntax, stub).is_ok_and(|r| r.max_count == 0xFFFF_FFFF)
+        {
+            // Planted for `fuzz` to find (never on by default): a host that dies on a count.
+            std::process::abort();
+        }
         let declared = ActivationRequest::parse(syntax, stub).ok().and_then(|req| {
             let message = req.declared_message().ok()?;
             // strict-stub: bytes after the message make the stub unacceptable too.
