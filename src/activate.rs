@@ -85,7 +85,7 @@ pub struct ActivateConfig {
 }
 
 /// The bind as reported.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct BindInfo {
     /// The host address.
     pub address: SocketAddr,
@@ -111,7 +111,7 @@ pub fn exit_of(outcome: Outcome) -> Exit {
 }
 
 /// One request, from parameters to verdict.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ExchangeReport {
     /// 1-based request number.
     pub index: u32,
@@ -126,9 +126,11 @@ pub struct ExchangeReport {
     pub outcome: Outcome,
     /// The HRESULT of a refusal, with its name, e.g. `0x8007000D (ERROR_INVALID_DATA)`.
     #[serde(serialize_with = "ser::opt_display")]
+    #[schemars(with = "Option<String>")]
     pub hresult: Option<HResult>,
     /// The status of an RPC fault, with its code, e.g. `op_range_error (0x1C010002)`.
     #[serde(serialize_with = "ser::opt_fault")]
+    #[schemars(with = "Option<String>")]
     pub fault: Option<FaultStatus>,
     /// What went wrong below the KMS layer.
     pub error: Option<String>,
@@ -148,9 +150,10 @@ pub struct ExchangeReport {
 }
 
 /// The whole run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ActivateReport {
     /// Report format identifier, for consumers.
+    #[schemars(extend("const" = "kmsharness-activate/1"))]
     pub format: &'static str,
     /// The target as given.
     pub target: String,
