@@ -15,12 +15,14 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use kmsharness::activate::{ActivateConfig, ActivateReport, ExchangeReport, Outcome, run_with};
+use kmsharness::activate::{
+    ActivateConfig, ActivateReport, ExchangeReport, Outcome, run_on, run_with,
+};
 use kmsharness::catalog::{self, AppKind};
 use kmsharness::cli::activate::ActivateOpts;
 use kmsharness::host::{HostSetup, RunningHost, start};
 use kmsharness::net::discovery::Resolver;
-use kmsharness::net::discovery::{IpPreference, addresses_from_srv};
+use kmsharness::net::discovery::{Hosts, IpPreference, addresses_from_srv, srv_hosts};
 use kmsharness::proto::check::{CheckId, Value};
 use kmsharness::proto::client::session::{ClientRpcOptions, ClientSession};
 use kmsharness::proto::faults::{Fault, FaultSet};
@@ -661,6 +663,80 @@ async fn srv_discovery_falls_back_to_the_next_host() {
     host.stop().await.unwrap();
 }
 
+/// Discovery as a Windows client does it: the dead first target is given up for the next,
+/// only the names reached are resolved (a lower-priority target that does not even resolve
+/// costs nothing), and the host that answered is asked first next time, with no new lookup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srv_discovery_resolves_only_the_targets_reached_and_caches_the_host() {
+    let host = start_host(serve_config("127.0.0.1:0")).await;
+    let live = host.addr();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let record = |priority, port, target: &str| dns::Srv {
+        priority,
+        weight: 0,
+        port,
+        target: target.to_owned(),
+    };
+    let responder = dns::Responder::start(vec![(
+        "_vlmcs._tcp.lazy.test.".to_owned(),
+        vec![
+            record(0, dead.port(), "localhost."),
+            record(10, live.port(), "localhost."),
+            record(20, 1688, "never-resolved.invalid."),
+        ],
+    )])
+    .await;
+    let resolver = Resolver::with_nameserver(responder.addr).unwrap();
+    let mut hosts = bounded(
+        "SRV lookup",
+        srv_hosts("lazy.test", &resolver, IpPreference::V4),
+    )
+    .await
+    .unwrap();
+    let config = activate_config(".lazy.test", &["-4", "-n", "2"]);
+    let report = bounded("activate via SRV", run_on(&config, &mut hosts, None)).await;
+    for e in &report.exchanges {
+        assert_ok(e, "SRV discovery");
+    }
+    assert_eq!(report.exchanges[0].bind.as_ref().unwrap().address, live);
+    let Hosts::Srv(srv) = &hosts else {
+        panic!("not an SRV list")
+    };
+    assert_eq!(srv.resolved(), ["localhost", "localhost"]);
+    assert_eq!(srv.cached(), Some(live));
+    // A second run starts at the cached host: no lookup, and the dead host is not tried.
+    let report = bounded("activate again", run_on(&config, &mut hosts, None)).await;
+    assert_ok(&report.exchanges[0], "cached host");
+    let Hosts::Srv(srv) = &hosts else {
+        panic!("not an SRV list")
+    };
+    assert_eq!(srv.resolved().len(), 2, "{:?}", srv.resolved());
+    // No target resolves: the report says so, as a connection failure.
+    let responder = dns::Responder::start(vec![(
+        "_vlmcs._tcp.nowhere.test.".to_owned(),
+        vec![record(0, 1688, "never-resolved.invalid.")],
+    )])
+    .await;
+    let resolver = Resolver::with_nameserver(responder.addr).unwrap();
+    let mut hosts = srv_hosts("nowhere.test", &resolver, IpPreference::V4)
+        .await
+        .unwrap();
+    let config = activate_config(".nowhere.test", &["-4"]);
+    let report = bounded(
+        "activate, nothing resolves",
+        run_on(&config, &mut hosts, None),
+    )
+    .await;
+    let e = only(&report);
+    assert_eq!(e.outcome, Outcome::Connection);
+    let error = e.error.as_deref().unwrap();
+    assert!(error.contains("never-resolved.invalid"), "{error}");
+    host.stop().await.unwrap();
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. Robustness of `serve`
 
@@ -1297,7 +1373,10 @@ async fn grab_writes_a_config_that_reproduces_the_host() {
     let grab_config = activate_config(&original.addr().to_string(), &[]);
     let grab = bounded(
         "grab",
-        kmsharness::activate::grab(&grab_config, &[original.addr()]),
+        kmsharness::activate::grab(
+            &grab_config,
+            &mut kmsharness::net::discovery::Hosts::Known(vec![original.addr()]),
+        ),
     )
     .await;
     assert_eq!(grab.exit, kmsharness::exit::Exit::Success);
