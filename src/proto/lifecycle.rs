@@ -244,6 +244,23 @@ impl Client {
         }
     }
 
+    /// A client of a site already running: last activated or renewed at `renewed`, so valid
+    /// for the validity interval from then, and next asking at `next_attempt` (a site in
+    /// steady state has its renewals spread over the renewal interval).
+    pub fn licensed(threshold: u32, renewed: FileTime, next_attempt: FileTime) -> Client {
+        Client {
+            threshold,
+            phase: Phase::Activated {
+                valid_until: after_minutes(renewed, VALIDITY_DAYS * MINUTES_PER_DAY),
+            },
+            next_attempt,
+            intervals: Intervals {
+                activation: DEFAULT_ACTIVATION_MINUTES,
+                renewal: DEFAULT_RENEWAL_MINUTES,
+            },
+        }
+    }
+
     /// The count this client needs.
     pub fn threshold(&self) -> u32 {
         self.threshold
