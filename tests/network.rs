@@ -1428,3 +1428,136 @@ async fn grab_writes_a_config_that_reproduces_the_host() {
     original.stop().await.unwrap();
     twin.stop().await.unwrap();
 }
+
+// ---------------------------------------------------------------------------------------------
+// 6. Figures: `serve` under thousands of hostile connections (run by hand, see README)
+
+/// One hostile connection's behaviour, repeated on a new connection whenever the host hangs up.
+#[derive(Debug, Clone, Copy)]
+enum Hostility {
+    /// Connects and sends nothing.
+    Silent,
+    /// Sends a bind one byte a second.
+    Drip,
+    /// Sends a header announcing a 5000-byte PDU, 100 bytes of it, then nothing.
+    Lying,
+    /// Binds, then sends requests without ever reading a reply.
+    NeverReads,
+}
+
+/// Misbehaves on one connection until the host hangs up or `until`.
+async fn misbehave(addr: SocketAddr, how: Hostility, until: Instant) {
+    let Ok(Ok(mut stream)) =
+        tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await
+    else {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        return;
+    };
+    let (mut session, bind) = bind_bytes(NDR32_ONLY);
+    let left = until.saturating_duration_since(Instant::now());
+    let _ = tokio::time::timeout(left, async {
+        let mut buf = [0u8; 4096];
+        match how {
+            Hostility::Silent => {
+                let _ = stream.read(&mut buf).await;
+            }
+            Hostility::Drip => {
+                for byte in &bind {
+                    if stream.write_all(std::slice::from_ref(byte)).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            Hostility::Lying => {
+                let mut lie = bind.clone();
+                lie[8..10].copy_from_slice(&5000u16.to_le_bytes());
+                lie.truncate(100);
+                if stream.write_all(&lie).await.is_ok() {
+                    let _ = stream.read(&mut buf).await;
+                }
+            }
+            Hostility::NeverReads => {
+                if stream.write_all(&bind).await.is_err() {
+                    return;
+                }
+                let mut ack = Vec::new();
+                while split_pdu(&ack).ok().flatten().is_none() {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => ack.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if session.handle_bind_reply(&ack).is_err() {
+                    return;
+                }
+                let batch: Vec<u8> = (0..50u32).flat_map(|i| request_bytes(i, 0, 0)).collect();
+                while stream.write_all(&batch).await.is_ok() {}
+            }
+        }
+    })
+    .await;
+}
+
+/// The README's figure: `serve` (a separate process, default options) while 5,000 hostile
+/// connections (a quarter each silent, dripping, lying about their length, never reading) are
+/// held open and re-opened as the host hangs up, answering a legitimate activation at a time;
+/// prints the activations' latency percentiles and the host's peak RSS. No timing is asserted
+/// (figures are measured, not asserted); every legitimate activation must succeed. Run with
+/// `cargo test --release --test tests figures_serve_under_hostile -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement for the README: 5,000 connections for 30 s"]
+async fn figures_serve_under_hostile_connections() {
+    const HOSTILE: usize = 5000;
+    const WINDOW: Duration = Duration::from_secs(30);
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let (host, addr) = crate::process::serve(&["--max-connections", "10000"]);
+    let addr: SocketAddr = addr.parse().unwrap();
+    let until = Instant::now() + WINDOW;
+    let kinds = [
+        Hostility::Silent,
+        Hostility::Drip,
+        Hostility::Lying,
+        Hostility::NeverReads,
+    ];
+    let mut tasks = JoinSet::new();
+    for i in 0..HOSTILE {
+        let how = kinds[i % kinds.len()];
+        tasks.spawn(async move {
+            while Instant::now() < until {
+                misbehave(addr, how, until).await;
+            }
+        });
+    }
+    // Let the hostile connections pile up first.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut micros = Vec::new();
+    let config = activate_config(&addr.to_string(), &[]);
+    while Instant::now() + Duration::from_secs(1) < until {
+        let started = Instant::now();
+        let report = bounded("a legitimate activation", run_with(&config, &[addr])).await;
+        micros.push(started.elapsed().as_micros() as u64);
+        assert_ok(only(&report), "a legitimate activation under hostile load");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", host.id())).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map_or("?".to_owned(), |v| v.trim().to_owned())
+    };
+    while tasks.join_next().await.is_some() {}
+    micros.sort_unstable();
+    let pct = |p: f64| micros[((micros.len() - 1) as f64 * p) as usize];
+    println!(
+        "{HOSTILE} hostile connections, {} legitimate activations: p50 {} µs, p99 {} µs, max {} \
+         µs; serve VmHWM {}, VmRSS {}",
+        micros.len(),
+        pct(0.5),
+        pct(0.99),
+        micros[micros.len() - 1],
+        field("VmHWM:"),
+        field("VmRSS:"),
+    );
+}

@@ -45,6 +45,11 @@ impl Drop for Reaped {
 }
 
 impl Reaped {
+    /// The child's process ID.
+    pub(crate) fn id(&self) -> u32 {
+        self.0.id()
+    }
+
     fn term(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.0.id().to_string()])
