@@ -387,6 +387,39 @@ async fn open_loop_latency_counts_from_the_scheduled_start() {
     assert!(total.p99 > 3 * call.p99, "{b}");
 }
 
+/// Overload in open loop keeps `-d`: 200 activations/s scheduled for 1 s over two connections
+/// to a host answering in 100 ms (about 20/s). Every measured ticket is either sent or counted
+/// as not sent (none is run late after the deadline, as wrk2 and k6 count them), and the
+/// generator's own lateness is reported apart from the latency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_overload_counts_tickets_not_sent_instead_of_running_late() {
+    let _cpu = CPU.write().await;
+    let h = host(
+        FaultSet::NONE.with(Fault::Delay),
+        Duration::from_millis(100),
+    )
+    .await;
+    let mut c = config(Some(h.addr()), 0);
+    c.mode = Mode::Reuse;
+    c.connections = 2;
+    c.pacing.requests = None;
+    c.pacing.rate = Some(200.0);
+    c.pacing.duration = Some(Duration::from_secs(1));
+    let r = run(&c).await;
+    stop(h).await;
+    assert_consistent(&r);
+    let b = brief(&r);
+    let schedule = r
+        .schedule
+        .as_ref()
+        .expect("an open-loop run reports its schedule");
+    // Tickets due at 0, 5, ..., 995 ms: 200, each sent or not.
+    assert_eq!(r.outcome.sent + schedule.not_sent, 200, "{b} {schedule:?}");
+    assert!(schedule.not_sent >= 100, "most could not be sent: {b}");
+    assert_eq!(schedule.lateness.count, r.outcome.sent, "{b}");
+    assert_eq!(r.outcome.ok, r.outcome.sent, "{b}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. Faults classified by name
 

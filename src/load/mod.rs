@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -246,6 +245,36 @@ pub struct LoadReport {
         paced by `--rate` or closed loop. A merged report keeps the first report's."
     )]
     pub site: Option<SiteReport>,
+    /// Open loop: how well the generator kept its schedule, or null.
+    #[serde(default)]
+    #[schemars(
+        description = "Open loop at `--rate`: how well the generator kept its own schedule, \
+        apart from the host's latency; null for a closed loop and a site."
+    )]
+    pub schedule: Option<ScheduleReport>,
+}
+
+/// How well an open-loop run kept its schedule.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ScheduleReport {
+    /// How late measured requests started against their scheduled time.
+    #[schemars(
+        description = "How late each measured request was sent against its scheduled time, \
+        µs (recorded from 1 µs): the generator's own lateness. Latency histograms count from the \
+        scheduled time, so this is part of them; when it is small against `call`, the \
+        percentiles describe the host."
+    )]
+    pub lateness: PhaseSummary,
+    /// Measured requests that were due and never sent.
+    #[schemars(
+        description = "Measured requests that were due before the run's time was up but not \
+        sent, because every connection was busy (the host or the generator could not keep the \
+        rate): counted instead of sent late, as wrk2 and k6 do, so `-d` bounds the run. Not \
+        part of `sent`.",
+        range(min = 0)
+    )]
+    pub not_sent: u64,
 }
 
 /// What a `--site` run was, and where its machines ended.
@@ -307,6 +336,7 @@ impl LoadReport {
             merged: 1,
             thresholds: Vec::new(),
             site: None,
+            schedule: None,
         }
     }
 
@@ -374,6 +404,24 @@ impl LoadReport {
             for (a, b) in out.outcome.timeline.iter_mut().zip(&r.outcome.timeline) {
                 *a += b;
             }
+            out.schedule = match (&out.schedule, &r.schedule) {
+                (Some(a), Some(b)) => {
+                    let decode = |s: &ScheduleReport| {
+                        s.lateness.decode().map_err(|source| MergeError::Histogram {
+                            report: i + 1,
+                            phase: "lateness".into(),
+                            source,
+                        })
+                    };
+                    let mut h = decode(a)?;
+                    let _ = h.add(decode(b)?);
+                    Some(ScheduleReport {
+                        lateness: PhaseSummary::of(&h),
+                        not_sent: a.not_sent + b.not_sent,
+                    })
+                }
+                _ => None,
+            };
             out.cpu = match (&out.cpu, &r.cpu) {
                 (Some(a), Some(b)) => Some(CpuReport {
                     process_secs: a.process_secs + b.process_secs,
@@ -425,6 +473,9 @@ pub enum LoadError {
     /// Neither a target nor the bundled host gave an address.
     #[error("no target address")]
     NoTarget,
+    /// The open-loop pacer's thread could not be started.
+    #[error("cannot start the pacer thread: {0}")]
+    Pacer(std::io::Error),
     /// The interval log could not be written.
     #[error(transparent)]
     IntervalLog(#[from] progress::LogError),
@@ -532,6 +583,17 @@ pub async fn run_recorded(
             cpu::process_cpu_secs()
         })
     };
+    // The open-loop pacer keeps its schedule on a thread of its own (see `schedule`).
+    let pacer = match shared.paced() {
+        false => None,
+        true => {
+            let shared = shared.clone();
+            let thread = std::thread::Builder::new()
+                .name("pacer".into())
+                .spawn(move || shared.pace());
+            Some(thread.map_err(LoadError::Pacer)?)
+        }
+    };
     let mut workers = tokio::task::JoinSet::new();
     for i in 0..config.connections {
         workers.spawn(worker::run(shared.clone(), i));
@@ -553,7 +615,7 @@ pub async fn run_recorded(
             },
             () = &mut interrupt, if !interrupted => {
                 interrupted = true;
-                shared.stop.store(true, Ordering::Relaxed);
+                shared.halt();
             }
         }
     }
@@ -567,7 +629,10 @@ pub async fn run_recorded(
         }
     }
     let end = Instant::now();
-    shared.stop.store(true, Ordering::Relaxed);
+    shared.halt();
+    if let Some(pacer) = pacer {
+        let _ = pacer.join();
+    }
     let log_error = display.finish().await;
     let warmup_end = shared.start + config.pacing.warmup;
     let duration = end.saturating_duration_since(warmup_end);
@@ -624,5 +689,9 @@ pub async fn run_recorded(
         cpu,
     );
     report.site = site;
+    report.schedule = shared.not_sent().map(|not_sent| ScheduleReport {
+        lateness: PhaseSummary::of(&merged.lateness),
+        not_sent,
+    });
     Ok(report)
 }

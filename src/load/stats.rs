@@ -69,6 +69,9 @@ pub struct Stats {
     /// Machines an answer activated (warm-up included): a validated response whose count
     /// reached the product's threshold, to a machine that was not licensed.
     pub activated: u64,
+    /// Open loop: how late each measured request started against its schedule, µs (the
+    /// generator's own lateness, not the host's).
+    pub lateness: Histogram<u64>,
 }
 
 impl Default for Stats {
@@ -80,6 +83,7 @@ impl Default for Stats {
             errors: BTreeMap::new(),
             timeline: Vec::new(),
             activated: 0,
+            lateness: histogram(),
         }
     }
 }
@@ -90,6 +94,12 @@ impl Stats {
         let micros = (d.as_micros() as u64).clamp(1, MAX_MICROS);
         // Saturating keeps an outlier beyond the bound from being lost.
         self.phases[phase as usize].saturating_record(micros);
+    }
+
+    /// Records how late an open-loop request started against its schedule.
+    pub fn late(&mut self, d: Duration) {
+        let micros = (d.as_micros() as u64).clamp(1, MAX_MICROS);
+        self.lateness.saturating_record(micros);
     }
 
     /// Counts a failure (allocating only the first time a class is seen).
@@ -111,6 +121,7 @@ impl Stats {
             // Same bounds everywhere; adding cannot fail.
             let _ = a.add(b);
         }
+        let _ = self.lateness.add(&other.lateness);
         self.sent += other.sent;
         self.ok += other.ok;
         self.activated += other.activated;

@@ -46,9 +46,13 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
         machine: machine_index,
         scheduled,
         recorded,
-    }) = shared.ticket()
-    {
-        if let Some(at) = scheduled {
+    }) = if shared.paced() {
+        shared.paced_ticket().await
+    } else {
+        shared.ticket()
+    } {
+        // A paced ticket is due when it is released; a site's waits for its machine's time.
+        if let (Some(at), false) = (scheduled, shared.paced()) {
             tokio::time::sleep_until(at.into()).await;
         }
         let Some(machine_index) = machine_index else {
@@ -72,6 +76,9 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
         let sent = encode_request(&base, rng.random(), &mut kms);
         if recorded {
             stats.sent += 1;
+            if let (Some(at), true) = (scheduled, shared.paced()) {
+                stats.late(at.elapsed());
+            }
         }
         // The attempt's failure class; `Some(None)` when only checks failed (each counted).
         let mut failed: Option<Option<Failure>> = None;

@@ -85,6 +85,15 @@ pub fn text(w: &mut dyn Write, r: &LoadReport) -> io::Result<()> {
             }
         )?;
     }
+    if let Some(s) = &r.schedule {
+        let l = &s.lateness;
+        writeln!(
+            w,
+            "  schedule     {:>12} not sent (due when every connection was busy); sent late by \
+             p50 {} µs, p99 {} µs, max {} µs (the generator's own lateness)",
+            s.not_sent, l.p50, l.p99, l.max
+        )?;
+    }
     if r.outcome.reconnects > 0 {
         writeln!(
             w,
