@@ -67,6 +67,8 @@ fn config(target: Option<SocketAddr>, requests: u64) -> LoadConfig {
         templates: None,
         hdr_log: None,
         threads: 2,
+        sources: Vec::new(),
+        embedded_addresses: 1,
     }
 }
 
@@ -982,6 +984,60 @@ fn mix_files_parse_and_unknown_products_are_named() {
     assert!(e.contains("--mix") && e.contains(missing.arg()), "{e}");
 }
 
+/// `--source` takes addresses and IPv4 ranges; workers go through every source and
+/// destination pair, and the bundled host listens on `--embedded-addresses` loopback addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_and_embedded_addresses_spread_connections_over_address_pairs() {
+    let _cpu = CPU.read().await;
+    let c = cli(&["-q", "--source", "127.0.0.2-127.0.0.4", "--source", "::1"]).unwrap();
+    assert_eq!(
+        c.sources,
+        ["127.0.0.2", "127.0.0.3", "127.0.0.4", "::1"]
+            .map(|s| s.parse::<std::net::IpAddr>().unwrap())
+    );
+    assert_eq!(
+        cli(&["-q"]).unwrap().embedded_addresses,
+        load::EMBEDDED_ADDRESSES
+    );
+    let mut c = config(None, 40);
+    c.embedded_addresses = 2;
+    c.sources = ["127.0.0.5", "127.0.0.6"]
+        .map(|s| s.parse().unwrap())
+        .to_vec();
+    let record = TempFile::new("sources.pcap");
+    let recorder = kmsharness::capture::record::Recorder::create(record.path()).unwrap();
+    let sampling = kmsharness::load::schedule::Sampling {
+        recorder: recorder.clone(),
+        every: 1,
+    };
+    let r = bounded(
+        "load run",
+        load::run_recorded(&c, std::future::pending::<()>(), Some(sampling)),
+    )
+    .await
+    .unwrap();
+    recorder.finish().unwrap();
+    assert_consistent(&r);
+    assert_eq!((r.outcome.sent, r.outcome.ok), (40, 40), "{}", brief(&r));
+    // Four workers: each of the two sources to each of the two listening addresses.
+    let capture = kmsharness::capture::read(&std::fs::read(record.path()).unwrap());
+    let pairs: BTreeSet<(String, String)> = capture
+        .connections
+        .iter()
+        .map(|k| (k.client.ip().to_string(), k.server.ip().to_string()))
+        .collect();
+    let want: BTreeSet<(String, String)> = [
+        ("127.0.0.5", "127.0.0.1"),
+        ("127.0.0.5", "127.0.0.2"),
+        ("127.0.0.6", "127.0.0.1"),
+        ("127.0.0.6", "127.0.0.2"),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    .collect();
+    assert_eq!(pairs, want);
+}
+
 #[test]
 fn options_are_validated() {
     for args in [
@@ -997,6 +1053,11 @@ fn options_are_validated() {
         &["--requests", "0"],
         &["--clients", "0"],
         &["--read-timeout", "0"],
+        &["--source", "localhost"],
+        &["--source", "127.0.0.9-127.0.0.1"],
+        &["--source", "10.0.0.0-10.0.2.0"],
+        &["--source", "::1-::2"],
+        &["--embedded-addresses", "0"],
     ] {
         let e = cli(args).err();
         assert!(e.is_some(), "load {args:?} accepted");

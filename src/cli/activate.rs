@@ -254,6 +254,7 @@ impl ActivateOpts {
                 },
                 connect_timeout: seconds("--connect-timeout", &self.connect_timeout)?,
                 read_timeout: seconds("--read-timeout", &self.read_timeout)?,
+                source: None,
             },
         })
     }

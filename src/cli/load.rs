@@ -1,6 +1,7 @@
 //! `kmsharness load` and `kmsharness report merge`: options, validation, running, printing.
 
 use std::io::IsTerminal;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -102,6 +103,16 @@ pub struct LoadOpts {
     /// Runtime threads (default: the number of CPUs).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Local address connections leave from, repeatable, or an IPv4 range `A-B`
+    /// (`127.0.0.1-127.0.0.8`); workers take them in turn. One source and destination address
+    /// pair allows about 28,000 connections per TIME_WAIT period (60 s on Linux): several
+    /// sources multiply that for --mode fresh against one host.
+    #[arg(long, value_name = "IP")]
+    pub source: Vec<String>,
+    /// Loopback addresses the bundled host listens on without --target (127.0.0.1 up), each a
+    /// destination that workers take in turn, for the same reason as --source.
+    #[arg(long, value_name = "N", default_value_t = crate::load::EMBEDDED_ADDRESSES)]
+    pub embedded_addresses: u8,
     /// No progress line even on a terminal.
     #[arg(short = 'q', long)]
     pub quiet: bool,
@@ -277,6 +288,23 @@ impl LoadOpts {
                 },
                 connect_timeout: Duration::from_secs(5),
                 read_timeout,
+                source: None,
+            },
+            sources: self
+                .source
+                .iter()
+                .map(|s| sources(s))
+                .collect::<Result<Vec<_>, _>>()?
+                .concat(),
+            embedded_addresses: match self.embedded_addresses {
+                0 => {
+                    return Err(Error::BadValue {
+                        option: "--embedded-addresses",
+                        value: "0".into(),
+                        expected: "1 to 255 loopback addresses",
+                    });
+                }
+                n => n,
             },
             seed: self.seed,
             vm_share: if (0.0..=1.0).contains(&self.vm_share) {
@@ -296,6 +324,33 @@ impl LoadOpts {
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         })
     }
+}
+
+/// Longest `--source` range: more addresses than this add nothing (each brings a whole
+/// ephemeral port range) and would be a typo.
+const MAX_SOURCES: u32 = 256;
+
+/// The addresses of one `--source` value: an address, or an IPv4 range `A-B`.
+fn sources(value: &str) -> Result<Vec<IpAddr>, Error> {
+    let bad = |expected| Error::BadValue {
+        option: "--source",
+        value: value.to_owned(),
+        expected,
+    };
+    let Some((a, b)) = value.split_once('-') else {
+        return value
+            .parse::<IpAddr>()
+            .map(|ip| vec![ip])
+            .map_err(|_| bad("an IP address or an IPv4 range such as 127.0.0.1-127.0.0.8"));
+    };
+    let (Ok(a), Ok(b)) = (a.parse::<Ipv4Addr>(), b.parse::<Ipv4Addr>()) else {
+        return Err(bad("an IPv4 range such as 127.0.0.1-127.0.0.8"));
+    };
+    let (a, b) = (u32::from(a), u32::from(b));
+    if b < a || b - a >= MAX_SOURCES {
+        return Err(bad("a range of 1 to 256 addresses, the lower first"));
+    }
+    Ok((a..=b).map(|n| IpAddr::V4(Ipv4Addr::from(n))).collect())
 }
 
 /// The exit status a report calls for: 130 when interrupted, else its worst failure class (a

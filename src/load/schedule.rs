@@ -115,6 +115,8 @@ pub struct Shared {
     pub addrs: Vec<std::net::SocketAddr>,
     /// Client options.
     pub client: ClientConfig,
+    /// Local addresses connections leave from (`--source`); empty: the system's choice.
+    pub sources: Vec<std::net::IpAddr>,
     /// A new connection per activation.
     pub fresh: bool,
     /// Activations recorded to a pcap, if any.
@@ -233,6 +235,7 @@ impl Shared {
             templates,
             addrs,
             client,
+            sources: Vec::new(),
             fresh,
             record: None,
             start,

@@ -41,6 +41,12 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
     let mut last_flush = Instant::now();
     let addrs = &shared.addrs;
     let addr = addrs[addr_index % addrs.len()];
+    // Every source and destination pair is used: workers go through the destinations first.
+    let mut client = shared.client;
+    if !shared.sources.is_empty() {
+        let source = (addr_index / addrs.len()) % shared.sources.len();
+        client.source = Some(shared.sources[source]);
+    }
     while let Some(Ticket {
         index,
         machine: machine_index,
@@ -93,7 +99,7 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
         let call = call_reconnecting(
             &mut conn,
             addr,
-            shared.client,
+            client,
             attach,
             recording,
             &kms,
