@@ -496,6 +496,8 @@ impl Simulation {
                 machines: Some(n),
             });
         }
+        // A period reaching past the end has no "up" within the run.
+        events.retain(|e| e.day <= f64::from(self.scenario.days));
         events.sort_by(|a, b| a.day.total_cmp(&b.day));
         let end = at_day(f64::from(self.scenario.days));
         let last = FileTime(end.0 - 1);

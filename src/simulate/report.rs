@@ -125,10 +125,8 @@ pub struct Event {
     /// The host (a failover: the one machines left).
     pub host: String,
     /// A failover: the host they moved to.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub to: Option<String>,
     /// A failover: how many machines moved.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub machines: Option<u64>,
 }
 
