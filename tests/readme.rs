@@ -295,6 +295,18 @@ fn prepare(dir: &Path, tomls: &[String], host: &str) {
         )
         .unwrap();
     }
+    // `simulate`'s scenarios, which its section runs by their repository paths.
+    let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("vectors/scenarios");
+    std::fs::create_dir_all(dir.join("vectors/scenarios")).unwrap();
+    for entry in std::fs::read_dir(&scenarios).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(
+            &path,
+            dir.join("vectors/scenarios")
+                .join(path.file_name().unwrap()),
+        )
+        .unwrap();
+    }
     for dirs in [
         ".local/share/bash-completion/completions",
         ".local/share/man/man1",
