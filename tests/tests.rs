@@ -18,5 +18,6 @@ mod properties;
 mod readme;
 mod record;
 mod replay;
+mod schemas;
 mod simulate;
 mod vectors;
