@@ -6,7 +6,8 @@
 //! Methods follow the sans-IO groups: a getter ([`Discovery::cached`]), one command
 //! ([`Discovery::next_target`]) and two inputs ([`Discovery::handle_response`],
 //! [`Discovery::handle_no_response`]). The caller owns the records (`net::discovery` resolves
-//! them, `simulate` declares them) and passes them to each call.
+//! them and orders them with [`select_among`], `simulate` declares them) and passes them to
+//! each call.
 
 /// Most records one client keeps track of: the hosts it removed during an attempt are one bit
 /// each of a `u64`, so that a machine's discovery state stays 16 bytes. A site publishes a
@@ -35,12 +36,27 @@ pub struct SrvRecord {
 /// selected." `random` is that number's source, uniform over `u32`; it is scaled to
 /// `0..=sum` by multiplication (no modulo bias beyond 2^-16 for 64 records of weight 65535).
 pub fn select(records: &[SrvRecord], removed: u64, random: u32) -> Option<usize> {
-    let live = |i: usize| i < MAX_RECORDS && removed & (1 << i) == 0;
+    select_among(
+        records,
+        |i| i >= MAX_RECORDS || removed & (1 << i) != 0,
+        random,
+    )
+}
+
+/// [`select`] with the removed records given by `is_removed` instead of a bit mask, for a list
+/// of any length (`net::discovery::order` orders a whole DNS answer by calling it until every
+/// record is taken).
+pub fn select_among(
+    records: &[SrvRecord],
+    is_removed: impl Fn(usize) -> bool,
+    random: u32,
+) -> Option<usize> {
+    let live = |i: usize| !is_removed(i);
     let priority = (0..records.len())
         .filter(|&i| live(i))
         .map(|i| records[i].priority)
         .min()?;
-    let group = || (0..records.len()).filter(move |&i| live(i) && records[i].priority == priority);
+    let group = || (0..records.len()).filter(|&i| live(i) && records[i].priority == priority);
     // Weight-0 records first, then the others, each in record order.
     let ordered = group()
         .filter(|&i| records[i].weight == 0)
