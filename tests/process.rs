@@ -104,6 +104,33 @@ pub(crate) fn serve(args: &[&str]) -> (Reaped, String) {
     (child, addr)
 }
 
+/// Starts `serve ARGS` on the virtual clock with a control port, both on loopback port 0;
+/// returns it with its KMS and control addresses.
+pub(crate) fn serve_with_control(args: &[&str]) -> (Reaped, String, String) {
+    let mut full = vec![
+        "-q",
+        "-L",
+        "127.0.0.1:0",
+        "--clock",
+        "virtual",
+        "--control",
+        "127.0.0.1:0",
+    ];
+    full.extend_from_slice(args);
+    let (child, addr, mut lines) = serve_exactly(&full);
+    let control = loop {
+        let line = lines
+            .next()
+            .expect("serve ended before its control port listened")
+            .unwrap();
+        if let Some(a) = line.strip_prefix("kmsharness serve: control port on ") {
+            break a.to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr, control)
+}
+
 /// The rest of a child's stderr, line by line.
 type StderrLines = std::io::Lines<BufReader<std::process::ChildStderr>>;
 

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use kmsharness::simulate::report::{DayReport, Report};
+use kmsharness::simulate::scenario::HostTarget;
 use kmsharness::simulate::{Scenario, run};
 use serde_json::Value;
 
@@ -201,5 +202,70 @@ fn scenario_errors_name_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("kmsharness simulate: "), "{err}");
     assert!(err.contains("machines[0].product"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The failover scenario against two `serve --clock virtual --control` processes over sockets,
+/// each one's clock moved by the simulation through its control port, gives the per-day
+/// outcome of the in-process run: the same states, attempts, failures, and each host's
+/// requests and counts every day.
+#[test]
+fn host_processes_on_the_virtual_clock_give_the_in_process_outcome() {
+    let in_process = simulate("failover.toml");
+    let (_kms1, addr1, control1) = crate::process::serve_with_control(&[]);
+    let (_kms2, addr2, control2) = crate::process::serve_with_control(&[]);
+    let mut s = scenario("failover.toml");
+    for (host, (addr, control)) in s
+        .hosts
+        .iter_mut()
+        .zip([(addr1, control1), (addr2, control2)])
+    {
+        host.target = Some(HostTarget {
+            kms: addr.parse().unwrap(),
+            control: Some(control.parse().unwrap()),
+        });
+    }
+    let over_sockets = run(s, |_| {}).unwrap();
+    assert_eq!(over_sockets.days.len(), in_process.days.len());
+    for (a, b) in over_sockets.days.iter().zip(&in_process.days) {
+        assert_eq!(a, b, "day {}", b.day);
+    }
+    assert_eq!(over_sockets.groups, in_process.groups);
+    assert_eq!(over_sockets.events, in_process.events);
+    assert_eq!(over_sockets.summary.exchanges, in_process.summary.exchanges);
+    // Not a trivial run: the second host took over.
+    assert!(in_process.events.iter().any(|e| e.event == "failover"));
+}
+
+/// A target on the virtual clock without its control port is refused before anything runs,
+/// naming the key; one whose control port does not answer stops the run with exit 3.
+#[test]
+fn a_host_process_needs_a_reachable_control_port() {
+    let dir = crate::command_line::scratch("simulate-target");
+    let run_file = |text: &str| {
+        let path = dir.join("s.toml");
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_kmsharness"))
+            .arg("simulate")
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run_file("days = 1\n[[hosts]]\nname = \"k\"\ntarget = \"127.0.0.1:1688\"\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("hosts[0].control"), "{err}");
+    // Nothing listens on port 1 of loopback.
+    let (code, err) = run_file(
+        "days = 1\n[[hosts]]\nname = \"k\"\ntarget = \"127.0.0.1:1688\"\ncontrol = \"127.0.0.1:1\"\n",
+    );
+    assert_eq!(code, Some(3), "{err}");
+    assert!(
+        err.contains("hosts[0] (k)") && err.contains("127.0.0.1:1"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

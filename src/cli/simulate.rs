@@ -15,12 +15,15 @@ The scenario file (TOML) declares the days, the seed, the KMS hosts (SRV priorit
 key groups, periods down) and groups of machines (count, catalog product, arrival, share of VMs, \
 distinct machine IDs, periods away, day of leaving); see README \"simulate\" and \
 vectors/scenarios/. Every exchange is a whole RPC bind and KMS request, encrypted, answered by a \
-bundled host engine on the virtual clock, decrypted and verified. The same file and seed give \
-the same JSON report, except summary.exchanges_per_sec (wall-clock).
+bundled host engine on the virtual clock (or a host process: target = \"host:port\" with \
+control = \"host:port\" for serve --clock virtual --control; clock = \"real\" and minutes = N \
+for any KMS host on its own clock), decrypted and verified. The same file and seed give the \
+same JSON report, except summary.exchanges_per_sec (wall-clock).
 
 Exit status:
   0  the simulation ran (whatever the site's outcome)
   2  the scenario is not valid (the message names the key)
+  3  a host process (hosts[].target) or its control port cannot be reached, or stopped answering
   6  the scenario cannot be read, or the report cannot be written";
 
 /// Options of `simulate`.
@@ -65,7 +68,12 @@ pub fn main(opts: &SimulateOpts) -> Result<Exit, Error> {
             );
         }
     })
-    .map_err(|e| Error::Usage(format!("{}: {e}", opts.scenario.display())))?;
+    .map_err(|e| match e {
+        simulate::SimulateError::Scenario(e) => {
+            Error::Usage(format!("{}: {e}", opts.scenario.display()))
+        }
+        e => Error::Simulate(Box::new(e)),
+    })?;
     if tty {
         let _ = writeln!(std::io::stderr().lock());
     }

@@ -1,12 +1,16 @@
-//! `simulate`'s engine: a site of Windows KMS clients ([`Client`] with [`Discovery`]) and
-//! bundled host engines over virtual days, deterministic for a scenario and seed. Events run in
-//! virtual time from one queue keyed by [`FileTime`]; every exchange takes the whole byte path
-//! (RPC bind, request encoded and encrypted by the client code, answered by a host engine from
-//! its bytes, response decrypted and verified with every check) with no shortcut model.
+//! `simulate`'s engine: a site of Windows KMS clients ([`Client`] with [`Discovery`]) and KMS
+//! hosts over virtual days, deterministic for a scenario and seed. Events run in virtual time
+//! from one queue keyed by [`FileTime`]; every exchange takes the whole byte path (RPC bind,
+//! request encoded and encrypted by the client code, answered from its bytes, response
+//! decrypted and verified with every check) with no shortcut model. A host is a bundled engine
+//! in this process, or a host process over TCP ([`exchange::Remote`]): `serve --clock virtual
+//! --control` with its clock moved to the simulation's before each exchange, or, in real time,
+//! any KMS host on its own clock while the simulation waits for each attempt.
 //!
 //! Per machine only compact state is kept (its client, discovery, arrival time and indexes:
 //! under 100 bytes); requests, names and machine IDs are derived from the seed when sent.
 
+pub mod exchange;
 pub mod report;
 pub mod scenario;
 
@@ -16,26 +20,26 @@ use std::collections::{BTreeMap, BinaryHeap};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::catalog::AppKind;
+use crate::catalog::{self, AppKind};
+use crate::clock;
 use crate::epid::YearDay;
-use crate::proto::client::message::{ResponseBuf, decode_response, encode_request};
-use crate::proto::client::session::{CallReply, ClientRpcOptions, ClientSession};
+use crate::host::control::ControlError;
+use crate::proto::client::message::encode_request;
 use crate::proto::discovery::{Discovery, SrvRecord};
 use crate::proto::faults::FaultSet;
 use crate::proto::host::config::HostConfig;
-use crate::proto::host::engine::{KmsHost, Policy, activate};
+use crate::proto::host::engine::{KmsHost, Policy};
 use crate::proto::host::message::HostRandom;
-use crate::proto::host::session::{HostRpcConfig, HostSession};
-use crate::proto::lifecycle::{Answer, Client, ClientVerdict, Intervals, State};
+use crate::proto::lifecycle::{Answer, Client, ClientVerdict, State};
 use crate::proto::verdict::Failure;
 use crate::wire::Guid;
 use crate::wire::kms::{FileTime, RequestBase, Version, Workstation};
-use crate::wire::rpc::split_pdu;
 
+use self::exchange::{Remote, RemoteError, Scratch};
 use self::report::{
     Counts, DayReport, Event, FORMAT, GroupReport, HostDay, Minutes, Report, Summary,
 };
-pub use self::scenario::{Scenario, ScenarioError};
+pub use self::scenario::{ClockMode, Scenario, ScenarioError};
 
 /// Where virtual time starts: 2026-01-01 00:00 UTC (any fixed day would do; a fixed one keeps
 /// reports byte-identical).
@@ -45,14 +49,35 @@ const START_DAY: YearDay = YearDay { year: 2026, day: 1 };
 const TICKS_PER_DAY: u64 = 86_400 * FileTime::TICKS_PER_SEC;
 const TICKS_PER_MINUTE: u64 = 60 * FileTime::TICKS_PER_SEC;
 
-/// The time `day` days (fractional) after [`START`].
-pub fn at_day(day: f64) -> FileTime {
+/// The time `day` days (fractional) after `origin` (the run's start).
+fn at_day(origin: FileTime, day: f64) -> FileTime {
     // Days are at most scenario::MAX_DAYS, so the product fits u64 exactly enough.
-    FileTime(START.0 + (day.max(0.0) * TICKS_PER_DAY as f64) as u64)
+    FileTime(origin.0 + (day.max(0.0) * TICKS_PER_DAY as f64) as u64)
 }
 
-fn day_of(t: FileTime) -> f64 {
-    t.0.saturating_sub(START.0) as f64 / TICKS_PER_DAY as f64
+fn day_of(origin: FileTime, t: FileTime) -> f64 {
+    t.0.saturating_sub(origin.0) as f64 / TICKS_PER_DAY as f64
+}
+
+/// Why a simulation did not run to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    /// The scenario is not valid.
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    /// A host process cannot be reached or stopped answering its control port.
+    #[error("hosts[{index}] ({name}): {source}")]
+    Host {
+        /// The host's index in the scenario.
+        index: usize,
+        /// Its name.
+        name: String,
+        /// What failed.
+        source: RemoteError,
+    },
+    /// The async runtime for host processes could not start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
 }
 
 /// SplitMix64: derives per-machine values (machine ID, name) from the seed without storing
@@ -78,12 +103,32 @@ struct Machine {
     vm: bool,
 }
 
+/// Where a host's answers come from.
+#[derive(Debug)]
+enum Backend {
+    /// A bundled engine in this process.
+    InProcess(Box<Policy>),
+    /// A host process over TCP.
+    Remote(Box<Remote>),
+}
+
 /// One host of the site: its engine and today's tally.
 #[derive(Debug)]
 struct SimHost {
-    policy: Policy,
+    backend: Backend,
     requests: u64,
     sessions: u32,
+    /// The highest count it returned today per application (Windows, Office 2010, Office
+    /// 2013): a host process without a control port is known only by what it says.
+    said: [u32; 3],
+}
+
+fn app_index(app: AppKind) -> usize {
+    match app {
+        AppKind::Windows => 0,
+        AppKind::Office2010 => 1,
+        AppKind::Office2013 => 2,
+    }
 }
 
 /// Why an attempt did not activate, as the day's `failures` count it.
@@ -100,15 +145,6 @@ struct GroupTally {
     last_failure: Option<Failure>,
 }
 
-/// Reusable buffers of one exchange.
-#[derive(Debug, Default)]
-struct Scratch {
-    wire: Vec<u8>,
-    reply: Vec<u8>,
-    kms: Vec<u8>,
-    buf: ResponseBuf,
-}
-
 /// What a run produced besides the report: for progress and rates.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
@@ -122,6 +158,15 @@ pub struct Progress {
 #[derive(Debug)]
 pub struct Simulation {
     scenario: Scenario,
+    /// Where the run's time starts: [`START`] in virtual time, the wall clock's now in real
+    /// time.
+    origin: FileTime,
+    /// Where it ends: its days, or its `minutes`.
+    stop: FileTime,
+    /// Drives the exchanges with host processes, when there are any.
+    runtime: Option<tokio::runtime::Runtime>,
+    /// What stopped the run early (a host process's control port failing).
+    fatal: Option<SimulateError>,
     records: Vec<SrvRecord>,
     hosts: Vec<SimHost>,
     machines: Vec<Machine>,
@@ -136,29 +181,64 @@ pub struct Simulation {
 }
 
 impl Simulation {
-    /// Sets up the site of `scenario` (its hosts' engines, every machine's first boot).
-    pub fn new(scenario: Scenario) -> Result<Simulation, ScenarioError> {
+    /// Sets up the site of `scenario` (its hosts' engines or connections, every machine's
+    /// first boot).
+    pub fn new(scenario: Scenario) -> Result<Simulation, SimulateError> {
         let mut rng = StdRng::seed_from_u64(scenario.seed);
+        let runtime = if scenario.hosts.iter().any(|h| h.target.is_some()) {
+            Some(
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(SimulateError::Runtime)?,
+            )
+        } else {
+            None
+        };
         let mut hosts = Vec::new();
         for (i, h) in scenario.hosts.iter().enumerate() {
-            let config = HostConfig {
-                key_groups: h.key_groups.clone(),
-                ..HostConfig::default()
+            let backend = match (&h.target, &runtime) {
+                (Some(t), Some(rt)) => {
+                    let remote = rt
+                        .block_on(Remote::open(&t.kms, t.control.as_ref()))
+                        .map_err(|source| SimulateError::Host {
+                            index: i,
+                            name: h.name.clone(),
+                            source,
+                        })?;
+                    Backend::Remote(Box::new(remote))
+                }
+                _ => {
+                    let config = HostConfig {
+                        key_groups: h.key_groups.clone(),
+                        ..HostConfig::default()
+                    };
+                    let engine = KmsHost::new(config, START_DAY, mix(scenario.seed ^ i as u64))
+                        .map_err(|e| ScenarioError(format!("hosts[{i}]: {e}")))?;
+                    Backend::InProcess(Box::new(Policy::new(engine, FaultSet::NONE)))
+                }
             };
-            let engine = KmsHost::new(config, START_DAY, mix(scenario.seed ^ i as u64))
-                .map_err(|e| ScenarioError(format!("hosts[{i}]: {e}")))?;
             hosts.push(SimHost {
-                policy: Policy::new(engine, FaultSet::NONE),
+                backend,
                 requests: 0,
                 sessions: 0,
+                said: [0; 3],
             });
         }
+        let origin = match scenario.clock {
+            ClockMode::Virtual => START,
+            ClockMode::Real => clock::now_filetime(),
+        };
+        let stop = match scenario.minutes {
+            Some(m) => FileTime(origin.0 + u64::from(m) * TICKS_PER_MINUTE),
+            None => at_day(origin, f64::from(scenario.days)),
+        };
         let mut machines = Vec::new();
         for (gi, g) in scenario.groups.iter().enumerate() {
             let threshold = g.sku.class.threshold();
             for m in 0..g.count {
                 let span = g.arrive.to - g.arrive.from;
-                let arrive = at_day(g.arrive.from + span * rng.random::<f64>());
+                let arrive = at_day(origin, g.arrive.from + span * rng.random::<f64>());
                 machines.push(Machine {
                     client: Client::new(threshold, arrive),
                     discovery: Discovery::new(),
@@ -179,6 +259,10 @@ impl Simulation {
         let tallies = vec![GroupTally::default(); scenario.groups.len()];
         Ok(Simulation {
             scenario,
+            origin,
+            stop,
+            runtime,
+            fatal: None,
             records,
             hosts,
             machines,
@@ -195,24 +279,55 @@ impl Simulation {
 
     /// Runs every day, calling `progress` after each; returns the report (its
     /// `summary.exchanges_per_sec` is 0: the caller, who owns a clock, fills it in).
-    pub fn run(mut self, mut progress: impl FnMut(Progress)) -> Report {
+    pub fn run(mut self, mut progress: impl FnMut(Progress)) -> Result<Report, SimulateError> {
         let mut days = Vec::new();
         for day in 0..self.scenario.days {
-            let end = at_day(f64::from(day + 1));
+            let end = at_day(self.origin, f64::from(day + 1)).min(self.stop);
             while let Some(&Reverse((t, m))) = self.queue.peek() {
                 if t >= end.0 {
                     break;
                 }
                 self.queue.pop();
+                self.wait_until(FileTime(t));
                 self.step(FileTime(t), m as usize);
+                if let Some(e) = self.fatal.take() {
+                    return Err(e);
+                }
             }
+            self.wait_until(end);
             days.push(self.snapshot(day, end));
+            if let Some(e) = self.fatal.take() {
+                return Err(e);
+            }
             progress(Progress {
                 day: day + 1,
                 exchanges: self.exchanges,
             });
+            if end >= self.stop {
+                break;
+            }
         }
-        self.finish(days)
+        Ok(self.finish(days))
+    }
+
+    /// In real time, sleeps until the wall clock reaches `t` (bounded by the scenario's
+    /// `minutes`); in virtual time, nothing.
+    fn wait_until(&self, t: FileTime) {
+        if self.scenario.clock == ClockMode::Real {
+            let ticks = t.0.saturating_sub(clock::now_filetime().0);
+            std::thread::sleep(std::time::Duration::from_nanos(ticks.saturating_mul(100)));
+        }
+    }
+
+    /// Records the first error that stops the run.
+    fn fail(&mut self, h: usize, source: ControlError) {
+        if self.fatal.is_none() {
+            self.fatal = Some(SimulateError::Host {
+                index: h,
+                name: self.scenario.hosts[h].name.clone(),
+                source: RemoteError::Control(source),
+            });
+        }
     }
 
     fn group_absent(&self, g: usize, day: f64) -> Option<f64> {
@@ -226,10 +341,11 @@ impl Simulation {
     /// One machine's due attempt at `now`.
     fn step(&mut self, now: FileTime, m: usize) {
         let g = self.machines[m].group as usize;
-        match self.group_absent(g, day_of(now)) {
+        match self.group_absent(g, day_of(self.origin, now)) {
             Some(back) if back.is_finite() => {
                 // Powered off: the overdue attempt is made when it comes back.
-                self.queue.push(Reverse((at_day(back).0, m as u32)));
+                self.queue
+                    .push(Reverse((at_day(self.origin, back).0, m as u32)));
                 return;
             }
             Some(_) => return,
@@ -242,7 +358,7 @@ impl Simulation {
         if let (Some(a), Some(b)) = (before, after)
             && a != b
         {
-            let day = (day_of(now) as u32, a as u32, b as u32);
+            let day = (day_of(self.origin, now) as u32, a as u32, b as u32);
             *self.failovers.entry(day).or_insert(0) += 1;
         }
         let machine = &mut self.machines[m];
@@ -265,14 +381,14 @@ impl Simulation {
             }
         }
         let next = machine.client.next_attempt();
-        if next < at_day(f64::from(self.scenario.days)) {
+        if next < self.stop {
             self.queue.push(Reverse((next.0, m as u32)));
         }
     }
 
     /// Discovery and the exchange with the host it finds.
     fn attempt(&mut self, now: FileTime, m: usize) -> Answer {
-        let day = day_of(now);
+        let day = day_of(self.origin, now);
         loop {
             let random = self.rng.random::<u32>();
             let Some(h) = self.machines[m]
@@ -286,9 +402,15 @@ impl Simulation {
                 self.machines[m].discovery.handle_no_response(h);
                 continue;
             }
-            self.machines[m].discovery.handle_response(h);
             let base = self.request(now, m);
-            return self.exchange(h, &base, now);
+            match self.exchange(h, &base, now) {
+                Some(answer) => {
+                    self.machines[m].discovery.handle_response(h);
+                    return answer;
+                }
+                None if self.fatal.is_some() => return Answer::Failed(Failure::Io),
+                None => self.machines[m].discovery.handle_no_response(h),
+            }
         }
     }
 
@@ -324,113 +446,42 @@ impl Simulation {
         }
     }
 
-    /// One whole exchange with host `h` over an in-memory connection.
-    fn exchange(&mut self, h: usize, base: &RequestBase, now: FileTime) -> Answer {
-        self.exchanges += 1;
-        let host = &mut self.hosts[h];
-        host.requests += 1;
-        host.sessions = host.sessions.wrapping_add(1);
+    /// One whole exchange with host `h`; `None` when it does not respond.
+    fn exchange(&mut self, h: usize, base: &RequestBase, now: FileTime) -> Option<Answer> {
         let random = HostRandom {
             salt: self.rng.random(),
             iv: self.rng.random(),
         };
         let iv: [u8; 16] = self.rng.random();
-        let mut session = HostSession::new(HostRpcConfig::default(), 0x1000 + host.sessions);
-        let policy = &mut host.policy;
-        let mut serve = |req: &[u8], out: &mut Vec<u8>| {
-            activate(
-                req,
-                now,
-                &random,
-                FaultSet::NONE,
-                |r, c| policy.decide(r, c, now),
-                out,
-            )
-            .1
-        };
         let s = &mut self.scratch;
-        let mut client = ClientSession::new(ClientRpcOptions::default());
-        // Feeds every whole PDU of `bytes` to the host, its replies into `out`.
-        let to_host = |session: &mut HostSession,
-                       serve: &mut crate::proto::host::session::Activate<'_>,
-                       bytes: &[u8],
-                       out: &mut Vec<u8>|
-         -> bool {
-            out.clear();
-            let mut rest = bytes;
-            while let Ok(Some((pdu, tail))) = split_pdu(rest) {
-                if session.handle(pdu, serve, out).close {
-                    return false;
-                }
-                rest = tail;
-            }
-            true
-        };
-        s.wire.clear();
-        client.bind(&mut s.wire);
-        let open = to_host(&mut session, &mut serve, &s.wire, &mut s.reply);
-        let Ok(bound) = client.handle_bind_reply(&s.reply) else {
-            return Answer::Failed(Failure::Protocol);
-        };
-        if let Some(c) = bound.checks.failed().next() {
-            return Answer::Failed(Failure::Check(c.id));
-        }
-        if !open {
-            return Answer::Failed(Failure::Closed);
-        }
-        if bound.needs_alter_context {
-            s.wire.clear();
-            client.alter_context(&mut s.wire);
-            to_host(&mut session, &mut serve, &s.wire, &mut s.reply);
-            match client.handle_bind_reply(&s.reply) {
-                Err(_) => return Answer::Failed(Failure::Protocol),
-                Ok(b) => {
-                    if let Some(c) = b.checks.failed().next() {
-                        return Answer::Failed(Failure::Check(c.id));
-                    }
-                }
-            }
-        }
         s.kms.clear();
         let sent = encode_request(base, iv, &mut s.kms);
-        s.wire.clear();
-        client.request(&s.kms, &mut s.wire);
-        to_host(&mut session, &mut serve, &s.wire, &mut s.reply);
-        let mut outcome = None;
-        let mut rest = &s.reply[..];
-        while let Ok(Some((pdu, tail))) = split_pdu(rest) {
-            match client.handle_reply(pdu) {
-                Ok(Some(o)) => outcome = Some(o),
-                Ok(None) => {}
-                Err(_) => return Answer::Failed(Failure::Protocol),
+        let host = &mut self.hosts[h];
+        let answer = match &mut host.backend {
+            Backend::InProcess(policy) => {
+                host.sessions = host.sessions.wrapping_add(1);
+                let id = 0x1000 + host.sessions;
+                exchange::in_process(policy, id, &random, &sent, now, s)
             }
-            rest = tail;
-        }
-        let Some(outcome) = outcome else {
-            return Answer::Failed(Failure::Closed);
+            Backend::Remote(remote) => {
+                let rt = self.runtime.as_ref()?;
+                if let Err(e) = rt.block_on(remote.set_time(now)) {
+                    self.fail(h, e);
+                    return None;
+                }
+                let answer = rt.block_on(remote.exchange(&s.kms, &sent, &mut s.buf))?;
+                if let (Answer::Count { count, .. }, Some(app)) =
+                    (answer, catalog::application(&base.app_id))
+                {
+                    let said = &mut host.said[app_index(app.kind)];
+                    *said = (*said).max(count);
+                }
+                answer
+            }
         };
-        match outcome.reply {
-            CallReply::Refused(h) => Answer::Failed(Failure::HResult(h)),
-            CallReply::Fault(f) => Answer::Failed(Failure::Fault(f)),
-            CallReply::Response => {
-                if let Some(c) = outcome.checks.failed().next() {
-                    return Answer::Failed(Failure::Check(c.id));
-                }
-                match decode_response(&sent, client.response_body(), &mut s.buf) {
-                    Err(_) => Answer::Failed(Failure::Undecodable),
-                    Ok((resp, checks)) => match checks.failed().next() {
-                        Some(c) => Answer::Failed(Failure::Check(c.id)),
-                        None => Answer::Count {
-                            count: resp.base.count,
-                            intervals: Some(Intervals {
-                                activation: resp.base.activation_interval,
-                                renewal: resp.base.renewal_interval,
-                            }),
-                        },
-                    },
-                }
-            }
-        }
+        self.exchanges += 1;
+        host.requests += 1;
+        Some(answer)
     }
 
     /// The state at the end of `day`.
@@ -441,7 +492,7 @@ impl Simulation {
             ..DayReport::default()
         };
         let now = FileTime(end.0 - 1);
-        let d = day_of(now);
+        let d = day_of(self.origin, now);
         let absent: Vec<bool> = (0..self.scenario.groups.len())
             .map(|g| self.group_absent(g, d).is_some())
             .collect();
@@ -463,18 +514,43 @@ impl Simulation {
             };
             r.failures.insert(key, n);
         }
+        let mut failed = None;
         for (h, host) in self.hosts.iter_mut().enumerate() {
-            let engine = host.policy.host();
+            let [windows, office2010, office2013] = match &mut host.backend {
+                Backend::InProcess(policy) => {
+                    let engine = policy.host();
+                    [AppKind::Windows, AppKind::Office2010, AppKind::Office2013]
+                        .map(|a| engine.count(a, end))
+                }
+                Backend::Remote(remote) => {
+                    let counts = match &self.runtime {
+                        Some(rt) => rt.block_on(remote.counts(end)),
+                        None => Ok(None),
+                    };
+                    match counts {
+                        Ok(Some(c)) => c,
+                        Ok(None) => host.said,
+                        Err(e) => {
+                            failed.get_or_insert((h, e));
+                            [0; 3]
+                        }
+                    }
+                }
+            };
             r.hosts.push(HostDay {
                 name: self.scenario.hosts[h].name.clone(),
                 requests: host.requests,
                 counts: Counts {
-                    windows: engine.count(AppKind::Windows, end),
-                    office2010: engine.count(AppKind::Office2010, end),
-                    office2013: engine.count(AppKind::Office2013, end),
+                    windows,
+                    office2010,
+                    office2013,
                 },
             });
             host.requests = 0;
+            host.said = [0; 3];
+        }
+        if let Some((h, e)) = failed {
+            self.fail(h, e);
         }
         r
     }
@@ -497,10 +573,10 @@ impl Simulation {
             });
         }
         // A period reaching past the end has no "up" within the run.
-        events.retain(|e| e.day <= f64::from(self.scenario.days));
+        let end_day = day_of(self.origin, self.stop);
+        events.retain(|e| e.day <= end_day);
         events.sort_by(|a, b| a.day.total_cmp(&b.day));
-        let end = at_day(f64::from(self.scenario.days));
-        let last = FileTime(end.0 - 1);
+        let last = FileTime(self.stop.0 - 1);
         let mut groups: Vec<GroupReport> = Vec::new();
         let mut minutes: Vec<Vec<u32>> = vec![Vec::new(); self.scenario.groups.len()];
         let mut at_end = vec![0u64; self.scenario.groups.len()];
@@ -544,6 +620,8 @@ impl Simulation {
             format: FORMAT.to_owned(),
             seed: self.scenario.seed,
             days_simulated: self.scenario.days,
+            clock: self.scenario.clock,
+            minutes: self.scenario.minutes,
             days,
             groups,
             events,
@@ -559,8 +637,8 @@ impl Simulation {
 }
 
 /// Runs `scenario` to its end.
-pub fn run(scenario: Scenario, progress: impl FnMut(Progress)) -> Result<Report, ScenarioError> {
-    Ok(Simulation::new(scenario)?.run(progress))
+pub fn run(scenario: Scenario, progress: impl FnMut(Progress)) -> Result<Report, SimulateError> {
+    Simulation::new(scenario)?.run(progress)
 }
 
 #[cfg(test)]

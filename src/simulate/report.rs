@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use super::scenario::ClockMode;
+
 /// The `format` field of the JSON report.
 pub const FORMAT: &str = "kmsharness-simulate/1";
 
@@ -14,11 +16,16 @@ pub const FORMAT: &str = "kmsharness-simulate/1";
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Report {
     /// Always `kmsharness-simulate/1`.
+    #[schemars(extend("const" = "kmsharness-simulate/1"))]
     pub format: String,
     /// The seed every random choice came from.
     pub seed: u64,
     /// Days simulated.
     pub days_simulated: u32,
+    /// `virtual`, or `real` for a run on the wall clock against hosts on their own clocks.
+    pub clock: ClockMode,
+    /// The run stopped this many minutes after its start (the scenario's `minutes`), if set.
+    pub minutes: Option<u32>,
     /// The state at the end of each day.
     pub days: Vec<DayReport>,
     /// Each group of machines at the end.
@@ -58,7 +65,9 @@ pub struct HostDay {
     pub name: String,
     /// Requests it answered that day.
     pub requests: u64,
-    /// Its counts.
+    /// Its counts: the host's own (an in-process engine, or a host process through its
+    /// control port); for a host process without a control port, the highest count it returned
+    /// that day.
     pub counts: Counts,
 }
 
@@ -161,14 +170,18 @@ pub struct Summary {
 /// The text report.
 pub fn text(r: &Report) -> String {
     let mut out = String::new();
+    let span = match r.minutes {
+        Some(m) => format!("{m} minutes"),
+        None => format!("{} days", r.days_simulated),
+    };
+    let real = match r.clock {
+        ClockMode::Real => " in real time",
+        ClockMode::Virtual => "",
+    };
     let _ = writeln!(
         out,
-        "simulated {} days, seed {}: {} machines, {} exchanges ({:.0}/s)",
-        r.days_simulated,
-        r.seed,
-        r.summary.machines,
-        r.summary.exchanges,
-        r.summary.exchanges_per_sec
+        "simulated {span}{real}, seed {}: {} machines, {} exchanges ({:.0}/s)",
+        r.seed, r.summary.machines, r.summary.exchanges, r.summary.exchanges_per_sec
     );
     let _ = writeln!(
         out,

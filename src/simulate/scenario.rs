@@ -4,12 +4,17 @@
 use serde::Deserialize;
 
 use crate::catalog::{self, HostKeyGroup, Sku};
+use crate::net::discovery::Target;
 use crate::proto::discovery::{MAX_RECORDS, SrvRecord};
 
 /// Longest simulation, days: ten years, far beyond the 180-day validity any question needs.
 pub const MAX_DAYS: u32 = 3650;
 /// Most machines one scenario declares: memory stays under 1 GiB (about 100 bytes each).
 pub const MAX_MACHINES: u64 = 10_000_000;
+
+/// Longest run in real time, minutes: a day, so that a real-time scenario is always bounded
+/// (its clients' intervals are the host's, hours to days).
+pub const MAX_REAL_MINUTES: u32 = 24 * 60;
 
 /// SRV weight of a host that gives none: RFC 2782 leaves it to the administrator; 100 is what
 /// `DnsDomainPublishList` examples use ("Priority and weight parameters can be added").
@@ -23,6 +28,10 @@ struct RawScenario {
     days: u32,
     #[serde(default)]
     seed: u64,
+    #[serde(default)]
+    clock: ClockMode,
+    #[serde(default)]
+    minutes: Option<u32>,
     #[serde(default)]
     hosts: Vec<RawHost>,
     #[serde(default)]
@@ -41,6 +50,25 @@ struct RawHost {
     key_groups: Option<Vec<String>>,
     #[serde(default)]
     down: Vec<[f64; 2]>,
+    #[serde(default)]
+    target: Option<String>,
+    #[serde(default)]
+    control: Option<String>,
+}
+
+/// Whose time a scenario runs on (`clock = "virtual"` or `"real"`, also in the report).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ClockMode {
+    /// Virtual time from 2026-01-01 00:00 UTC, as fast as the exchanges go: in-process hosts, and
+    /// host processes whose clock is moved through their control port.
+    #[default]
+    Virtual,
+    /// The wall clock: the simulation waits for each attempt, and host processes keep their
+    /// own clock (any KMS host, vlmcsd or py-kms as well as `serve`).
+    Real,
 }
 
 fn default_weight() -> u16 {
@@ -92,6 +120,18 @@ pub struct Host {
     pub key_groups: Vec<&'static HostKeyGroup>,
     /// When it does not respond.
     pub down: Vec<Period>,
+    /// A host process to exchange with over TCP instead of an in-process engine.
+    pub target: Option<HostTarget>,
+}
+
+/// Where a host process listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostTarget {
+    /// Its KMS port (`host:port`).
+    pub kms: Target,
+    /// Its control port (`serve --control`), through which its virtual clock is moved; `None`
+    /// on its own clock.
+    pub control: Option<Target>,
 }
 
 /// One group of machines.
@@ -122,6 +162,10 @@ pub struct Scenario {
     pub days: u32,
     /// Seed of every random choice.
     pub seed: u64,
+    /// Virtual or real time.
+    pub clock: ClockMode,
+    /// The run stops this many minutes after the start, if given (real time needs it).
+    pub minutes: Option<u32>,
     /// The hosts, in SRV record order.
     pub hosts: Vec<Host>,
     /// The machines.
@@ -135,6 +179,21 @@ pub struct ScenarioError(pub String);
 
 fn err(key: &str, what: impl std::fmt::Display) -> ScenarioError {
     ScenarioError(format!("{key}: {what}"))
+}
+
+/// A `host:port` (or `host`, port 1688) of a host process; not a `.domain`: the scenario's
+/// hosts are the SRV records.
+fn target(key: &str, text: &str) -> Result<Target, ScenarioError> {
+    match text.parse::<Target>() {
+        Ok(t @ Target::Host { .. }) => Ok(t),
+        Ok(Target::Srv { .. }) => Err(err(
+            key,
+            format!(
+                "{text:?} is a domain; give host:port (the scenario's hosts are its SRV records)"
+            ),
+        )),
+        Err(e) => Err(err(key, e)),
+    }
 }
 
 fn period(key: &str, [from, to]: [f64; 2]) -> Result<Period, ScenarioError> {
@@ -158,12 +217,34 @@ impl Scenario {
         if raw.days == 0 || raw.days > MAX_DAYS {
             return Err(err("days", format!("must be 1 to {MAX_DAYS}")));
         }
+        match (raw.clock, raw.minutes) {
+            (_, Some(m)) if m == 0 || m > raw.days.saturating_mul(24 * 60) => {
+                return Err(err(
+                    "minutes",
+                    "must be 1 to the scenario's days in minutes",
+                ));
+            }
+            (ClockMode::Real, None) => {
+                return Err(err(
+                    "minutes",
+                    format!("a run in real time needs its length, 1 to {MAX_REAL_MINUTES}"),
+                ));
+            }
+            (ClockMode::Real, Some(m)) if m > MAX_REAL_MINUTES => {
+                return Err(err(
+                    "minutes",
+                    format!("1 to {MAX_REAL_MINUTES} in real time"),
+                ));
+            }
+            _ => {}
+        }
         if raw.hosts.len() > MAX_RECORDS {
             return Err(err("hosts", format!("at most {MAX_RECORDS} hosts")));
         }
         let mut hosts = Vec::new();
         for (i, h) in raw.hosts.into_iter().enumerate() {
             let key = format!("hosts[{i}]");
+            let named_key_groups = h.key_groups.is_some();
             let key_groups = match h.key_groups {
                 None => catalog::default_host_key_groups(),
                 Some(names) => names
@@ -183,6 +264,49 @@ impl Scenario {
                 .into_iter()
                 .map(|p| period(&format!("{key}.down"), p))
                 .collect::<Result<_, _>>()?;
+            let host_target = match (&h.target, &h.control) {
+                (None, None) => None,
+                (None, Some(_)) => {
+                    return Err(err(&format!("{key}.control"), "needs the host's target"));
+                }
+                (Some(t), control) => Some(HostTarget {
+                    kms: target(&format!("{key}.target"), t)?,
+                    control: control
+                        .as_deref()
+                        .map(|c| target(&format!("{key}.control"), c))
+                        .transpose()?,
+                }),
+            };
+            if let Some(t) = &host_target {
+                if named_key_groups {
+                    return Err(err(
+                        &format!("{key}.key_groups"),
+                        "a host process has its own (serve --key-group); give them there",
+                    ));
+                }
+                match (raw.clock, &t.control) {
+                    (ClockMode::Virtual, None) => {
+                        return Err(err(
+                            &format!("{key}.control"),
+                            "a host process on the virtual clock needs its control port \
+                             (serve --clock virtual --control ADDR); one on its own clock needs \
+                             clock = \"real\"",
+                        ));
+                    }
+                    (ClockMode::Real, Some(_)) => {
+                        return Err(err(
+                            &format!("{key}.control"),
+                            "in real time a host keeps its own clock; remove the control port",
+                        ));
+                    }
+                    _ => {}
+                }
+            } else if raw.clock == ClockMode::Real {
+                return Err(err(
+                    &format!("{key}.target"),
+                    "in real time every host is a process (host:port) on its own clock",
+                ));
+            }
             hosts.push(Host {
                 name: h.name,
                 srv: SrvRecord {
@@ -191,6 +315,7 @@ impl Scenario {
                 },
                 key_groups,
                 down,
+                target: host_target,
             });
         }
         let mut groups = Vec::new();
@@ -248,6 +373,8 @@ impl Scenario {
         Ok(Scenario {
             days: raw.days,
             seed: raw.seed,
+            clock: raw.clock,
+            minutes: raw.minutes,
             hosts,
             groups,
         })
@@ -273,6 +400,48 @@ mod tests {
         assert!(e(bad_down).starts_with("hosts[0].down:"));
         let bad_type = "days = 5\n[[hosts]]\nname = \"k\"\npriority = \"x\"";
         assert!(e(bad_type).contains("hosts[0].priority"), "{}", e(bad_type));
+        let no_control = "days = 5\n[[hosts]]\nname = \"k\"\ntarget = \"127.0.0.1:1688\"";
+        assert!(
+            e(no_control).starts_with("hosts[0].control:"),
+            "{}",
+            e(no_control)
+        );
+        let real_no_minutes = "days = 1\nclock = \"real\"";
+        assert!(e(real_no_minutes).starts_with("minutes:"));
+        let real_in_process = "days = 1\nclock = \"real\"\nminutes = 2\n[[hosts]]\nname = \"k\"";
+        assert!(e(real_in_process).starts_with("hosts[0].target:"));
+        let domain = "days = 1\nclock = \"real\"\nminutes = 2\n[[hosts]]\nname = \"k\"\n\
+                      target = \".example.com\"";
+        assert!(e(domain).starts_with("hosts[0].target:"), "{}", e(domain));
+    }
+
+    #[test]
+    fn test_targets() {
+        let s = Scenario::parse(
+            "days = 1\n[[hosts]]\nname = \"k\"\ntarget = \"127.0.0.1:9\"\n\
+             control = \"127.0.0.1:10\"",
+        )
+        .expect("parses");
+        let t = s.hosts[0].target.as_ref().expect("a target");
+        assert_eq!(t.kms.to_string(), "127.0.0.1:9");
+        assert_eq!(
+            t.control.as_ref().map(ToString::to_string).as_deref(),
+            Some("127.0.0.1:10")
+        );
+        let s = Scenario::parse(
+            "days = 1\nclock = \"real\"\nminutes = 3\n[[hosts]]\nname = \"k\"\n\
+             target = \"localhost\"",
+        )
+        .expect("parses");
+        assert_eq!(s.clock, ClockMode::Real);
+        assert_eq!(
+            s.hosts[0]
+                .target
+                .as_ref()
+                .map(|t| t.kms.to_string())
+                .as_deref(),
+            Some("localhost:1688")
+        );
     }
 
     #[test]
