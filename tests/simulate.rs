@@ -269,3 +269,12 @@ fn a_host_process_needs_a_reachable_control_port() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The real-time scenario the README runs against vlmcsd and py-kms is valid as shipped.
+#[test]
+fn the_real_time_peer_scenario_parses() {
+    let s = scenario("real-time-peer.toml");
+    assert_eq!(s.clock, kmsharness::simulate::ClockMode::Real);
+    assert_eq!(s.minutes, Some(2));
+    assert!(s.hosts.iter().all(|h| h.target.is_some()));
+}
