@@ -10,6 +10,7 @@ use kmsharness::cli::inspect::InspectOpts;
 use kmsharness::cli::load::{LoadOpts, ReportCommand};
 use kmsharness::cli::replay::ReplayOpts;
 use kmsharness::cli::serve::ServeOpts;
+use kmsharness::cli::simulate::SimulateOpts;
 use kmsharness::exit::Exit;
 
 /// Validate and benchmark Microsoft KMS hosts.
@@ -59,6 +60,9 @@ enum Command {
     /// Run the conformance vectors against a host (the bundled one by default).
     #[command(args_override_self = true)]
     Conform(ConformOpts),
+    /// A site of Windows clients and KMS hosts over virtual months, deterministic for a
+    /// scenario and seed.
+    Simulate(SimulateOpts),
     /// Print a shell completion script (e.g. `kmsharness completions bash >
     /// /etc/bash_completion.d/kmsharness`).
     Completions {
@@ -94,6 +98,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Inspect(_) => "inspect",
         Command::Replay(_) => "replay",
         Command::Conform(_) => "conform",
+        Command::Simulate(_) => "simulate",
         Command::Completions { .. } => "completions",
         Command::Man => "man",
     }
@@ -121,6 +126,7 @@ fn main() -> ExitCode {
         Command::Inspect(i) => cli::inspect::main(i),
         Command::Replay(r) => cli::replay::main(r),
         Command::Conform(c) => cli::conform::main(c),
+        Command::Simulate(s) => cli::simulate::main(s),
         Command::Completions { shell } => completions(*shell),
         Command::Man => man(),
     };

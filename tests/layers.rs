@@ -13,7 +13,7 @@ use syn::visit::Visit;
 /// engines (host, load, conform), subcommands, printers, command line.
 const LAYERS: &[&str] = &[
     "wire", "crypto", "catalog", "epid", "proto", "clock", "exit", "capture", "net", "host",
-    "load", "conform", "activate", "serve", "replay", "inspect", "report", "cli",
+    "load", "conform", "simulate", "activate", "serve", "replay", "inspect", "report", "cli",
 ];
 
 /// The sans-IO core: takes and returns bytes and values.

@@ -19,4 +19,5 @@ mod readme;
 mod record;
 mod replay;
 mod schemas;
+mod simulate;
 mod vectors;

@@ -104,6 +104,9 @@ pub enum Error {
     /// A replay failed.
     #[error(transparent)]
     Replay(#[from] ReplayError),
+    /// `simulate` could not reach a host process.
+    #[error(transparent)]
+    Simulate(Box<crate::simulate::SimulateError>),
 }
 
 fn option_prefix(option: &Option<&'static str>) -> String {
@@ -135,6 +138,11 @@ impl Error {
             Error::Load(_) => Exit::LocalIo,
             Error::Replay(ReplayError::Host(e)) => e.exit(),
             Error::Replay(_) => Exit::LocalIo,
+            Error::Simulate(e) => match **e {
+                crate::simulate::SimulateError::Scenario(_) => Exit::Usage,
+                crate::simulate::SimulateError::Runtime(_) => Exit::LocalIo,
+                _ => Exit::Connection,
+            },
         }
     }
 

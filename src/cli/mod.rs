@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod load;
 pub mod replay;
 pub mod serve;
+pub mod simulate;
 
 use std::io::Write;
 use std::net::SocketAddr;

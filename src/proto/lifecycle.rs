@@ -2,14 +2,14 @@
 //! activation pending in out-of-box grace, licensed for the validity interval, renewed on the
 //! renewal interval, out of tolerance when validity lapses without a renewal. Sans-IO: the time
 //! is an argument of every call and nothing here reads a clock or opens a socket (no random
-//! numbers are needed by these rules; discovery, which would need them, is not modelled yet).
+//! numbers are needed by these rules; discovery, which needs them, is [`super::discovery`]).
 //!
 //! Methods follow the sans-IO groups: getters ([`Client::state`], [`Client::license`],
 //! [`Client::next_attempt`]), one input ([`Client::handle_answer`]), and the pure judge of one
 //! answer ([`judge`]) that `activate` also reports.
 //!
-//! Out of scope for now: DNS SRV discovery and failover (priority, weight, the cached host);
-//! callers choose the host.
+//! Which host a client asks (SRV priority, weight, the cached host) is
+//! [`super::discovery::Discovery`]'s, kept beside this state by the caller.
 
 use core::fmt;
 
