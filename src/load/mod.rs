@@ -328,12 +328,8 @@ impl LoadReport {
             for (k, v) in &r.outcome.errors {
                 *out.outcome.errors.entry(*k).or_insert(0) += v;
             }
-            if out.outcome.timeline.len() < r.outcome.timeline.len() {
-                out.outcome.timeline.resize(r.outcome.timeline.len(), 0);
-            }
-            for (a, b) in out.outcome.timeline.iter_mut().zip(&r.outcome.timeline) {
-                *a += b;
-            }
+            stats::add_series(&mut out.outcome.timeline, &r.outcome.timeline);
+            stats::add_series(&mut out.outcome.failed_timeline, &r.outcome.failed_timeline);
             out.cpu = match (&out.cpu, &r.cpu) {
                 (Some(a), Some(b)) => Some(CpuReport {
                     process_secs: a.process_secs + b.process_secs,
