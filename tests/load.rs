@@ -58,6 +58,7 @@ fn config(target: Option<SocketAddr>, requests: u64) -> LoadConfig {
             duration: None,
             requests: Some(requests),
             warmup: Duration::ZERO,
+            site: None,
         },
         client: ClientConfig::default(),
         seed: 1,
@@ -253,6 +254,7 @@ async fn closed_loop_reuse_for_a_bounded_time_after_warmup() {
         duration: Some(Duration::from_millis(700)),
         requests: None,
         warmup: Duration::from_millis(300),
+        site: None,
     };
     let r = run(&c).await;
     assert_consistent(&r);
@@ -313,6 +315,7 @@ async fn open_loop_delay_shows_in_percentiles_not_as_lost_requests() {
             duration: Some(Duration::from_secs(2)),
             requests: None,
             warmup: Duration::from_millis(500),
+            site: None,
         };
         c
     };
@@ -695,6 +698,7 @@ async fn interrupted_run_still_reports() {
         duration: Some(Duration::from_secs(10)),
         requests: None,
         warmup: Duration::ZERO,
+        site: None,
     };
     let started = Instant::now();
     let r = bounded(
@@ -1335,4 +1339,81 @@ async fn a_fleet_activates_once_the_count_reaches_25() {
     let two_rounds = enterprise_run(30, 60).await;
     assert_eq!(two_rounds.outcome.ok, 60, "{}", brief(&two_rounds));
     assert_eq!(two_rounds.activated, 30, "{}", brief(&two_rounds));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 11. --site: a site's own traffic
+
+/// A boot storm of 30 Enterprise machines within 0.5 s against a fresh bundled host, as the
+/// activation rules say it goes: every machine asks once (its next attempt is 2 hours away,
+/// "the client computer retries every two hours"), the first 24 get counts 1 to 24 and stay
+/// unactivated, the 25th to 30th activate; the run lasts its whole duration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_boot_storm_asks_once_per_machine_and_activates_from_the_25th() {
+    let _cpu = CPU.read().await;
+    let mut c = cli(&[
+        "--site",
+        "30",
+        "--boot-storm",
+        "500ms",
+        "-d",
+        "1500ms",
+        "--warmup",
+        "0s",
+        "-c",
+        "1",
+    ])
+    .unwrap();
+    c.mix = Mix::new(&[("Windows 10/11 Enterprise", 1)]).unwrap();
+    let r = run(&c).await;
+    assert_eq!(r.outcome.sent, 30, "{}", brief(&r));
+    assert_eq!(r.outcome.ok, 30, "{}", brief(&r));
+    assert_eq!(r.activated, 6, "{}", brief(&r));
+    let site = r.site.as_ref().unwrap();
+    assert_eq!(site.machines, 30);
+    assert_eq!(site.licensed_at_end, 6);
+    assert_eq!(site.boot_storm_secs, Some(0.5));
+    assert!(r.duration_secs >= 1.5, "{}", brief(&r));
+    let v: Value = serde_json::to_value(&r).unwrap();
+    load_schema().assert_fits("site run", &v);
+    let mut text = Vec::new();
+    kmsharness::report::load::text(&mut text, &r).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains("a site of 30 machines"), "{text}");
+    assert!(text.contains("6 of 30 machines at the end"), "{text}");
+}
+
+/// A site in steady state starts licensed; its rate is the site's (machines / 7 days), so a
+/// short run of a small site sends nothing and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_in_steady_state_sends_at_the_site_rate() {
+    let _cpu = CPU.read().await;
+    let c = cli(&["--site", "500", "-d", "300ms", "--warmup", "0s"]).unwrap();
+    assert_eq!(c.clients, 500);
+    let r = run(&c).await;
+    let site = r.site.as_ref().unwrap();
+    assert_eq!(site.licensed_at_end, 500);
+    assert!((site.steady_rate - 500.0 / 604_800.0).abs() < 1e-9);
+    assert!(r.outcome.sent <= 2, "{}", brief(&r));
+    let mut text = Vec::new();
+    kmsharness::report::load::text(&mut text, &r).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    if r.outcome.sent == 0 {
+        assert!(text.contains("no machine was due"), "{text}");
+    }
+}
+
+#[test]
+fn site_options_are_validated() {
+    for bad in [
+        &["--site", "10", "--rate", "5"][..],
+        &["--site", "10", "--clients", "5"][..],
+        &["--boot-storm", "1m"][..],
+    ] {
+        let argv = std::iter::once("load").chain(bad.iter().copied());
+        assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+    }
+    assert!(cli(&["--site", "0"]).is_err());
+    assert!(cli(&["--site", "1000001"]).is_err());
+    assert!(cli(&["--site", "10", "--boot-storm", "soon"]).is_err());
 }

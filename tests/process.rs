@@ -35,7 +35,7 @@ impl Drop for Scratch {
 }
 
 /// Kills the child on drop, so a failing test leaves no process behind.
-struct Reaped(Child);
+pub(crate) struct Reaped(Child);
 
 impl Drop for Reaped {
     fn drop(&mut self) {
@@ -45,6 +45,11 @@ impl Drop for Reaped {
 }
 
 impl Reaped {
+    /// The child's process ID.
+    pub(crate) fn id(&self) -> u32 {
+        self.0.id()
+    }
+
     fn term(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.0.id().to_string()])
@@ -90,7 +95,7 @@ impl Reaped {
 }
 
 /// Starts `serve -q -L 127.0.0.1:0 ARGS` and returns it with its listening address.
-fn serve(args: &[&str]) -> (Reaped, String) {
+pub(crate) fn serve(args: &[&str]) -> (Reaped, String) {
     let mut full = vec!["-q", "-L", "127.0.0.1:0"];
     full.extend_from_slice(args);
     let (child, addr, lines) = serve_exactly(&full);

@@ -443,6 +443,7 @@ async fn load_recorded(mode: Mode, requests: u64, every: u64) -> (Vec<u8>, u64) 
             duration: None,
             requests: Some(requests),
             warmup: Duration::ZERO,
+            site: None,
         },
         client: Default::default(),
         seed: 7,

@@ -18,4 +18,5 @@ mod properties;
 mod readme;
 mod record;
 mod replay;
+mod schemas;
 mod vectors;

@@ -11,6 +11,7 @@ use crate::clock::parse_duration;
 use crate::load::fleet::MAX_CLIENTS;
 use crate::load::mix::Mix;
 use crate::load::schedule::{Pacing, Sampling, Templates};
+use crate::load::site::SitePacing;
 use crate::load::threshold::{self, Threshold};
 use crate::load::{LoadConfig, LoadReport, Mode};
 use crate::net::client::ClientConfig;
@@ -53,6 +54,17 @@ pub struct LoadOpts {
     /// scheduled start). Without it, closed loop: as fast as the host answers.
     #[arg(long, short = 'r')]
     pub rate: Option<f64>,
+    /// The traffic a site of N Windows clients sends in real time, instead of --rate or a
+    /// closed loop: each machine asks when its client would (renewal every 7 days once
+    /// licensed, a retry every 2 hours while not), starting from steady state (machines
+    /// licensed, renewals spread over 7 days) or, with --boot-storm, fresh. N machines in all
+    /// (at most 1000000).
+    #[arg(long, value_name = "N", conflicts_with_all = ["rate", "clients"])]
+    pub site: Option<usize>,
+    /// With --site: every machine boots fresh within this time (e.g. 10m), as after a
+    /// site-wide power cut or a new image rolled out.
+    #[arg(long = "boot-storm", value_name = "DURATION", requires = "site")]
+    pub boot_storm: Option<String>,
     /// Measured time, e.g. 30s, 2m or 1h30m (default 10s unless --requests is given).
     #[arg(long, short = 'd')]
     pub duration: Option<String>,
@@ -184,11 +196,15 @@ impl LoadOpts {
 
     /// Validates into a config (target resolution happens in [`main`]).
     pub fn config(&self) -> Result<LoadConfig, Error> {
-        super::at_least_one("--clients", self.clients as u64)?;
-        if self.clients > MAX_CLIENTS {
+        let (clients_option, clients) = match self.site {
+            Some(n) => ("--site", n),
+            None => ("--clients", self.clients),
+        };
+        super::at_least_one(clients_option, clients as u64)?;
+        if clients > MAX_CLIENTS {
             return Err(Error::BadValue {
-                option: "--clients",
-                value: self.clients.to_string(),
+                option: clients_option,
+                value: clients.to_string(),
                 expected: "at most 1000000 (every machine is held in memory)",
             });
         }
@@ -230,7 +246,7 @@ impl LoadOpts {
         Ok(LoadConfig {
             target: None,
             target_label: self.target.clone().unwrap_or_else(|| "embedded".into()),
-            clients: self.clients,
+            clients,
             mix,
             mode: self.mode,
             connections: self.connections,
@@ -239,6 +255,19 @@ impl LoadOpts {
                 duration: d,
                 requests: self.requests,
                 warmup: duration("--warmup", &self.warmup)?,
+                site: self
+                    .site
+                    .map(|_| -> Result<SitePacing, Error> {
+                        Ok(SitePacing {
+                            boot_storm: self
+                                .boot_storm
+                                .as_deref()
+                                .map(|s| duration("--boot-storm", s))
+                                .transpose()?,
+                            seed: self.seed,
+                        })
+                    })
+                    .transpose()?,
             },
             client: ClientConfig {
                 rpc: ClientRpcOptions {

@@ -6,6 +6,7 @@ pub mod fleet;
 pub mod mix;
 pub mod progress;
 pub mod schedule;
+pub mod site;
 pub mod stats;
 pub mod threshold;
 pub mod worker;
@@ -238,6 +239,44 @@ pub struct LoadReport {
         report: thresholds apply to one run)."
     )]
     pub thresholds: Vec<threshold::ThresholdResult>,
+    /// The site whose traffic the run sent (`--site`), or null.
+    #[serde(default)]
+    #[schemars(
+        description = "The site whose traffic the run sent (`--site N`): null for a run \
+        paced by `--rate` or closed loop. A merged report keeps the first report's."
+    )]
+    pub site: Option<SiteReport>,
+}
+
+/// What a `--site` run was, and where its machines ended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct SiteReport {
+    /// Machines of the site.
+    #[schemars(description = "Machines of the site (`--site N`).", range(min = 1))]
+    pub machines: usize,
+    /// Seconds over which every machine booted fresh, or null for steady state.
+    #[schemars(
+        description = "`--boot-storm`: every machine booted fresh within this many seconds; \
+        null for a site in steady state, its machines licensed and renewals spread over the \
+        7-day renewal interval."
+    )]
+    pub boot_storm_secs: Option<f64>,
+    /// Requests per second of the site in steady state.
+    #[schemars(
+        description = "Requests per second the site sends in steady state: machines / 7 \
+        days (one renewal each per renewal interval; retries every 2 hours come on top while \
+        machines are not activated).",
+        range(min = 0)
+    )]
+    pub steady_rate: f64,
+    /// Machines licensed at the end of the run.
+    #[schemars(
+        description = "Machines whose client was licensed when the run ended, as a Windows \
+        client judges it.",
+        range(min = 0)
+    )]
+    pub licensed_at_end: usize,
 }
 
 impl LoadReport {
@@ -267,6 +306,7 @@ impl LoadReport {
             cpu,
             merged: 1,
             thresholds: Vec::new(),
+            site: None,
         }
     }
 
@@ -513,6 +553,15 @@ pub async fn run_recorded(
             }
         }
     }
+    // A site's run lasts its whole duration: its workers end as soon as no machine is due
+    // before the deadline, but the time until then was measured, quiet as it was.
+    if let (Some(_), Some(d), false) = (config.pacing.site, config.pacing.duration, interrupted) {
+        let deadline = shared.start + config.pacing.warmup + d;
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline.into()) => {}
+            () = &mut interrupt => interrupted = true,
+        }
+    }
     let end = Instant::now();
     shared.stop.store(true, Ordering::Relaxed);
     let log_error = display.finish().await;
@@ -534,6 +583,20 @@ pub async fn run_recorded(
         }),
         _ => None,
     };
+    let site = config.pacing.site.map(|p| {
+        let now = crate::clock::now_filetime();
+        SiteReport {
+            machines: config.clients,
+            boot_storm_secs: p.boot_storm.map(|d| d.as_secs_f64()),
+            steady_rate: site::steady_rate(config.clients),
+            licensed_at_end: shared
+                .fleet
+                .machines()
+                .iter()
+                .filter(|m| m.is_activated(now))
+                .count(),
+        }
+    });
     if let Some(h) = embedded {
         let _ = h.stop().await;
     }
@@ -545,7 +608,7 @@ pub async fn run_recorded(
     let started_at = crate::clock::unix_now()
         .saturating_sub(Instant::now().saturating_duration_since(warmup_end))
         .as_secs_f64();
-    Ok(LoadReport::from_stats(
+    let mut report = LoadReport::from_stats(
         config,
         &merged,
         Measured {
@@ -555,5 +618,7 @@ pub async fn run_recorded(
         interrupted,
         reconnects,
         cpu,
-    ))
+    );
+    report.site = site;
+    Ok(report)
 }

@@ -15,18 +15,26 @@ use crate::net::client::ClientConfig;
 use crate::wire::kms::{FileTime, RequestBase, Workstation};
 
 use super::fleet::{Fleet, Machine};
+use super::site::{Site, SitePacing};
 use super::stats::histogram;
 
 /// One unit of work.
 #[derive(Debug, Clone, Copy)]
 pub struct Ticket {
-    /// Sequence number (also picks the machine).
+    /// Sequence number.
     pub index: u64,
+    /// The machine that asks (the sequence number round robin, or the site's machine due
+    /// first); `None` when no machine of a site is due yet: wait until `scheduled` and ask
+    /// again.
+    pub machine: Option<u64>,
     /// When the request should start (open loop).
     pub scheduled: Option<Instant>,
     /// Whether it counts (false during warm-up).
     pub recorded: bool,
 }
+
+/// How long a worker waits to ask again when every machine of a site is in flight.
+pub const SITE_IDLE_WAIT: Duration = Duration::from_millis(50);
 
 /// Captured requests used as templates, re-stamped per machine.
 #[derive(Debug, Clone)]
@@ -96,6 +104,10 @@ pub struct Shared {
     pub record: Option<Sampling>,
     /// When the run started.
     pub start: Instant,
+    /// The same moment as a FILETIME, to place a site's attempts on the run's clock.
+    pub start_filetime: FileTime,
+    /// A site's machines and their next attempts (`--site`).
+    pub site: Option<Site>,
     warmup_end: Instant,
     deadline: Option<Instant>,
     max_requests: Option<u64>,
@@ -171,6 +183,8 @@ pub struct Pacing {
     pub requests: Option<u64>,
     /// Unmeasured time at the start.
     pub warmup: Duration,
+    /// A site's own pace (`--site`), instead of a rate or a closed loop.
+    pub site: Option<SitePacing>,
 }
 
 impl Shared {
@@ -184,9 +198,13 @@ impl Shared {
         pacing: Pacing,
     ) -> Shared {
         let start = Instant::now();
+        let start_filetime = crate::clock::now_filetime();
         let warmup_end = start + pacing.warmup;
+        let site = pacing.site.map(|p| Site::new(&fleet, start_filetime, p));
         Shared {
             fleet,
+            start_filetime,
+            site,
             templates,
             addrs,
             client,
@@ -212,6 +230,9 @@ impl Shared {
         if self.stop.load(Ordering::Relaxed) {
             return None;
         }
+        if let Some(site) = &self.site {
+            return self.site_ticket(site);
+        }
         let index = self.next.fetch_add(1, Ordering::Relaxed);
         let scheduled = self
             .interval_ns
@@ -229,7 +250,50 @@ impl Shared {
         }
         Some(Ticket {
             index,
+            machine: Some(index),
             scheduled,
+            recorded,
+        })
+    }
+
+    /// When a FILETIME falls on the run's clock.
+    pub fn instant_of(&self, t: FileTime) -> Instant {
+        let ticks = t.0.saturating_sub(self.start_filetime.0);
+        self.start + Duration::from_nanos(ticks.saturating_mul(100))
+    }
+
+    /// The next ticket of a site: the machine due first, at its time; while every machine is
+    /// in flight, a ticket to wait [`SITE_IDLE_WAIT`] and ask again.
+    fn site_ticket(&self, site: &Site) -> Option<Ticket> {
+        let index = self.next.fetch_add(1, Ordering::Relaxed);
+        let Some((due, machine)) = site.next() else {
+            let at = Instant::now() + SITE_IDLE_WAIT;
+            if self.deadline.is_some_and(|d| at >= d) {
+                return None;
+            }
+            return Some(Ticket {
+                index,
+                machine: None,
+                scheduled: Some(at),
+                recorded: false,
+            });
+        };
+        let at = self.instant_of(due);
+        let over = self.deadline.is_some_and(|d| at >= d);
+        let recorded = at >= self.warmup_end;
+        if over
+            || (recorded
+                && self
+                    .max_requests
+                    .is_some_and(|max| self.recorded.fetch_add(1, Ordering::Relaxed) >= max))
+        {
+            site.requeue(machine, due);
+            return None;
+        }
+        Some(Ticket {
+            index,
+            machine: Some(u64::from(machine)),
+            scheduled: Some(at),
             recorded,
         })
     }

@@ -43,6 +43,7 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
     let addr = addrs[addr_index % addrs.len()];
     while let Some(Ticket {
         index,
+        machine: machine_index,
         scheduled,
         recorded,
     }) = shared.ticket()
@@ -50,8 +51,11 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
         if let Some(at) = scheduled {
             tokio::time::sleep_until(at.into()).await;
         }
+        let Some(machine_index) = machine_index else {
+            continue;
+        };
         let begin = scheduled.unwrap_or_else(Instant::now);
-        let machine = shared.fleet.get(index);
+        let machine = shared.fleet.get(machine_index);
         // Warm-up activations are neither measured nor recorded.
         let sampled = shared
             .record
@@ -148,6 +152,11 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
         };
         if machine.answered(now, answer) {
             stats.activated += 1;
+        }
+        // A site's machine asks again when its client says (the renewal or activation
+        // interval from now).
+        if let Some(site) = &shared.site {
+            site.requeue(machine_index as u32, machine.next_attempt());
         }
         if shared.fresh {
             conn = None;

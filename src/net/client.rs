@@ -104,6 +104,9 @@ pub enum NetError {
         /// The error.
         source: RpcError,
     },
+    /// Discovery reached no host to connect to: no SRV target's name resolved.
+    #[error("{0}")]
+    NoHost(crate::net::discovery::ResolveError),
 }
 
 impl NetError {
@@ -114,6 +117,7 @@ impl NetError {
             | NetError::Io { phase, .. }
             | NetError::Read { phase, .. }
             | NetError::Rpc { phase, .. } => *phase,
+            NetError::NoHost(_) => Phase::Connect,
         }
     }
 
@@ -140,6 +144,7 @@ impl NetError {
                 ReadError::NotRpc(_) | ReadError::TooLarge { .. } => Failure::Protocol,
             },
             NetError::Rpc { .. } => Failure::Protocol,
+            NetError::NoHost(_) => Failure::Io,
         }
     }
 }

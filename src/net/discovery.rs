@@ -505,6 +505,103 @@ pub async fn addresses(
     }
 }
 
+/// Where a client connects. A host the user named is resolved at once ([`Hosts::Known`]);
+/// SRV discovery ([`Hosts::Srv`]) resolves a target's name only when the client reaches it,
+/// as a Windows client does, and keeps the host that answered for the next request.
+#[derive(Debug, Clone)]
+pub enum Hosts {
+    /// Addresses to try in order.
+    Known(Vec<SocketAddr>),
+    /// SRV targets in RFC 2782 order.
+    Srv(SrvHosts),
+}
+
+/// The SRV targets of one domain, in the order a client tries them, each resolved on first
+/// use, and the host that last answered.
+#[derive(Debug, Clone)]
+pub struct SrvHosts {
+    domain: String,
+    targets: Vec<SrvTarget>,
+    prefer: IpPreference,
+    cached: Option<SocketAddr>,
+    resolved: Vec<String>,
+}
+
+impl SrvHosts {
+    /// Targets already in the order to try them (see [`order`]).
+    pub fn new(domain: &str, targets: Vec<SrvTarget>, prefer: IpPreference) -> SrvHosts {
+        SrvHosts {
+            domain: domain.to_owned(),
+            targets,
+            prefer,
+            cached: None,
+            resolved: Vec::new(),
+        }
+    }
+
+    /// The domain the records came from.
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// The targets, in the order they are tried.
+    pub fn targets(&self) -> &[SrvTarget] {
+        &self.targets
+    }
+
+    /// The host that answered last, tried first next time ("the client caches the responding
+    /// host", `captures/genuine/README.md`).
+    pub fn cached(&self) -> Option<SocketAddr> {
+        self.cached
+    }
+
+    /// Keeps (or, with `None`, forgets) the host that answered.
+    pub fn set_cached(&mut self, addr: Option<SocketAddr>) {
+        self.cached = addr;
+    }
+
+    /// Every target name resolved so far, in order (a name resolved twice is listed twice).
+    pub fn resolved(&self) -> &[String] {
+        &self.resolved
+    }
+
+    /// The addresses of target `index`, looked up now.
+    pub async fn resolve(&mut self, index: usize) -> Result<Vec<SocketAddr>, ResolveError> {
+        let Some(t) = self.targets.get(index) else {
+            return Err(ResolveError::NoUsableHost {
+                domain: self.domain.clone(),
+            });
+        };
+        self.resolved.push(t.host.clone());
+        resolve(&t.host, t.port, self.prefer).await
+    }
+}
+
+/// Where `target` is: a host name resolved now, or the SRV records of a domain in the order a
+/// client tries them, their names left for [`SrvHosts::resolve`].
+pub async fn hosts(target: &Target, prefer: IpPreference) -> Result<Hosts, ResolveError> {
+    match target {
+        Target::Host { host, port } => resolve(host, *port, prefer).await.map(Hosts::Known),
+        Target::Srv { domain } => srv_hosts(domain, &Resolver::system()?, prefer).await,
+    }
+}
+
+/// [`hosts`] for SRV discovery with a given resolver.
+pub async fn srv_hosts(
+    domain: &str,
+    resolver: &Resolver,
+    prefer: IpPreference,
+) -> Result<Hosts, ResolveError> {
+    let records = lookup(domain, resolver).await?;
+    let ordered = order(records, &mut rand::rng());
+    if ordered.is_empty() {
+        return Err(ResolveError::NoUsableHost {
+            domain: domain.to_owned(),
+        });
+    }
+    Ok(Hosts::Srv(SrvHosts::new(domain, ordered, prefer)))
+}
+
 /// SRV discovery with a given resolver: every target's addresses, in RFC 2782 order.
 pub async fn addresses_from_srv(
     domain: &str,
