@@ -50,7 +50,7 @@ enum Command {
     // a `--config` file's values, which come first.
     #[command(args_override_self = true)]
     Load(LoadOpts),
-    /// Work with load reports.
+    /// Work with saved reports: merge load reports, write any report as an HTML page.
     #[command(subcommand)]
     Report(ReportCommand),
     /// Decode a pcap/pcapng capture: every message explained and verified.
@@ -94,7 +94,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Activate(_) => "activate",
         Command::Serve(_) => "serve",
         Command::Load(_) => "load",
-        Command::Report(_) => "report merge",
+        Command::Report(r) => r.name(),
         Command::Inspect(_) => "inspect",
         Command::Replay(_) => "replay",
         Command::Conform(_) => "conform",

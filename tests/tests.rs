@@ -9,6 +9,7 @@ mod command_line;
 mod conform;
 mod conventions;
 mod hostile_client;
+mod html;
 mod inspect;
 mod layers;
 mod load;

@@ -2,7 +2,7 @@
 
 use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
@@ -82,6 +82,10 @@ pub struct LoadOpts {
     /// text report then goes to stderr).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Write the report as a self-contained HTML page to FILE: latency percentile spectrum,
+    /// throughput and errors per second, errors by class, run parameters.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Write an HdrHistogram interval log of total latency to FILE.
     #[arg(long = "hdr-log", value_name = "FILE")]
     pub hdr_log: Option<PathBuf>,
@@ -149,6 +153,25 @@ pub enum ReportCommand {
         #[arg(long, short = 'o', value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Write a saved JSON report (load, merged load, replay, conform or inspect; the kind
+    /// read from its "format") as one self-contained HTML page with plots.
+    Html {
+        /// The JSON report.
+        report: PathBuf,
+        /// Write the page here (`-`: stdout).
+        #[arg(long, short = 'o', value_name = "FILE", required = true)]
+        output: PathBuf,
+    },
+}
+
+impl ReportCommand {
+    /// Its name as errors print it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ReportCommand::Merge { .. } => "report merge",
+            ReportCommand::Html { .. } => "report html",
+        }
+    }
 }
 
 fn duration(option: &'static str, s: &str) -> Result<Duration, Error> {
@@ -386,6 +409,7 @@ pub fn main(opts: &LoadOpts) -> Result<Exit, Error> {
         ("--json", opts.json.as_ref()),
         ("--hdr-log", opts.hdr_log.as_ref()),
     ])?;
+    super::check_html(opts.html.as_deref())?;
     let record = match &opts.record {
         None => None,
         Some(path) => Some(Sampling {
@@ -414,13 +438,19 @@ pub fn main(opts: &LoadOpts) -> Result<Exit, Error> {
         if let Some(path) = &opts.json {
             super::write_json("--json", path, &report)?;
         }
+        if let Some(path) = &opts.html {
+            super::write_html("--html", path, &crate::report::html::load(&report))?;
+        }
         Ok(exit_of(&report))
     })
 }
 
 /// Runs `report merge`.
 pub fn report_main(cmd: &ReportCommand) -> Result<Exit, Error> {
-    let ReportCommand::Merge { reports, output } = cmd;
+    let (reports, output) = match cmd {
+        ReportCommand::Merge { reports, output } => (reports, output),
+        ReportCommand::Html { report, output } => return report_html(report, output),
+    };
     check_outputs(&[("-o", output.as_ref())])?;
     let mut parsed = Vec::new();
     for p in reports {
@@ -441,5 +471,41 @@ pub fn report_main(cmd: &ReportCommand) -> Result<Exit, Error> {
     if let Some(path) = output {
         super::write_json("-o", path, &merged)?;
     }
+    Ok(Exit::Success)
+}
+
+/// The largest report `report html` reads, bytes: an inspect report of a long capture runs to
+/// hundreds of MiB; past this it is refused unread rather than exhausting memory.
+const MAX_REPORT_LEN: u64 = 1 << 30;
+
+/// Runs `report html`: a saved JSON report of any kind with a page, as one HTML file.
+fn report_html(report: &Path, output: &Path) -> Result<Exit, Error> {
+    use std::io::Read;
+    super::check_writable("-o", output)?;
+    let read = |e| Error::Read {
+        option: None,
+        path: report.to_owned(),
+        source: e,
+    };
+    let mut text = String::new();
+    std::fs::File::open(report)
+        .map_err(read)?
+        .take(MAX_REPORT_LEN + 1)
+        .read_to_string(&mut text)
+        .map_err(read)?;
+    let content = |message: String| Error::Content {
+        path: report.to_owned(),
+        message,
+    };
+    if text.len() as u64 > MAX_REPORT_LEN {
+        return Err(content(format!(
+            "larger than {} MiB: not a report",
+            MAX_REPORT_LEN >> 20
+        )));
+    }
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| content(format!("not JSON: {e}")))?;
+    let html = crate::report::html::render(&doc).map_err(|e| content(e.to_string()))?;
+    super::write_html("-o", output, &html)?;
     Ok(Exit::Success)
 }

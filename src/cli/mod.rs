@@ -159,6 +159,29 @@ pub fn write_json(
     std::fs::write(path, text).map_err(|e| Error::write(option, path, e))
 }
 
+/// Writes an HTML page to `path`, or to stdout when it is `-` (named by `option` in errors).
+pub fn write_html(option: &'static str, path: &Path, html: &str) -> Result<(), Error> {
+    if is_stdout(path) {
+        return print(|w| w.write_all(html.as_bytes()));
+    }
+    std::fs::write(path, html).map_err(|e| Error::write(option, path, e))
+}
+
+/// Checks before a run that `--html FILE` names a file that can be written: stdout (`-`)
+/// already carries the text (or JSON) report, so it is refused there.
+pub fn check_html(path: Option<&Path>) -> Result<(), Error> {
+    let Some(path) = path else { return Ok(()) };
+    if is_stdout(path) {
+        return Err(Error::BadValue {
+            option: "--html",
+            value: "\"-\"".into(),
+            expected: "a file (stdout carries the text report; `report html` writes a saved \
+                report's page to stdout with -o -)",
+        });
+    }
+    check_writable("--html", path)
+}
+
 /// Checks before a run that an output file can be written (its directory exists and is
 /// writable, the file is not read-only or a directory), so that a run is not lost to a typo in
 /// its output path: opens it for appending, creating it, and removes it again if it did not

@@ -408,12 +408,8 @@ impl LoadReport {
             for (k, v) in &r.outcome.errors {
                 *out.outcome.errors.entry(*k).or_insert(0) += v;
             }
-            if out.outcome.timeline.len() < r.outcome.timeline.len() {
-                out.outcome.timeline.resize(r.outcome.timeline.len(), 0);
-            }
-            for (a, b) in out.outcome.timeline.iter_mut().zip(&r.outcome.timeline) {
-                *a += b;
-            }
+            stats::add_series(&mut out.outcome.timeline, &r.outcome.timeline);
+            stats::add_series(&mut out.outcome.failed_timeline, &r.outcome.failed_timeline);
             out.schedule = match (&out.schedule, &r.schedule) {
                 (Some(a), Some(b)) => {
                     let decode = |s: &ScheduleReport| {

@@ -189,7 +189,10 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
                 Some(Some(f)) => stats.error(f),
                 Some(None) => {}
             }
-            stats.tick(now.saturating_duration_since(shared.start).as_secs() as usize);
+            stats.tick(
+                now.saturating_duration_since(shared.start).as_secs() as usize,
+                failed.is_some(),
+            );
         }
         // Progress counts measured work only, as the report does: warm-up is not "done".
         if recorded {
