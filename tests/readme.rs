@@ -43,6 +43,10 @@ const NOT_RUN: &[(&str, &str)] = &[
     ),
     ("cargo test", "this test is part of it"),
     (
+        "fuzz-targets/fuzz",
+        "hours of fuzzing; tests/fuzz_corpus.rs replays its committed corpora instead",
+    ),
+    (
         "kmsharness --catalog py-kms/KmsDataBase.xml activate --list",
         "py-kms's database is not in this repository; src/catalog/file/tests.rs reads a \
          database of the same shape",
