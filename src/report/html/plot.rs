@@ -216,13 +216,7 @@ pub fn throughput(outcome: &Outcome) -> String {
                     Rectangle::new([(x, y - 5), (x + 18, y + 5)], BAD.mix(0.5).filled())
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(|e| e.to_string())
+        legend(&mut chart)
     })
 }
 
@@ -250,13 +244,7 @@ pub fn stacked_bars(
     if bars == 0 {
         return "<p class=\"note\">Nothing to plot.</p>".into();
     }
-    let total = |i: usize| -> u64 {
-        layers
-            .iter()
-            .map(|l| l.counts.get(i).copied().unwrap_or(0))
-            .sum()
-    };
-    let y_max = (0..bars).map(total).max().unwrap_or(1).max(1) as f64 * 1.1;
+    let y_max = highest_stack(layers, bars) as f64 * 1.1;
     let x_max = x0 + width * bars as f64;
     plot(|root| {
         let mut chart = ChartBuilder::on(root)
@@ -298,14 +286,32 @@ pub fn stacked_bars(
                     Rectangle::new([(x, y - 5), (x + 18, y + 5)], colour.filled())
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(|e| e.to_string())
+        legend(&mut chart)
     })
+}
+
+/// The highest stack of the layers' counts over the first `bars` indices, at least 1.
+fn highest_stack(layers: &[Layer<'_>], bars: usize) -> u64 {
+    let total = |i: usize| -> u64 {
+        layers
+            .iter()
+            .map(|l| l.counts.get(i).copied().unwrap_or(0))
+            .sum()
+    };
+    (0..bars).map(total).max().unwrap_or(1).max(1)
+}
+
+/// The legend of a chart's labelled series, in its upper right corner.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(|e| e.to_string())
 }
 
 /// One bar per label, each the stack of the layers' counts at its index: counts per category
@@ -319,14 +325,7 @@ pub fn category_bars(
     if labels.is_empty() {
         return "<p class=\"note\">Nothing to plot.</p>".into();
     }
-    let total = |i: usize| -> u64 {
-        layers
-            .iter()
-            .map(|l| l.counts.get(i).copied().unwrap_or(0))
-            .sum()
-    };
-    let y_max =
-        ((0..labels.len()).map(total).max().unwrap_or(1).max(1) as f64 * 1.15).ceil() as u64;
+    let y_max = (highest_stack(layers, labels.len()) as f64 * 1.15).ceil() as u64;
     let n = labels.len() as u32;
     plot(|root| {
         let mut chart = ChartBuilder::on(root)
@@ -377,13 +376,7 @@ pub fn category_bars(
                     Rectangle::new([(x, y - 5), (x + 18, y + 5)], colour.filled())
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(|e| e.to_string())
+        legend(&mut chart)
     })
 }
 
