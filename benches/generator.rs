@@ -111,7 +111,7 @@ fn bench(c: &mut Criterion) {
             i += 1;
             stats.record(Phase::Call, Duration::from_micros(100 + i % 900));
             stats.record(Phase::Total, Duration::from_micros(120 + i % 900));
-            stats.tick(black_box(3));
+            stats.tick(black_box(3), false);
         })
     });
     g.finish();

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::capture::record::Recorder;
 use crate::exit::Exit;
 use crate::net::client::{BindReport, ClientConfig, Connection, NetError};
-use crate::net::discovery::{IpPreference, Target};
+use crate::net::discovery::{Hosts, IpPreference, Target};
 use crate::proto::check::Check;
 use crate::proto::client::message::{ResponseBuf, decode_response, encode_request};
 use crate::proto::client::names::{random_dns_name, random_netbios_name};
@@ -85,7 +85,7 @@ pub struct ActivateConfig {
 }
 
 /// The bind as reported.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct BindInfo {
     /// The host address.
     pub address: SocketAddr,
@@ -111,7 +111,7 @@ pub fn exit_of(outcome: Outcome) -> Exit {
 }
 
 /// One request, from parameters to verdict.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ExchangeReport {
     /// 1-based request number.
     pub index: u32,
@@ -126,9 +126,11 @@ pub struct ExchangeReport {
     pub outcome: Outcome,
     /// The HRESULT of a refusal, with its name, e.g. `0x8007000D (ERROR_INVALID_DATA)`.
     #[serde(serialize_with = "ser::opt_display")]
+    #[schemars(with = "Option<String>")]
     pub hresult: Option<HResult>,
     /// The status of an RPC fault, with its code, e.g. `op_range_error (0x1C010002)`.
     #[serde(serialize_with = "ser::opt_fault")]
+    #[schemars(with = "Option<String>")]
     pub fault: Option<FaultStatus>,
     /// What went wrong below the KMS layer.
     pub error: Option<String>,
@@ -148,9 +150,10 @@ pub struct ExchangeReport {
 }
 
 /// The whole run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ActivateReport {
     /// Report format identifier, for consumers.
+    #[schemars(extend("const" = "kmsharness-activate/1"))]
     pub format: &'static str,
     /// The target as given.
     pub target: String,
@@ -192,24 +195,120 @@ impl ActivateConfig {
     }
 }
 
-/// Connects to the first address that answers (falling back in order) and binds.
+/// How long a client keeps at an SRV target that does not answer before it tries the next:
+/// genuine clients give a dead host "several SYNs over about 2 s" (`captures/genuine/README.md`).
+pub const DEAD_HOST_BUDGET: Duration = Duration::from_secs(2);
+
+/// Pause before a refused connection is tried again within [`DEAD_HOST_BUDGET`], so that a
+/// refusing host, like a silent one, gets several attempts spread over the budget.
+pub const REFUSED_RETRY: Duration = Duration::from_millis(500);
+
+/// Connects to `addr` and binds, recording the connection when asked.
+async fn connect_and_bind(
+    addr: SocketAddr,
+    config: &ClientConfig,
+    call_id: u32,
+    record: Option<&Arc<Recorder>>,
+) -> Result<Result<(Connection, BindReport), NetError>, NetError> {
+    let mut conn = Connection::connect(addr, *config, call_id).await?;
+    if let Some(r) = record {
+        conn.record(r.clone());
+    }
+    // A failed bind is the host's answer: it ends the search rather than moving on.
+    Ok(conn.bind().await.map(|bind| (conn, bind)))
+}
+
+/// When an SRV target is tried again, as an offset from the first attempt, after the attempt
+/// that began at offset `began` failed with `failure`; `None` moves on to the next target. A
+/// refused attempt is repeated [`REFUSED_RETRY`] after it began while that is inside
+/// [`DEAD_HOST_BUDGET`]; a silent host has had its SYNs (the kernel retransmits within the one
+/// attempt, bounded by the budget), and any other failure is the host's answer.
+pub fn srv_retry_after(began: Duration, failure: Failure) -> Option<Duration> {
+    let next = began + REFUSED_RETRY;
+    (matches!(failure, Failure::Refused) && next < DEAD_HOST_BUDGET).then_some(next)
+}
+
+/// Connects to an SRV target as a Windows client does: attempts within [`DEAD_HOST_BUDGET`],
+/// spaced by [`srv_retry_after`], each bounded by the connect timeout and the budget.
+async fn connect_srv_target(
+    addr: SocketAddr,
+    config: &ClientConfig,
+    call_id: u32,
+    record: Option<&Arc<Recorder>>,
+) -> Result<Result<(Connection, BindReport), NetError>, NetError> {
+    let first = tokio::time::Instant::now();
+    let mut began = Duration::ZERO;
+    loop {
+        let mut attempt = *config;
+        attempt.connect_timeout = config
+            .connect_timeout
+            .min(DEAD_HOST_BUDGET.saturating_sub(began));
+        match connect_and_bind(addr, &attempt, call_id, record).await {
+            Ok(bound) => return Ok(bound),
+            Err(e) => match srv_retry_after(began, e.failure()) {
+                Some(next) => {
+                    tokio::time::sleep_until(first + next).await;
+                    began = next;
+                }
+                None => return Err(e),
+            },
+        }
+    }
+}
+
+/// Connects to the first host that answers and binds: known addresses in order; for SRV
+/// discovery the host that answered last, then each target in order, its name resolved only
+/// when it is reached.
 async fn open(
-    addrs: &[SocketAddr],
+    hosts: &mut Hosts,
     config: &ClientConfig,
     call_id: u32,
     record: Option<&Arc<Recorder>>,
 ) -> Result<(Connection, BindReport), NetError> {
     let mut last = None;
-    for &addr in addrs {
-        match Connection::connect(addr, *config, call_id).await {
-            Ok(mut conn) => {
-                if let Some(r) = record {
-                    conn.record(r.clone());
+    match hosts {
+        Hosts::Known(addrs) => {
+            for &addr in addrs.iter() {
+                match connect_and_bind(addr, config, call_id, record).await {
+                    Ok(bound) => return bound,
+                    Err(e) => last = Some(e),
                 }
-                let bind = conn.bind().await?;
-                return Ok((conn, bind));
             }
-            Err(e) => last = Some(e),
+        }
+        Hosts::Srv(srv) => {
+            if let Some(addr) = srv.cached() {
+                match connect_srv_target(addr, config, call_id, record).await {
+                    Ok(bound) => return bound,
+                    Err(e) => {
+                        srv.set_cached(None);
+                        last = Some(e);
+                    }
+                }
+            }
+            let mut unresolved = None;
+            for index in 0..srv.targets().len() {
+                let addrs = match srv.resolve(index).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        unresolved = Some(e);
+                        continue;
+                    }
+                };
+                for addr in addrs {
+                    match connect_srv_target(addr, config, call_id, record).await {
+                        Ok(bound) => {
+                            srv.set_cached(Some(addr));
+                            return bound;
+                        }
+                        Err(e) => last = Some(e),
+                    }
+                }
+            }
+            if last.is_none()
+                && let Some(e) = unresolved
+            {
+                return Err(NetError::NoHost(e));
+            }
         }
     }
     Err(last.unwrap_or(NetError::Timeout {
@@ -228,6 +327,16 @@ pub async fn run_with(config: &ActivateConfig, addrs: &[SocketAddr]) -> Activate
 pub async fn run_recorded(
     config: &ActivateConfig,
     addrs: &[SocketAddr],
+    record: Option<&Arc<Recorder>>,
+) -> ActivateReport {
+    run_on(config, &mut Hosts::Known(addrs.to_vec()), record).await
+}
+
+/// Runs the configured exchanges against `hosts`, found as a Windows client finds them (see
+/// [`Hosts`]); after the run, an SRV list holds the host that answered.
+pub async fn run_on(
+    config: &ActivateConfig,
+    hosts: &mut Hosts,
     record: Option<&Arc<Recorder>>,
 ) -> ActivateReport {
     // Seeded from the thread-local generator; unlike it, Send across awaits.
@@ -264,7 +373,7 @@ pub async fn run_recorded(
         for attempt in 0..2 {
             let reused = conn.is_some();
             if conn.is_none() {
-                match open(addrs, &config.client, call_id, record).await {
+                match open(hosts, &config.client, call_id, record).await {
                     Ok((c, bind)) => {
                         let mut checks: Vec<Check> = bind.bind.checks.iter().copied().collect();
                         if let Some(a) = &bind.alter_context {
@@ -433,7 +542,7 @@ pub struct Grab {
 }
 
 /// `--grab FILE`: asks the host once per application for its ePIDs and hardware ID.
-pub async fn grab(config: &ActivateConfig, addrs: &[SocketAddr]) -> Grab {
+pub async fn grab(config: &ActivateConfig, hosts: &mut Hosts) -> Grab {
     let mut toml = String::from(
         "# ePIDs and hardware ID grabbed from a KMS host by `kmsharness activate --grab`\n",
     );
@@ -460,7 +569,7 @@ pub async fn grab(config: &ActivateConfig, addrs: &[SocketAddr]) -> Grab {
             required_clients: sku.class.threshold(),
             ..config.clone()
         };
-        let report = run_with(&one, addrs).await;
+        let report = run_on(&one, hosts, None).await;
         worst = worst.worst(report.exit);
         if let Some(r) = report.exchanges.first().and_then(|e| e.response.as_ref()) {
             epids.push(format!("{app} = \"{}\"\n", r.epid));
@@ -483,5 +592,38 @@ pub async fn grab(config: &ActivateConfig, addrs: &[SocketAddr]) -> Grab {
         // and the file is still a complete config for what it does hold.
         exit: if epids_found { Exit::Success } else { worst },
         missing,
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    /// A refusing SRV target gets attempts at 0, 0.5, 1.0 and 1.5 s, then the next target is
+    /// tried: "several SYNs over about 2 s" (`captures/genuine/README.md`).
+    #[test]
+    fn test_refused_srv_target_is_retried_within_the_dead_host_budget() {
+        let mut began = Duration::ZERO;
+        let mut attempts = vec![began];
+        while let Some(next) = srv_retry_after(began, Failure::Refused) {
+            began = next;
+            attempts.push(next);
+        }
+        let ms: Vec<u128> = attempts.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [0, 500, 1000, 1500]);
+    }
+
+    /// A silent target has had its SYNs within the one attempt; a host that answered in any
+    /// other way is not tried again.
+    #[test]
+    fn test_other_failures_move_on_at_once() {
+        for f in [
+            Failure::Timeout,
+            Failure::Reset,
+            Failure::Closed,
+            Failure::Protocol,
+        ] {
+            assert_eq!(srv_retry_after(Duration::ZERO, f), None, "{f}");
+        }
     }
 }

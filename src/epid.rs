@@ -53,7 +53,9 @@ const MAX_4_DIGITS: u32 = 9_999;
 /// A date as the ePID carries it: year and 1-based day of the year.
 ///
 /// Ordering is chronological (year first, then day).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, schemars::JsonSchema,
+)]
 pub struct YearDay {
     /// Gregorian year.
     pub year: u16,
@@ -117,7 +119,7 @@ const fn ymd(year: u16, month: u8, day: u8) -> YearDay {
 // Host builds and LCIDs
 
 /// A Windows build that KMS hosts run, as it appears in the ePID.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct HostBuild {
     /// OS build number, the seventh ePID field before the dot.
     pub build: u32,
@@ -226,7 +228,7 @@ pub fn is_known_lcid(lcid: u16) -> bool {
 // The ePID
 
 /// The fields of an ePID, for error and issue reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 pub enum EpidField {
     /// First field: depends on the host's OS build.
     PlatformId,
@@ -635,7 +637,7 @@ impl<'de> serde::Deserialize<'de> for Epid {
 // Validation findings
 
 /// One inconsistency found by [`Epid::validate`]: the field, what was expected, what was found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error, schemars::JsonSchema)]
 pub enum EpidIssue {
     /// A number is too large for its fixed-width field, so the text would not be canonical.
     #[error("ePID field `{field}`: expected at most {max}, found {actual}")]

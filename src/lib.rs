@@ -25,4 +25,5 @@ pub mod proto;
 pub mod replay;
 pub mod report;
 pub mod serve;
+pub mod simulate;
 pub mod wire;

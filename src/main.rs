@@ -11,6 +11,7 @@ use kmsharness::cli::inspect::InspectOpts;
 use kmsharness::cli::load::{LoadOpts, ReportCommand};
 use kmsharness::cli::replay::ReplayOpts;
 use kmsharness::cli::serve::ServeOpts;
+use kmsharness::cli::simulate::SimulateOpts;
 use kmsharness::exit::Exit;
 
 /// Validate and benchmark Microsoft KMS hosts.
@@ -50,7 +51,7 @@ enum Command {
     // a `--config` file's values, which come first.
     #[command(args_override_self = true)]
     Load(LoadOpts),
-    /// Work with load reports.
+    /// Work with saved reports: merge load reports, write any report as an HTML page.
     #[command(subcommand)]
     Report(ReportCommand),
     /// Decode a pcap/pcapng capture: every message explained and verified.
@@ -63,6 +64,9 @@ enum Command {
     /// Fuzz a host (the bundled one by default): structure-aware cases at every layer after a
     /// valid bind, judged by oracles; findings minimised and kept with a pcap.
     Fuzz(FuzzOpts),
+    /// A site of Windows clients and KMS hosts over virtual months, deterministic for a
+    /// scenario and seed.
+    Simulate(SimulateOpts),
     /// Print a shell completion script (e.g. `kmsharness completions bash >
     /// /etc/bash_completion.d/kmsharness`).
     Completions {
@@ -94,11 +98,12 @@ fn command_name(command: &Command) -> &'static str {
         Command::Activate(_) => "activate",
         Command::Serve(_) => "serve",
         Command::Load(_) => "load",
-        Command::Report(_) => "report merge",
+        Command::Report(r) => r.name(),
         Command::Inspect(_) => "inspect",
         Command::Replay(_) => "replay",
         Command::Conform(_) => "conform",
         Command::Fuzz(_) => "fuzz",
+        Command::Simulate(_) => "simulate",
         Command::Completions { .. } => "completions",
         Command::Man => "man",
     }
@@ -127,6 +132,7 @@ fn main() -> ExitCode {
         Command::Replay(r) => cli::replay::main(r),
         Command::Conform(c) => cli::conform::main(c),
         Command::Fuzz(f) => cli::fuzz::main(f),
+        Command::Simulate(s) => cli::simulate::main(s),
         Command::Completions { shell } => completions(*shell),
         Command::Man => man(),
     };

@@ -305,6 +305,7 @@ async fn replay_connection(
             }
         };
         let now = Instant::now();
+        let failed = !matches!(verdict, Verdict::Validated { .. });
         match verdict {
             Verdict::Validated { .. } => {
                 stats.record(Phase::Total, now.saturating_duration_since(begin))
@@ -312,7 +313,10 @@ async fn replay_connection(
             Verdict::Failed(f) => stats.error(f),
             Verdict::ChecksFailed => {}
         }
-        stats.tick(now.saturating_duration_since(ctx.start).as_secs() as usize);
+        stats.tick(
+            now.saturating_duration_since(ctx.start).as_secs() as usize,
+            failed,
+        );
         if ctx.keep {
             res.exchanges.push(Exchange {
                 round,

@@ -16,7 +16,7 @@ fn kmsharness(args: &[&str]) -> (i32, String, String) {
 }
 
 /// A fresh scratch directory for this test process, named by `tag`.
-fn scratch(tag: &str) -> std::path::PathBuf {
+pub(crate) fn scratch(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("kmsharness-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir

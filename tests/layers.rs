@@ -13,7 +13,8 @@ use syn::visit::Visit;
 /// engines (host, load, conform, fuzz), subcommands, printers, command line.
 const LAYERS: &[&str] = &[
     "wire", "crypto", "catalog", "epid", "proto", "clock", "exit", "capture", "net", "host",
-    "load", "conform", "fuzz", "activate", "serve", "replay", "inspect", "report", "cli",
+    "load", "conform", "simulate", "fuzz", "activate", "serve", "replay", "inspect", "report",
+    "cli",
 ];
 
 /// The sans-IO core: takes and returns bytes and values.

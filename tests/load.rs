@@ -58,6 +58,7 @@ fn config(target: Option<SocketAddr>, requests: u64) -> LoadConfig {
             duration: None,
             requests: Some(requests),
             warmup: Duration::ZERO,
+            site: None,
         },
         client: ClientConfig::default(),
         seed: 1,
@@ -66,6 +67,8 @@ fn config(target: Option<SocketAddr>, requests: u64) -> LoadConfig {
         templates: None,
         hdr_log: None,
         threads: 2,
+        sources: Vec::new(),
+        embedded_addresses: 1,
     }
 }
 
@@ -253,6 +256,7 @@ async fn closed_loop_reuse_for_a_bounded_time_after_warmup() {
         duration: Some(Duration::from_millis(700)),
         requests: None,
         warmup: Duration::from_millis(300),
+        site: None,
     };
     let r = run(&c).await;
     assert_consistent(&r);
@@ -313,6 +317,7 @@ async fn open_loop_delay_shows_in_percentiles_not_as_lost_requests() {
             duration: Some(Duration::from_secs(2)),
             requests: None,
             warmup: Duration::from_millis(500),
+            site: None,
         };
         c
     };
@@ -382,6 +387,39 @@ async fn open_loop_latency_counts_from_the_scheduled_start() {
     assert!(total.p99 >= 700_000, "total p99 well above 100 ms: {b}");
     assert!(total.p50 >= 300_000, "total p50: {b}");
     assert!(total.p99 > 3 * call.p99, "{b}");
+}
+
+/// Overload in open loop keeps `-d`: 200 activations/s scheduled for 1 s over two connections
+/// to a host answering in 100 ms (about 20/s). Every measured ticket is either sent or counted
+/// as not sent (none is run late after the deadline, as wrk2 and k6 count them), and the
+/// generator's own lateness is reported apart from the latency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_overload_counts_tickets_not_sent_instead_of_running_late() {
+    let _cpu = CPU.write().await;
+    let h = host(
+        FaultSet::NONE.with(Fault::Delay),
+        Duration::from_millis(100),
+    )
+    .await;
+    let mut c = config(Some(h.addr()), 0);
+    c.mode = Mode::Reuse;
+    c.connections = 2;
+    c.pacing.requests = None;
+    c.pacing.rate = Some(200.0);
+    c.pacing.duration = Some(Duration::from_secs(1));
+    let r = run(&c).await;
+    stop(h).await;
+    assert_consistent(&r);
+    let b = brief(&r);
+    let schedule = r
+        .schedule
+        .as_ref()
+        .expect("an open-loop run reports its schedule");
+    // Tickets due at 0, 5, ..., 995 ms: 200, each sent or not.
+    assert_eq!(r.outcome.sent + schedule.not_sent, 200, "{b} {schedule:?}");
+    assert!(schedule.not_sent >= 100, "most could not be sent: {b}");
+    assert_eq!(schedule.lateness.count, r.outcome.sent, "{b}");
+    assert_eq!(r.outcome.ok, r.outcome.sent, "{b}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -695,6 +733,7 @@ async fn interrupted_run_still_reports() {
         duration: Some(Duration::from_secs(10)),
         requests: None,
         warmup: Duration::ZERO,
+        site: None,
     };
     let started = Instant::now();
     let r = bounded(
@@ -945,6 +984,60 @@ fn mix_files_parse_and_unknown_products_are_named() {
     assert!(e.contains("--mix") && e.contains(missing.arg()), "{e}");
 }
 
+/// `--source` takes addresses and IPv4 ranges; workers go through every source and
+/// destination pair, and the bundled host listens on `--embedded-addresses` loopback addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_and_embedded_addresses_spread_connections_over_address_pairs() {
+    let _cpu = CPU.read().await;
+    let c = cli(&["-q", "--source", "127.0.0.2-127.0.0.4", "--source", "::1"]).unwrap();
+    assert_eq!(
+        c.sources,
+        ["127.0.0.2", "127.0.0.3", "127.0.0.4", "::1"]
+            .map(|s| s.parse::<std::net::IpAddr>().unwrap())
+    );
+    assert_eq!(
+        cli(&["-q"]).unwrap().embedded_addresses,
+        load::EMBEDDED_ADDRESSES
+    );
+    let mut c = config(None, 40);
+    c.embedded_addresses = 2;
+    c.sources = ["127.0.0.5", "127.0.0.6"]
+        .map(|s| s.parse().unwrap())
+        .to_vec();
+    let record = TempFile::new("sources.pcap");
+    let recorder = kmsharness::capture::record::Recorder::create(record.path()).unwrap();
+    let sampling = kmsharness::load::schedule::Sampling {
+        recorder: recorder.clone(),
+        every: 1,
+    };
+    let r = bounded(
+        "load run",
+        load::run_recorded(&c, std::future::pending::<()>(), Some(sampling)),
+    )
+    .await
+    .unwrap();
+    recorder.finish().unwrap();
+    assert_consistent(&r);
+    assert_eq!((r.outcome.sent, r.outcome.ok), (40, 40), "{}", brief(&r));
+    // Four workers: each of the two sources to each of the two listening addresses.
+    let capture = kmsharness::capture::read(&std::fs::read(record.path()).unwrap());
+    let pairs: BTreeSet<(String, String)> = capture
+        .connections
+        .iter()
+        .map(|k| (k.client.ip().to_string(), k.server.ip().to_string()))
+        .collect();
+    let want: BTreeSet<(String, String)> = [
+        ("127.0.0.5", "127.0.0.1"),
+        ("127.0.0.5", "127.0.0.2"),
+        ("127.0.0.6", "127.0.0.1"),
+        ("127.0.0.6", "127.0.0.2"),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    .collect();
+    assert_eq!(pairs, want);
+}
+
 #[test]
 fn options_are_validated() {
     for args in [
@@ -960,6 +1053,11 @@ fn options_are_validated() {
         &["--requests", "0"],
         &["--clients", "0"],
         &["--read-timeout", "0"],
+        &["--source", "localhost"],
+        &["--source", "127.0.0.9-127.0.0.1"],
+        &["--source", "10.0.0.0-10.0.2.0"],
+        &["--source", "::1-::2"],
+        &["--embedded-addresses", "0"],
     ] {
         let e = cli(args).err();
         assert!(e.is_some(), "load {args:?} accepted");
@@ -1335,4 +1433,81 @@ async fn a_fleet_activates_once_the_count_reaches_25() {
     let two_rounds = enterprise_run(30, 60).await;
     assert_eq!(two_rounds.outcome.ok, 60, "{}", brief(&two_rounds));
     assert_eq!(two_rounds.activated, 30, "{}", brief(&two_rounds));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 11. --site: a site's own traffic
+
+/// A boot storm of 30 Enterprise machines within 0.5 s against a fresh bundled host, as the
+/// activation rules say it goes: every machine asks once (its next attempt is 2 hours away,
+/// "the client computer retries every two hours"), the first 24 get counts 1 to 24 and stay
+/// unactivated, the 25th to 30th activate; the run lasts its whole duration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_boot_storm_asks_once_per_machine_and_activates_from_the_25th() {
+    let _cpu = CPU.read().await;
+    let mut c = cli(&[
+        "--site",
+        "30",
+        "--boot-storm",
+        "500ms",
+        "-d",
+        "1500ms",
+        "--warmup",
+        "0s",
+        "-c",
+        "1",
+    ])
+    .unwrap();
+    c.mix = Mix::new(&[("Windows 10/11 Enterprise", 1)]).unwrap();
+    let r = run(&c).await;
+    assert_eq!(r.outcome.sent, 30, "{}", brief(&r));
+    assert_eq!(r.outcome.ok, 30, "{}", brief(&r));
+    assert_eq!(r.activated, 6, "{}", brief(&r));
+    let site = r.site.as_ref().unwrap();
+    assert_eq!(site.machines, 30);
+    assert_eq!(site.licensed_at_end, 6);
+    assert_eq!(site.boot_storm_secs, Some(0.5));
+    assert!(r.duration_secs >= 1.5, "{}", brief(&r));
+    let v: Value = serde_json::to_value(&r).unwrap();
+    load_schema().assert_fits("site run", &v);
+    let mut text = Vec::new();
+    kmsharness::report::load::text(&mut text, &r).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains("a site of 30 machines"), "{text}");
+    assert!(text.contains("6 of 30 machines at the end"), "{text}");
+}
+
+/// A site in steady state starts licensed; its rate is the site's (machines / 7 days), so a
+/// short run of a small site sends nothing and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_in_steady_state_sends_at_the_site_rate() {
+    let _cpu = CPU.read().await;
+    let c = cli(&["--site", "500", "-d", "300ms", "--warmup", "0s"]).unwrap();
+    assert_eq!(c.clients, 500);
+    let r = run(&c).await;
+    let site = r.site.as_ref().unwrap();
+    assert_eq!(site.licensed_at_end, 500);
+    assert!((site.steady_rate - 500.0 / 604_800.0).abs() < 1e-9);
+    assert!(r.outcome.sent <= 2, "{}", brief(&r));
+    let mut text = Vec::new();
+    kmsharness::report::load::text(&mut text, &r).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    if r.outcome.sent == 0 {
+        assert!(text.contains("no machine was due"), "{text}");
+    }
+}
+
+#[test]
+fn site_options_are_validated() {
+    for bad in [
+        &["--site", "10", "--rate", "5"][..],
+        &["--site", "10", "--clients", "5"][..],
+        &["--boot-storm", "1m"][..],
+    ] {
+        let argv = std::iter::once("load").chain(bad.iter().copied());
+        assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+    }
+    assert!(cli(&["--site", "0"]).is_err());
+    assert!(cli(&["--site", "1000001"]).is_err());
+    assert!(cli(&["--site", "10", "--boot-storm", "soon"]).is_err());
 }

@@ -15,12 +15,14 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use kmsharness::activate::{ActivateConfig, ActivateReport, ExchangeReport, Outcome, run_with};
+use kmsharness::activate::{
+    ActivateConfig, ActivateReport, ExchangeReport, Outcome, run_on, run_with,
+};
 use kmsharness::catalog::{self, AppKind};
 use kmsharness::cli::activate::ActivateOpts;
 use kmsharness::host::{HostSetup, RunningHost, start};
 use kmsharness::net::discovery::Resolver;
-use kmsharness::net::discovery::{IpPreference, addresses_from_srv};
+use kmsharness::net::discovery::{Hosts, IpPreference, addresses_from_srv, srv_hosts};
 use kmsharness::proto::check::{CheckId, Value};
 use kmsharness::proto::client::session::{ClientRpcOptions, ClientSession};
 use kmsharness::proto::faults::{Fault, FaultSet};
@@ -664,6 +666,80 @@ async fn srv_discovery_falls_back_to_the_next_host() {
     host.stop().await.unwrap();
 }
 
+/// Discovery as a Windows client does it: the dead first target is given up for the next,
+/// only the names reached are resolved (a lower-priority target that does not even resolve
+/// costs nothing), and the host that answered is asked first next time, with no new lookup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srv_discovery_resolves_only_the_targets_reached_and_caches_the_host() {
+    let host = start_host(serve_config("127.0.0.1:0")).await;
+    let live = host.addr();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let record = |priority, port, target: &str| dns::Srv {
+        priority,
+        weight: 0,
+        port,
+        target: target.to_owned(),
+    };
+    let responder = dns::Responder::start(vec![(
+        "_vlmcs._tcp.lazy.test.".to_owned(),
+        vec![
+            record(0, dead.port(), "localhost."),
+            record(10, live.port(), "localhost."),
+            record(20, 1688, "never-resolved.invalid."),
+        ],
+    )])
+    .await;
+    let resolver = Resolver::with_nameserver(responder.addr).unwrap();
+    let mut hosts = bounded(
+        "SRV lookup",
+        srv_hosts("lazy.test", &resolver, IpPreference::V4),
+    )
+    .await
+    .unwrap();
+    let config = activate_config(".lazy.test", &["-4", "-n", "2"]);
+    let report = bounded("activate via SRV", run_on(&config, &mut hosts, None)).await;
+    for e in &report.exchanges {
+        assert_ok(e, "SRV discovery");
+    }
+    assert_eq!(report.exchanges[0].bind.as_ref().unwrap().address, live);
+    let Hosts::Srv(srv) = &hosts else {
+        panic!("not an SRV list")
+    };
+    assert_eq!(srv.resolved(), ["localhost", "localhost"]);
+    assert_eq!(srv.cached(), Some(live));
+    // A second run starts at the cached host: no lookup, and the dead host is not tried.
+    let report = bounded("activate again", run_on(&config, &mut hosts, None)).await;
+    assert_ok(&report.exchanges[0], "cached host");
+    let Hosts::Srv(srv) = &hosts else {
+        panic!("not an SRV list")
+    };
+    assert_eq!(srv.resolved().len(), 2, "{:?}", srv.resolved());
+    // No target resolves: the report says so, as a connection failure.
+    let responder = dns::Responder::start(vec![(
+        "_vlmcs._tcp.nowhere.test.".to_owned(),
+        vec![record(0, 1688, "never-resolved.invalid.")],
+    )])
+    .await;
+    let resolver = Resolver::with_nameserver(responder.addr).unwrap();
+    let mut hosts = srv_hosts("nowhere.test", &resolver, IpPreference::V4)
+        .await
+        .unwrap();
+    let config = activate_config(".nowhere.test", &["-4"]);
+    let report = bounded(
+        "activate, nothing resolves",
+        run_on(&config, &mut hosts, None),
+    )
+    .await;
+    let e = only(&report);
+    assert_eq!(e.outcome, Outcome::Connection);
+    let error = e.error.as_deref().unwrap();
+    assert!(error.contains("never-resolved.invalid"), "{error}");
+    host.stop().await.unwrap();
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. Robustness of `serve`
 
@@ -1300,7 +1376,10 @@ async fn grab_writes_a_config_that_reproduces_the_host() {
     let grab_config = activate_config(&original.addr().to_string(), &[]);
     let grab = bounded(
         "grab",
-        kmsharness::activate::grab(&grab_config, &[original.addr()]),
+        kmsharness::activate::grab(
+            &grab_config,
+            &mut kmsharness::net::discovery::Hosts::Known(vec![original.addr()]),
+        ),
     )
     .await;
     assert_eq!(grab.exit, kmsharness::exit::Exit::Success);
@@ -1351,4 +1430,137 @@ async fn grab_writes_a_config_that_reproduces_the_host() {
     let _ = std::fs::remove_file(&path);
     original.stop().await.unwrap();
     twin.stop().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Figures: `serve` under thousands of hostile connections (run by hand, see README)
+
+/// One hostile connection's behaviour, repeated on a new connection whenever the host hangs up.
+#[derive(Debug, Clone, Copy)]
+enum Hostility {
+    /// Connects and sends nothing.
+    Silent,
+    /// Sends a bind one byte a second.
+    Drip,
+    /// Sends a header announcing a 5000-byte PDU, 100 bytes of it, then nothing.
+    Lying,
+    /// Binds, then sends requests without ever reading a reply.
+    NeverReads,
+}
+
+/// Misbehaves on one connection until the host hangs up or `until`.
+async fn misbehave(addr: SocketAddr, how: Hostility, until: Instant) {
+    let Ok(Ok(mut stream)) =
+        tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await
+    else {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        return;
+    };
+    let (mut session, bind) = bind_bytes(NDR32_ONLY);
+    let left = until.saturating_duration_since(Instant::now());
+    let _ = tokio::time::timeout(left, async {
+        let mut buf = [0u8; 4096];
+        match how {
+            Hostility::Silent => {
+                let _ = stream.read(&mut buf).await;
+            }
+            Hostility::Drip => {
+                for byte in &bind {
+                    if stream.write_all(std::slice::from_ref(byte)).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            Hostility::Lying => {
+                let mut lie = bind.clone();
+                lie[8..10].copy_from_slice(&5000u16.to_le_bytes());
+                lie.truncate(100);
+                if stream.write_all(&lie).await.is_ok() {
+                    let _ = stream.read(&mut buf).await;
+                }
+            }
+            Hostility::NeverReads => {
+                if stream.write_all(&bind).await.is_err() {
+                    return;
+                }
+                let mut ack = Vec::new();
+                while split_pdu(&ack).ok().flatten().is_none() {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => ack.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if session.handle_bind_reply(&ack).is_err() {
+                    return;
+                }
+                let batch: Vec<u8> = (0..50u32).flat_map(|i| request_bytes(i, 0, 0)).collect();
+                while stream.write_all(&batch).await.is_ok() {}
+            }
+        }
+    })
+    .await;
+}
+
+/// The README's figure: `serve` (a separate process, default options) while 5,000 hostile
+/// connections (a quarter each silent, dripping, lying about their length, never reading) are
+/// held open and re-opened as the host hangs up, answering a legitimate activation at a time;
+/// prints the activations' latency percentiles and the host's peak RSS. No timing is asserted
+/// (figures are measured, not asserted); every legitimate activation must succeed. Run with
+/// `cargo test --release --test tests figures_serve_under_hostile -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement for the README: 5,000 connections for 30 s"]
+async fn figures_serve_under_hostile_connections() {
+    const HOSTILE: usize = 5000;
+    const WINDOW: Duration = Duration::from_secs(30);
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let (host, addr) = crate::process::serve(&["--max-connections", "10000"]);
+    let addr: SocketAddr = addr.parse().unwrap();
+    let until = Instant::now() + WINDOW;
+    let kinds = [
+        Hostility::Silent,
+        Hostility::Drip,
+        Hostility::Lying,
+        Hostility::NeverReads,
+    ];
+    let mut tasks = JoinSet::new();
+    for i in 0..HOSTILE {
+        let how = kinds[i % kinds.len()];
+        tasks.spawn(async move {
+            while Instant::now() < until {
+                misbehave(addr, how, until).await;
+            }
+        });
+    }
+    // Let the hostile connections pile up first.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut micros = Vec::new();
+    let config = activate_config(&addr.to_string(), &[]);
+    while Instant::now() + Duration::from_secs(1) < until {
+        let started = Instant::now();
+        let report = bounded("a legitimate activation", run_with(&config, &[addr])).await;
+        micros.push(started.elapsed().as_micros() as u64);
+        assert_ok(only(&report), "a legitimate activation under hostile load");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", host.id())).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map_or("?".to_owned(), |v| v.trim().to_owned())
+    };
+    while tasks.join_next().await.is_some() {}
+    micros.sort_unstable();
+    let pct = |p: f64| micros[((micros.len() - 1) as f64 * p) as usize];
+    println!(
+        "{HOSTILE} hostile connections, {} legitimate activations: p50 {} µs, p99 {} µs, max {} \
+         µs; serve VmHWM {}, VmRSS {}",
+        micros.len(),
+        pct(0.5),
+        pct(0.99),
+        micros[micros.len() - 1],
+        field("VmHWM:"),
+        field("VmRSS:"),
+    );
 }

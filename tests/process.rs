@@ -35,7 +35,7 @@ impl Drop for Scratch {
 }
 
 /// Kills the child on drop, so a failing test leaves no process behind.
-struct Reaped(Child);
+pub(crate) struct Reaped(Child);
 
 impl Drop for Reaped {
     fn drop(&mut self) {
@@ -45,6 +45,11 @@ impl Drop for Reaped {
 }
 
 impl Reaped {
+    /// The child's process ID.
+    pub(crate) fn id(&self) -> u32 {
+        self.0.id()
+    }
+
     fn term(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.0.id().to_string()])
@@ -90,7 +95,7 @@ impl Reaped {
 }
 
 /// Starts `serve -q -L 127.0.0.1:0 ARGS` and returns it with its listening address.
-fn serve(args: &[&str]) -> (Reaped, String) {
+pub(crate) fn serve(args: &[&str]) -> (Reaped, String) {
     let mut full = vec!["-q", "-L", "127.0.0.1:0"];
     full.extend_from_slice(args);
     let (child, addr, lines) = serve_exactly(&full);
@@ -99,8 +104,40 @@ fn serve(args: &[&str]) -> (Reaped, String) {
     (child, addr)
 }
 
+/// Starts `serve ARGS` on the virtual clock with a control port, both on loopback port 0;
+/// returns it with its KMS and control addresses.
+pub(crate) fn serve_with_control(args: &[&str]) -> (Reaped, String, String) {
+    let mut full = vec![
+        "-q",
+        "-L",
+        "127.0.0.1:0",
+        "--clock",
+        "virtual",
+        "--control",
+        "127.0.0.1:0",
+    ];
+    full.extend_from_slice(args);
+    let (child, addr, mut lines) = serve_exactly(&full);
+    let control = after(&mut lines, "kmsharness serve: control port on ");
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr, control)
+}
+
 /// The rest of a child's stderr, line by line.
 type StderrLines = std::io::Lines<BufReader<std::process::ChildStderr>>;
+
+/// What follows `prefix` on the next line of `lines` that starts with it.
+fn after(lines: &mut StderrLines, prefix: &str) -> String {
+    loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("serve ended before it printed {prefix:?}"))
+            .unwrap();
+        if let Some(a) = line.strip_prefix(prefix) {
+            return a.to_owned();
+        }
+    }
+}
 
 /// Starts `serve ARGS` and returns it with its listening address and the rest of its stderr,
 /// which the caller must keep reading.
@@ -117,15 +154,7 @@ fn serve_exactly(args: &[&str]) -> (Reaped, String, StderrLines) {
     );
     let stderr = child.0.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("serve ended before it listened")
-            .unwrap();
-        if let Some(a) = line.strip_prefix("kmsharness serve: listening on ") {
-            break a.to_owned();
-        }
-    };
+    let addr = after(&mut lines, "kmsharness serve: listening on ");
     (child, addr, lines)
 }
 

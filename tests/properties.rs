@@ -207,6 +207,7 @@ fn emit(g: &Gen) -> Vec<u8> {
                 reason: RejectReason::from(*reason),
                 versions: versions.clone(),
                 rest: &[],
+                bare: false,
             }),
             auth: &[],
         },

@@ -443,6 +443,7 @@ async fn load_recorded(mode: Mode, requests: u64, every: u64) -> (Vec<u8>, u64) 
             duration: None,
             requests: Some(requests),
             warmup: Duration::ZERO,
+            site: None,
         },
         client: Default::default(),
         seed: 7,
@@ -451,6 +452,8 @@ async fn load_recorded(mode: Mode, requests: u64, every: u64) -> (Vec<u8>, u64) 
         templates: None,
         hdr_log: None,
         threads: 2,
+        sources: Vec::new(),
+        embedded_addresses: 1,
     };
     let sampling = Sampling {
         recorder: mem.recorder(),

@@ -69,7 +69,7 @@ const PB_FIXED_LEN: usize = 20;
 const SPB_FIXED_LEN: usize = 4;
 
 /// The container format of a capture file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[non_exhaustive]
 pub enum Format {
     /// Classic libpcap format.

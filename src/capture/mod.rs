@@ -48,7 +48,19 @@ const NANOS_PER_SEC: u32 = 1_000_000_000;
 ///
 /// Kept as whole seconds plus nanoseconds (always below 10^9) so that ordering and equality are
 /// exact whatever the file's own resolution was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Serialize,
+    schemars::JsonSchema,
+)]
 pub struct Timestamp {
     /// Whole seconds since 1970-01-01T00:00:00Z.
     pub secs: u64,
@@ -94,7 +106,7 @@ impl fmt::Display for Timestamp {
 /// Offsets are byte offsets into the file. Packet record numbers count packet records from 1,
 /// as Wireshark numbers frames; `record` is the number the damaged record has (or, for a pcapng
 /// block that is not a packet, the number the next packet would have had).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, schemars::JsonSchema)]
 #[non_exhaustive]
 pub enum CaptureError {
     /// Fewer bytes than a file magic.
@@ -157,7 +169,7 @@ pub enum CaptureError {
 }
 
 /// Why one packet record was left out of reassembly.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, schemars::JsonSchema)]
 #[non_exhaustive]
 pub enum SkipReason {
     /// An IPv4 or IPv6 fragment: reassembling IP fragments is out of scope.
@@ -196,7 +208,7 @@ pub enum SkipReason {
 }
 
 /// One packet record that was left out, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Skip {
     /// Packet record number (from 1).
     pub record: usize,
@@ -205,7 +217,7 @@ pub struct Skip {
 }
 
 /// Everything read from one capture file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Capture {
     /// The file format, once the magic was recognised.
     pub format: Option<Format>,

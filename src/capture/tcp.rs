@@ -28,7 +28,7 @@ const SYN_REORDER_WINDOW: i64 = 1 << 30;
 ///
 /// The missing bytes would sit between `data[offset - 1]` and `data[offset]`; `data` itself
 /// holds no filler, so code reading across `offset` must stop there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Gap {
     /// Offset in [`Stream::data`] where the hole lies.
     pub offset: usize,
@@ -37,7 +37,7 @@ pub struct Gap {
 }
 
 /// A run of stream bytes and the packet that first delivered them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct SegmentInfo {
     /// Offset in [`Stream::data`].
     pub offset: usize,
@@ -50,7 +50,7 @@ pub struct SegmentInfo {
 }
 
 /// Bytes that a later packet carried differently from the first copy; the first copy was kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Conflict {
     /// Offset in [`Stream::data`] of the disputed range.
     pub offset: usize,
@@ -61,7 +61,7 @@ pub struct Conflict {
 }
 
 /// One direction of a connection, rebuilt.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Stream {
     /// The bytes, in sequence order, with no filler for [`Stream::gaps`].
     pub data: Vec<u8>,
@@ -97,7 +97,9 @@ impl Stream {
 }
 
 /// Which way bytes travelled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema,
+)]
 pub enum Direction {
     /// Client to server ([`Connection::to_server`]).
     ToServer,
@@ -106,7 +108,7 @@ pub enum Direction {
 }
 
 /// A run of stream bytes in capture time; see [`Connection::events`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Event {
     /// The stream the bytes belong to.
     pub direction: Direction,
@@ -128,7 +130,7 @@ impl Event {
 }
 
 /// One TCP connection with both directions rebuilt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Connection {
     /// The side that sent the SYN; without a captured SYN, the side that is not the server by
     /// port (see [`Connection::syn_seen`]).

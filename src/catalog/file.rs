@@ -116,53 +116,76 @@ pub fn parse(text: &str, origin: &str) -> Result<Extension, CatalogError> {
 // The table's own shape
 
 /// `kmsharness-catalog/1`. The derived fields `activate --list --json` also prints
-/// (`application`, `threshold`, `kms_source`) are read as hints, so its output reads back.
-#[derive(Debug, Deserialize)]
+/// (`application`, `threshold`, `kms_source`) are read as hints, so its output reads back. The
+/// type `docs/catalog.schema.json` is generated from.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Document {
+#[schemars(rename = "Catalog")]
+pub struct Document {
+    /// `kmsharness-catalog/1`, or absent.
+    #[schemars(extend("const" = "kmsharness-catalog/1"))]
     format: Option<String>,
+    /// Editions, each added or overriding the built-in one with its SKU ID.
     #[serde(default)]
     skus: Vec<SkuEntry>,
+    /// Host key groups, each added or overriding the built-in one with its name.
     #[serde(default)]
     host_key_groups: Vec<GroupEntry>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One edition.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct SkuEntry {
+    /// The edition's name, e.g. `Windows 10/11 Enterprise`.
     name: String,
+    /// SKU (activation) ID.
     id: Guid,
+    /// KMS counted ID of its product group.
     kms_id: Guid,
-    /// Needed, with the class and application, when `kms_id` is a product group the tables
-    /// lack.
+    /// The product group's name. Needed, with the class and application, when `kms_id` is a
+    /// product group the tables lack.
     kms_name: Option<String>,
+    /// Where the product group's ID comes from (read as a hint).
     kms_source: Option<String>,
+    /// Application name (read as a hint).
     application: Option<String>,
+    /// Application ID: Windows, Office 2010 or Office 2013 and later.
     application_id: Option<Guid>,
+    /// KMS protocol major version the edition speaks (4, 5 or 6).
     protocol: Option<u8>,
+    /// `client_os`, `server_os` or `office`: sets the activation threshold.
     class: Option<String>,
+    /// Activation threshold (read as a hint; the class sets it).
     threshold: Option<u32>,
     /// Host key groups that activate the edition's product group: each gains its KMS ID.
     #[serde(default)]
     activated_by: Vec<String>,
+    /// Where the entry's IDs come from.
     source: Option<String>,
     /// Printed by `activate --list --json`; ignored on input.
     #[serde(default, rename = "origin")]
     _origin: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One host key group.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct GroupEntry {
+    /// The group's name, e.g. `Volume License for Windows Server 2025`.
     name: String,
     /// Application name or ID.
     application: String,
+    /// The ePID's group ID.
     epid_group_id: u32,
+    /// First and last key ID of the ePID's key ID range.
     key_ids: [u32; 2],
     /// Product groups by name or KMS ID.
     #[serde(default)]
     activates: Vec<String>,
+    /// Where the group comes from.
     source: Option<String>,
+    /// Printed by `activate --list --json`; ignored on input.
     #[serde(default, rename = "origin")]
     _origin: Option<String>,
 }

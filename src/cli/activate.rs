@@ -254,6 +254,7 @@ impl ActivateOpts {
                 },
                 connect_timeout: seconds("--connect-timeout", &self.connect_timeout)?,
                 read_timeout: seconds("--read-timeout", &self.read_timeout)?,
+                source: None,
             },
         })
     }
@@ -334,14 +335,14 @@ pub fn main(opts: &ActivateOpts) -> Result<Exit, Error> {
     }
     let runtime = super::runtime(Some(1))?;
     runtime.block_on(async {
-        let addrs = crate::net::discovery::addresses(&config.target, config.prefer)
+        let mut hosts = crate::net::discovery::hosts(&config.target, config.prefer)
             .await
             .map_err(|source| Error::Resolve {
                 target: config.target.to_string(),
                 source,
             })?;
         if let Some(path) = &opts.grab {
-            let grab = crate::activate::grab(&config, &addrs).await;
+            let grab = crate::activate::grab(&config, &mut hosts).await;
             for (app, outcome) in &grab.missing {
                 let why = outcome.map_or("no exchange", |o| o.name());
                 super::note(format_args!(
@@ -357,7 +358,7 @@ pub fn main(opts: &ActivateOpts) -> Result<Exit, Error> {
             }
             None => None,
         };
-        let report = crate::activate::run_recorded(&config, &addrs, recorder.as_ref()).await;
+        let report = crate::activate::run_on(&config, &mut hosts, recorder.as_ref()).await;
         super::print(|w| {
             if opts.json {
                 crate::report::activate::json(w, &report)

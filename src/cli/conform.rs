@@ -56,6 +56,10 @@ pub struct ConformOpts {
     /// Also write the report as JUnit XML to FILE.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Also write the report as a self-contained HTML page to FILE: cases by family with
+    /// their verdicts, failures with expected, actual and source, the fingerprint verdict.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Read the vector files from DIR instead of the built-in ones.
     #[arg(long, value_name = "DIR")]
     pub vectors: Option<PathBuf>,
@@ -135,6 +139,12 @@ fn print(opts: &ConformOpts, report: &SuiteReport) -> Result<Exit, Error> {
             .and_then(|()| std::fs::write(path, &bytes))
             .map_err(|e| Error::write("--junit", path, e))?;
     }
+    if let Some(path) = &opts.html {
+        // From the JSON document, so that this page and `report html` of `--json` are one.
+        let doc = serde_json::to_value(report)
+            .map_err(|e| Error::write("--html", path, std::io::Error::other(e)))?;
+        super::write_html("--html", path, &crate::report::html::conform(&doc))?;
+    }
     Ok(report.exit())
 }
 
@@ -150,6 +160,7 @@ pub fn main(opts: &ConformOpts) -> Result<Exit, Error> {
     if let Some(path) = &opts.junit {
         super::check_writable("--junit", path)?;
     }
+    super::check_html(opts.html.as_deref())?;
     let runtime = super::runtime(None)?;
     runtime.block_on(async {
         match target {

@@ -107,6 +107,9 @@ pub enum Error {
     /// A fuzz run could not start.
     #[error(transparent)]
     Fuzz(#[from] crate::fuzz::FuzzError),
+    /// `simulate` could not reach a host process.
+    #[error(transparent)]
+    Simulate(Box<crate::simulate::SimulateError>),
 }
 
 fn option_prefix(option: &Option<&'static str>) -> String {
@@ -142,6 +145,11 @@ impl Error {
             Error::Fuzz(crate::fuzz::FuzzError::Dead { .. }) => Exit::Connection,
             Error::Fuzz(crate::fuzz::FuzzError::Out { .. }) => Exit::LocalIo,
             Error::Fuzz(crate::fuzz::FuzzError::Spawn(_)) => Exit::Usage,
+            Error::Simulate(e) => match **e {
+                crate::simulate::SimulateError::Scenario(_) => Exit::Usage,
+                crate::simulate::SimulateError::Runtime(_) => Exit::LocalIo,
+                _ => Exit::Connection,
+            },
         }
     }
 

@@ -56,12 +56,17 @@ pub struct InspectOpts {
     /// decoded and verified); for large captures.
     #[arg(long, conflicts_with = "json")]
     pub summary: bool,
+    /// Also write the report as a self-contained HTML page to FILE: connections, exchanges
+    /// over time, hosts, products and errors.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 /// Runs `inspect`: the report on stdout, one line on stderr when the file is unreadable, not a
 /// capture, damaged, or holds no KMS traffic.
 pub fn main(opts: &InspectOpts) -> Result<Exit, Error> {
     let file = opts.capture.display().to_string();
+    super::check_html(opts.html.as_deref())?;
     let open = || {
         std::fs::File::open(&opts.capture)
             .map(|f| BufReader::with_capacity(READ_BUFFER, f))
@@ -101,12 +106,34 @@ pub fn main(opts: &InspectOpts) -> Result<Exit, Error> {
     }
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    let (exit, summary) = print(&mut out, &file, inspection, opts.json, opts.summary)
-        .and_then(|done| {
-            out.flush()?;
-            Ok(done)
-        })
-        .map_err(Error::Print)?;
+    let mut page = opts.html.as_ref().map(|_| Page::default());
+    let (exit, summary) = print(
+        &mut out,
+        &file,
+        inspection,
+        Output {
+            json: opts.json,
+            summary_only: opts.summary,
+            page: page.as_mut(),
+        },
+    )
+    .and_then(|done| {
+        out.flush()?;
+        Ok(done)
+    })
+    .map_err(Error::Print)?;
+    if let (Some(path), Some(page)) = (&opts.html, page) {
+        let doc = serde_json::json!({
+            "format": crate::inspect::REPORT_FORMAT,
+            "file": file,
+            "capture": page.capture,
+            "connections": page.connections,
+            "summary": summary,
+            "exit_status": exit as u8,
+            "exit": exit.name(),
+        });
+        super::write_html("--html", path, &crate::report::html::inspect(&doc))?;
+    }
     if summary.kms_connections == 0 {
         super::note(format_args!(
             "kmsharness inspect: {file}: no KMS traffic ({}, none a KMS conversation)",
@@ -120,30 +147,66 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// What `inspect` writes besides the report on stdout: for `--html`, what its page needs,
+/// kept as the connections go by (each cut to what the page shows).
+#[derive(Debug, Default)]
+struct Page {
+    capture: serde_json::Value,
+    connections: Vec<serde_json::Value>,
+}
+
+impl Page {
+    fn keep(&mut self, c: &crate::inspect::ConnectionReport) -> std::io::Result<()> {
+        let v = serde_json::to_value(c).map_err(std::io::Error::other)?;
+        self.connections
+            .push(crate::report::html::slim_connection(&v));
+        Ok(())
+    }
+}
+
+/// How `inspect` prints.
+struct Output<'a> {
+    json: bool,
+    summary_only: bool,
+    page: Option<&'a mut Page>,
+}
+
 fn print<I: Iterator<Item = Connection>>(
     w: &mut dyn Write,
     file: &str,
     mut inspection: Inspection<I>,
-    json: bool,
-    summary_only: bool,
+    mut out: Output<'_>,
 ) -> std::io::Result<(Exit, Summary)> {
-    if json {
+    if out.json {
         let mut j = JsonWriter::begin(w, file, inspection.capture())?;
         for c in inspection.by_ref() {
             j.connection(w, &c)?;
+            if let Some(page) = out.page.as_deref_mut() {
+                page.keep(&c)?;
+            }
         }
-        let (_, summary, exit) = inspection.finish();
+        let (info, summary, exit) = inspection.finish();
         j.end(w, &summary, exit)?;
+        if let Some(page) = out.page {
+            page.capture = serde_json::to_value(&info).map_err(std::io::Error::other)?;
+        }
         Ok((exit, summary))
     } else {
         text_header(w, file, inspection.capture())?;
         for c in inspection.by_ref() {
-            if !summary_only {
+            if !out.summary_only {
                 text_connection(w, &c)?;
+            }
+            if let Some(page) = out.page.as_deref_mut() {
+                page.keep(&c)?;
             }
         }
         let (info, summary, exit) = inspection.finish();
         text_footer(w, &info, &summary, exit)?;
+        if let Some(page) = out.page {
+            // The capture facts as they stand once every record was read.
+            page.capture = serde_json::to_value(&info).map_err(std::io::Error::other)?;
+        }
         Ok((exit, summary))
     }
 }

@@ -1,7 +1,8 @@
 //! `kmsharness load` and `kmsharness report merge`: options, validation, running, printing.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
@@ -11,6 +12,7 @@ use crate::clock::parse_duration;
 use crate::load::fleet::MAX_CLIENTS;
 use crate::load::mix::Mix;
 use crate::load::schedule::{Pacing, Sampling, Templates};
+use crate::load::site::SitePacing;
 use crate::load::threshold::{self, Threshold};
 use crate::load::{LoadConfig, LoadReport, Mode};
 use crate::net::client::ClientConfig;
@@ -53,6 +55,17 @@ pub struct LoadOpts {
     /// scheduled start). Without it, closed loop: as fast as the host answers.
     #[arg(long, short = 'r')]
     pub rate: Option<f64>,
+    /// The traffic a site of N Windows clients sends in real time, instead of --rate or a
+    /// closed loop: each machine asks when its client would (renewal every 7 days once
+    /// licensed, a retry every 2 hours while not), starting from steady state (machines
+    /// licensed, renewals spread over 7 days) or, with --boot-storm, fresh. N machines in all
+    /// (at most 1000000).
+    #[arg(long, value_name = "N", conflicts_with_all = ["rate", "clients"])]
+    pub site: Option<usize>,
+    /// With --site: every machine boots fresh within this time (e.g. 10m), as after a
+    /// site-wide power cut or a new image rolled out.
+    #[arg(long = "boot-storm", value_name = "DURATION", requires = "site")]
+    pub boot_storm: Option<String>,
     /// Measured time, e.g. 30s, 2m or 1h30m (default 10s unless --requests is given).
     #[arg(long, short = 'd')]
     pub duration: Option<String>,
@@ -69,6 +82,10 @@ pub struct LoadOpts {
     /// text report then goes to stderr).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Write the report as a self-contained HTML page to FILE: latency percentile spectrum,
+    /// throughput and errors per second, errors by class, run parameters.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Write an HdrHistogram interval log of total latency to FILE.
     #[arg(long = "hdr-log", value_name = "FILE")]
     pub hdr_log: Option<PathBuf>,
@@ -90,6 +107,16 @@ pub struct LoadOpts {
     /// Runtime threads (default: the number of CPUs).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Local address connections leave from, repeatable, or an IPv4 range `A-B`
+    /// (`127.0.0.1-127.0.0.8`); workers take them in turn. One source and destination address
+    /// pair allows about 28,000 connections per TIME_WAIT period (60 s on Linux): several
+    /// sources multiply that for --mode fresh against one host.
+    #[arg(long, value_name = "IP")]
+    pub source: Vec<String>,
+    /// Loopback addresses the bundled host listens on without --target (127.0.0.1 up), each a
+    /// destination that workers take in turn, for the same reason as --source.
+    #[arg(long, value_name = "N", default_value_t = crate::load::EMBEDDED_ADDRESSES)]
+    pub embedded_addresses: u8,
     /// No progress line even on a terminal.
     #[arg(short = 'q', long)]
     pub quiet: bool,
@@ -126,6 +153,25 @@ pub enum ReportCommand {
         #[arg(long, short = 'o', value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Write a saved JSON report (load, merged load, replay, conform or inspect; the kind
+    /// read from its "format") as one self-contained HTML page with plots.
+    Html {
+        /// The JSON report.
+        report: PathBuf,
+        /// Write the page here (`-`: stdout).
+        #[arg(long, short = 'o', value_name = "FILE", required = true)]
+        output: PathBuf,
+    },
+}
+
+impl ReportCommand {
+    /// Its name as errors print it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ReportCommand::Merge { .. } => "report merge",
+            ReportCommand::Html { .. } => "report html",
+        }
+    }
 }
 
 fn duration(option: &'static str, s: &str) -> Result<Duration, Error> {
@@ -184,11 +230,15 @@ impl LoadOpts {
 
     /// Validates into a config (target resolution happens in [`main`]).
     pub fn config(&self) -> Result<LoadConfig, Error> {
-        super::at_least_one("--clients", self.clients as u64)?;
-        if self.clients > MAX_CLIENTS {
+        let (clients_option, clients) = match self.site {
+            Some(n) => ("--site", n),
+            None => ("--clients", self.clients),
+        };
+        super::at_least_one(clients_option, clients as u64)?;
+        if clients > MAX_CLIENTS {
             return Err(Error::BadValue {
-                option: "--clients",
-                value: self.clients.to_string(),
+                option: clients_option,
+                value: clients.to_string(),
                 expected: "at most 1000000 (every machine is held in memory)",
             });
         }
@@ -230,7 +280,7 @@ impl LoadOpts {
         Ok(LoadConfig {
             target: None,
             target_label: self.target.clone().unwrap_or_else(|| "embedded".into()),
-            clients: self.clients,
+            clients,
             mix,
             mode: self.mode,
             connections: self.connections,
@@ -239,6 +289,19 @@ impl LoadOpts {
                 duration: d,
                 requests: self.requests,
                 warmup: duration("--warmup", &self.warmup)?,
+                site: self
+                    .site
+                    .map(|_| -> Result<SitePacing, Error> {
+                        Ok(SitePacing {
+                            boot_storm: self
+                                .boot_storm
+                                .as_deref()
+                                .map(|s| duration("--boot-storm", s))
+                                .transpose()?,
+                            seed: self.seed,
+                        })
+                    })
+                    .transpose()?,
             },
             client: ClientConfig {
                 rpc: ClientRpcOptions {
@@ -248,6 +311,23 @@ impl LoadOpts {
                 },
                 connect_timeout: Duration::from_secs(5),
                 read_timeout,
+                source: None,
+            },
+            sources: self
+                .source
+                .iter()
+                .map(|s| sources(s))
+                .collect::<Result<Vec<_>, _>>()?
+                .concat(),
+            embedded_addresses: match self.embedded_addresses {
+                0 => {
+                    return Err(Error::BadValue {
+                        option: "--embedded-addresses",
+                        value: "0".into(),
+                        expected: "1 to 255 loopback addresses",
+                    });
+                }
+                n => n,
             },
             seed: self.seed,
             vm_share: if (0.0..=1.0).contains(&self.vm_share) {
@@ -267,6 +347,33 @@ impl LoadOpts {
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         })
     }
+}
+
+/// Longest `--source` range: more addresses than this add nothing (each brings a whole
+/// ephemeral port range) and would be a typo.
+const MAX_SOURCES: u32 = 256;
+
+/// The addresses of one `--source` value: an address, or an IPv4 range `A-B`.
+fn sources(value: &str) -> Result<Vec<IpAddr>, Error> {
+    let bad = |expected| Error::BadValue {
+        option: "--source",
+        value: value.to_owned(),
+        expected,
+    };
+    let Some((a, b)) = value.split_once('-') else {
+        return value
+            .parse::<IpAddr>()
+            .map(|ip| vec![ip])
+            .map_err(|_| bad("an IP address or an IPv4 range such as 127.0.0.1-127.0.0.8"));
+    };
+    let (Ok(a), Ok(b)) = (a.parse::<Ipv4Addr>(), b.parse::<Ipv4Addr>()) else {
+        return Err(bad("an IPv4 range such as 127.0.0.1-127.0.0.8"));
+    };
+    let (a, b) = (u32::from(a), u32::from(b));
+    if b < a || b - a >= MAX_SOURCES {
+        return Err(bad("a range of 1 to 256 addresses, the lower first"));
+    }
+    Ok((a..=b).map(|n| IpAddr::V4(Ipv4Addr::from(n))).collect())
 }
 
 /// The exit status a report calls for: 130 when interrupted, else its worst failure class (a
@@ -302,6 +409,7 @@ pub fn main(opts: &LoadOpts) -> Result<Exit, Error> {
         ("--json", opts.json.as_ref()),
         ("--hdr-log", opts.hdr_log.as_ref()),
     ])?;
+    super::check_html(opts.html.as_deref())?;
     let record = match &opts.record {
         None => None,
         Some(path) => Some(Sampling {
@@ -330,13 +438,19 @@ pub fn main(opts: &LoadOpts) -> Result<Exit, Error> {
         if let Some(path) = &opts.json {
             super::write_json("--json", path, &report)?;
         }
+        if let Some(path) = &opts.html {
+            super::write_html("--html", path, &crate::report::html::load(&report))?;
+        }
         Ok(exit_of(&report))
     })
 }
 
 /// Runs `report merge`.
 pub fn report_main(cmd: &ReportCommand) -> Result<Exit, Error> {
-    let ReportCommand::Merge { reports, output } = cmd;
+    let (reports, output) = match cmd {
+        ReportCommand::Merge { reports, output } => (reports, output),
+        ReportCommand::Html { report, output } => return report_html(report, output),
+    };
     check_outputs(&[("-o", output.as_ref())])?;
     let mut parsed = Vec::new();
     for p in reports {
@@ -357,5 +471,41 @@ pub fn report_main(cmd: &ReportCommand) -> Result<Exit, Error> {
     if let Some(path) = output {
         super::write_json("-o", path, &merged)?;
     }
+    Ok(Exit::Success)
+}
+
+/// The largest report `report html` reads, bytes: an inspect report of a long capture runs to
+/// hundreds of MiB; past this it is refused unread rather than exhausting memory.
+const MAX_REPORT_LEN: u64 = 1 << 30;
+
+/// Runs `report html`: a saved JSON report of any kind with a page, as one HTML file.
+fn report_html(report: &Path, output: &Path) -> Result<Exit, Error> {
+    use std::io::Read;
+    super::check_writable("-o", output)?;
+    let read = |e| Error::Read {
+        option: None,
+        path: report.to_owned(),
+        source: e,
+    };
+    let mut text = String::new();
+    std::fs::File::open(report)
+        .map_err(read)?
+        .take(MAX_REPORT_LEN + 1)
+        .read_to_string(&mut text)
+        .map_err(read)?;
+    let content = |message: String| Error::Content {
+        path: report.to_owned(),
+        message,
+    };
+    if text.len() as u64 > MAX_REPORT_LEN {
+        return Err(content(format!(
+            "larger than {} MiB: not a report",
+            MAX_REPORT_LEN >> 20
+        )));
+    }
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| content(format!("not JSON: {e}")))?;
+    let html = crate::report::html::render(&doc).map_err(|e| content(e.to_string()))?;
+    super::write_html("-o", output, &html)?;
     Ok(Exit::Success)
 }

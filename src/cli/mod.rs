@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod load;
 pub mod replay;
 pub mod serve;
+pub mod simulate;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -157,6 +158,29 @@ pub fn write_json(
         return print(|w| w.write_all(&text));
     }
     std::fs::write(path, text).map_err(|e| Error::write(option, path, e))
+}
+
+/// Writes an HTML page to `path`, or to stdout when it is `-` (named by `option` in errors).
+pub fn write_html(option: &'static str, path: &Path, html: &str) -> Result<(), Error> {
+    if is_stdout(path) {
+        return print(|w| w.write_all(html.as_bytes()));
+    }
+    std::fs::write(path, html).map_err(|e| Error::write(option, path, e))
+}
+
+/// Checks before a run that `--html FILE` names a file that can be written: stdout (`-`)
+/// already carries the text (or JSON) report, so it is refused there.
+pub fn check_html(path: Option<&Path>) -> Result<(), Error> {
+    let Some(path) = path else { return Ok(()) };
+    if is_stdout(path) {
+        return Err(Error::BadValue {
+            option: "--html",
+            value: "\"-\"".into(),
+            expected: "a file (stdout carries the text report; `report html` writes a saved \
+                report's page to stdout with -o -)",
+        });
+    }
+    check_writable("--html", path)
 }
 
 /// Checks before a run that an output file can be written (its directory exists and is

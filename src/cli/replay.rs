@@ -56,6 +56,10 @@ pub struct ReplayOpts {
     /// (the text report then goes to stderr).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Write the report as a self-contained HTML page to FILE: latency percentile spectrum,
+    /// throughput and errors per second, errors by class, run parameters.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Write the replayed exchanges to FILE as a pcap.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
@@ -133,6 +137,7 @@ pub fn main(opts: &ReplayOpts) -> Result<Exit, Error> {
     let thresholds = opts.thresholds()?;
     let mut config = opts.config()?;
     super::load::check_outputs(&[("--json", opts.json.as_ref())])?;
+    super::check_html(opts.html.as_deref())?;
     if let Some(w) = &config.plan.warning {
         super::note(format_args!(
             "kmsharness replay: {}: read up to a damaged record: {w}",
@@ -165,6 +170,9 @@ pub fn main(opts: &ReplayOpts) -> Result<Exit, Error> {
         }
         if let Some(path) = &opts.json {
             super::write_json("--json", path, &run.report)?;
+        }
+        if let Some(path) = &opts.html {
+            super::write_html("--html", path, &crate::report::html::replay(&run.report))?;
         }
         Ok(super::load::gate(
             exit_of(&run.report),

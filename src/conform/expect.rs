@@ -14,7 +14,7 @@ use crate::wire::rpc::{AckResult, ContextResult, FaultStatus, NDR32, NDR64, Reje
 use super::vector::{CheckSel, CountExpect, Expect, HwidExpect, ReplyKind, SecondaryAddress};
 
 /// One expectation that did not hold.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Mismatch {
     /// What was compared.
     pub what: String,

@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::epid::{Epid, EpidIssue, YearDay};
 
 /// One tell: which case saw it, what it was, and the implementation it points to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Evidence {
     /// The case.
     pub case: String,
@@ -186,7 +186,7 @@ pub fn count_tell(counts: &[(u32, u32)]) -> Option<Tell> {
 }
 
 /// Which host the evidence points to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Verdict {
     /// `genuine`, `vlmcsd`, `py-kms` or `unknown emulator`.
     pub looks_like: String,

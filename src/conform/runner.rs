@@ -199,7 +199,7 @@ pub fn bundled_target(host: &RunningHost) -> HostUnderTest {
 }
 
 /// How a case ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Every step held.
@@ -211,7 +211,7 @@ pub enum Status {
 }
 
 /// Why a case failed: the step and what did not hold.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Failure {
     /// 1-based step number.
     pub step: usize,
@@ -222,7 +222,7 @@ pub struct Failure {
 }
 
 /// One case's result.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CaseResult {
     /// Case id.
     pub id: String,
@@ -241,20 +241,17 @@ pub struct CaseResult {
     /// Outcome.
     pub status: Status,
     /// Why it was skipped.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub skip_reason: Option<String>,
     /// Why it failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
     /// Tells the case found.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub evidence: Vec<Evidence>,
     /// Time taken.
     pub millis: u64,
 }
 
 /// Counts by outcome.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, schemars::JsonSchema)]
 pub struct Summary {
     /// Cases selected.
     pub total: usize,
@@ -273,9 +270,10 @@ pub struct Summary {
 }
 
 /// The whole run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SuiteReport {
     /// [`REPORT_FORMAT`].
+    #[schemars(extend("const" = "kmsharness-conform/1"))]
     pub format: &'static str,
     /// The host.
     pub target: String,

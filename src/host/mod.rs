@@ -3,7 +3,7 @@
 //! it in this process; `serve` runs it until stopped, and `load`, `replay`, `conform` start it
 //! on loopback as their embedded default.
 
-mod control;
+pub mod control;
 mod service;
 mod state_file;
 

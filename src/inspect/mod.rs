@@ -19,9 +19,9 @@ pub mod work;
 pub use crate::proto::summary::{Outcome, RequestSummary, ResponseSummary};
 pub use model::{
     BindReport, CaptureInfo, ClientSummary, ConnectionReport, ContextReport, DecodeProblem,
-    ErrorSummary, ExchangeReport, FileError, FileErrorKind, GapReport, HostSummary, InspectReport,
-    NamedCount, OutcomeCounts, ProductCount, Recognition, Side, Sides, SkippedRecord, Summary,
-    TcpInfo, Utc, hex,
+    ErrorSummary, ExchangeReport, FileError, FileErrorKind, GapReport, HostSummary,
+    InspectDocument, InspectReport, NamedCount, OutcomeCounts, ProductCount, Recognition, Side,
+    Sides, SkippedRecord, Summary, TcpInfo, Utc, hex,
 };
 pub use work::{Inspection, inspect};
 

@@ -19,7 +19,7 @@ use crate::wire::rpc::{FaultStatus, Flags};
 use crate::wire::{Guid, HResult};
 
 /// One end of a connection: who sent the bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Side {
     /// The client (the side that sent the SYN, or inferred).
@@ -46,7 +46,7 @@ impl Side {
 }
 
 /// A value per direction: what the client sent and what the server sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, schemars::JsonSchema)]
 pub struct Sides<T> {
     /// Sent by the client.
     pub from_client: T,
@@ -55,7 +55,7 @@ pub struct Sides<T> {
 }
 
 /// Why the file is not a capture, or where it is damaged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FileErrorKind {
     /// Not a capture this tool reads: too short, bad magic, or an unsupported pcap link type.
@@ -65,7 +65,7 @@ pub enum FileErrorKind {
 }
 
 /// The problem that stopped reading the file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct FileError {
     /// `not_a_capture` or `damaged`.
     pub kind: FileErrorKind,
@@ -78,7 +78,7 @@ pub struct FileError {
 }
 
 /// A packet record left out of reassembly.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct SkippedRecord {
     /// Packet record number (from 1).
     pub record: usize,
@@ -87,7 +87,7 @@ pub struct SkippedRecord {
 }
 
 /// How the file was read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct CaptureInfo {
     /// `pcap` or `pcapng`; null when the file was not recognised.
     pub format: Option<&'static str>,
@@ -111,7 +111,7 @@ pub struct CaptureInfo {
 }
 
 /// How a connection was recognised as KMS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Recognition {
     /// The client's first PDU is a bind (or alter_context) to the KMS interface.
@@ -124,7 +124,7 @@ pub enum Recognition {
 }
 
 /// TCP-level facts of a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct TcpInfo {
     /// The SYN was captured (else the roles were inferred from a SYN-ACK or from ports).
     pub syn_seen: bool,
@@ -141,7 +141,7 @@ pub struct TcpInfo {
 }
 
 /// A hole in a stream: bytes the sender sent that the capture lacks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct GapReport {
     /// Whose stream has the hole.
     pub from: Side,
@@ -156,7 +156,7 @@ pub struct GapReport {
 }
 
 /// Why decoding a stream stopped before its end.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct DecodeProblem {
     /// Whose stream.
     pub from: Side,
@@ -171,7 +171,7 @@ pub struct DecodeProblem {
 }
 
 /// One proposed presentation context and the host's answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ContextReport {
     /// Context id.
     pub context_id: u16,
@@ -190,7 +190,7 @@ pub struct ContextReport {
 }
 
 /// A bind or alter_context and what the host answered.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct BindReport {
     /// `bind` or `alter_context`.
     pub kind: &'static str,
@@ -198,11 +198,13 @@ pub struct BindReport {
     pub call_id: u32,
     /// Header flags, e.g. `0x13 (FIRST_FRAG|LAST_FRAG|CONC_MPX)`.
     #[serde(serialize_with = "ser::debug")]
+    #[schemars(with = "String")]
     pub flags: Flags,
     /// `bind_ack`, `alter_context_resp`, `bind_nak`, or null when unanswered.
     pub reply: Option<&'static str>,
     /// The answer's header flags.
     #[serde(serialize_with = "ser::opt_debug")]
+    #[schemars(with = "Option<String>")]
     pub reply_flags: Option<Flags>,
     /// Association group the host assigned.
     pub assoc_group: Option<u32>,
@@ -215,7 +217,7 @@ pub struct BindReport {
 }
 
 /// One activation call: the request, the reply and every check.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ExchangeReport {
     /// 1-based number over the whole capture, in connection order then call order.
     pub index: usize,
@@ -226,6 +228,7 @@ pub struct ExchangeReport {
     /// Its transfer syntax, `NDR32` or `NDR64`: the one a captured bind accepted for the
     /// context, else the one the request stub's counts fit; null when neither is known.
     #[serde(serialize_with = "ser::opt_syntax")]
+    #[schemars(with = "Option<String>")]
     pub syntax: Option<Syntax>,
     /// `syntax` was inferred from the stub's layout: no bind in the capture accepted the context.
     pub syntax_inferred: bool,
@@ -233,9 +236,11 @@ pub struct ExchangeReport {
     pub fragments: usize,
     /// When the request was captured (RFC 3339, UTC).
     #[serde(serialize_with = "ser::opt_ts")]
+    #[schemars(with = "Option<String>")]
     pub sent_at: Option<Timestamp>,
     /// When the reply was captured.
     #[serde(serialize_with = "ser::opt_ts")]
+    #[schemars(with = "Option<String>")]
     pub replied_at: Option<Timestamp>,
     /// Time from request to reply, microseconds.
     pub latency_micros: Option<u64>,
@@ -253,9 +258,11 @@ pub struct ExchangeReport {
     pub response: Option<ResponseSummary>,
     /// The HRESULT of a refusal, with its name, e.g. `0x8007000D (ERROR_INVALID_DATA)`.
     #[serde(serialize_with = "ser::opt_display")]
+    #[schemars(with = "Option<String>")]
     pub hresult: Option<HResult>,
     /// The status of an RPC fault, with its name, e.g. `op_range_error (0x1C010002)`.
     #[serde(serialize_with = "ser::opt_fault")]
+    #[schemars(with = "Option<String>")]
     pub fault: Option<FaultStatus>,
     /// Why the reply could not be decoded.
     pub reply_error: Option<String>,
@@ -277,7 +284,7 @@ impl ExchangeReport {
 }
 
 /// One TCP connection, decoded or skipped.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ConnectionReport {
     /// 1-based, in the order of each connection's first packet.
     pub index: usize,
@@ -291,9 +298,11 @@ pub struct ConnectionReport {
     pub skip_reason: Option<String>,
     /// First packet (RFC 3339, UTC).
     #[serde(serialize_with = "ser::ts")]
+    #[schemars(with = "String")]
     pub first: Timestamp,
     /// Last packet.
     #[serde(serialize_with = "ser::ts")]
+    #[schemars(with = "String")]
     pub last: Timestamp,
     /// From first to last packet, seconds.
     pub duration_secs: f64,
@@ -314,7 +323,7 @@ pub struct ConnectionReport {
 }
 
 /// Per host (server address) in the summary.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct HostSummary {
     /// The host's address.
     pub address: SocketAddr,
@@ -335,7 +344,7 @@ pub struct HostSummary {
 }
 
 /// Per client address in the summary.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ClientSummary {
     /// The client's IP address (ports vary per connection).
     pub address: IpAddr,
@@ -348,7 +357,7 @@ pub struct ClientSummary {
 }
 
 /// Requests per product.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ProductCount {
     /// SKU ID.
     pub sku_id: Guid,
@@ -361,7 +370,7 @@ pub struct ProductCount {
 }
 
 /// A name and how often it occurred.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct NamedCount {
     /// What (a check name, an HRESULT, a fault status, a problem class, a version).
     pub name: String,
@@ -370,7 +379,7 @@ pub struct NamedCount {
 }
 
 /// Everything that went wrong, by class.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, schemars::JsonSchema)]
 pub struct ErrorSummary {
     /// Failed checks by check name (request, bind, RPC and response checks).
     pub failed_checks: Vec<NamedCount>,
@@ -395,7 +404,7 @@ impl ErrorSummary {
 }
 
 /// Count of calls per outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, schemars::JsonSchema)]
 pub struct OutcomeCounts {
     /// Answered, every check passed.
     pub ok: usize,
@@ -412,7 +421,7 @@ pub struct OutcomeCounts {
 }
 
 /// The per-capture summary table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Summary {
     /// TCP connections.
     pub connections: usize,
@@ -436,6 +445,30 @@ pub struct Summary {
     pub versions: Vec<NamedCount>,
     /// What went wrong.
     pub errors: ErrorSummary,
+}
+
+/// The `--json` document, field by field in the order
+/// [`crate::report::inspect::JsonWriter`] streams it: the type its schema
+/// (`docs/inspect-report.schema.json`) is generated from. The writer streams one connection at
+/// a time rather than building this value, so that memory does not grow with the capture.
+#[derive(Debug, schemars::JsonSchema)]
+#[schemars(rename = "InspectReport")]
+pub struct InspectDocument {
+    /// `kmsharness-inspect/1`.
+    #[schemars(extend("const" = "kmsharness-inspect/1"))]
+    pub format: String,
+    /// The capture file as given.
+    pub file: String,
+    /// How the file was read.
+    pub capture: CaptureInfo,
+    /// Every connection, one per line.
+    pub connections: Vec<ConnectionReport>,
+    /// The summary.
+    pub summary: Summary,
+    /// The exit status the capture calls for.
+    pub exit_status: u8,
+    /// Its name.
+    pub exit: Exit,
 }
 
 /// A whole capture inspected, collected.

@@ -84,6 +84,16 @@ impl Machine {
         client.handle_answer(now, answer).activated() && !before
     }
 
+    /// Replaces the machine's client (a site's machines start licensed, or booting later).
+    pub fn set_client(&self, client: Client) {
+        *self.client() = client;
+    }
+
+    /// When the machine's client next asks a host.
+    pub fn next_attempt(&self) -> FileTime {
+        self.client().next_attempt()
+    }
+
     /// Whether the machine is licensed at `now`.
     pub fn is_activated(&self, now: FileTime) -> bool {
         self.client().is_licensed(now)

@@ -6,6 +6,7 @@ pub mod fleet;
 pub mod mix;
 pub mod progress;
 pub mod schedule;
+pub mod site;
 pub mod stats;
 pub mod threshold;
 pub mod worker;
@@ -14,7 +15,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -83,7 +83,17 @@ pub struct LoadConfig {
     pub hdr_log: Option<PathBuf>,
     /// Threads of the async runtime.
     pub threads: usize,
+    /// Local addresses connections leave from, taken in turn by the workers (`--source`).
+    pub sources: Vec<std::net::IpAddr>,
+    /// Loopback addresses the bundled host listens on (`--embedded-addresses`).
+    pub embedded_addresses: u8,
 }
+
+/// Loopback addresses the bundled host listens on by default: each destination address brings
+/// its own ephemeral port range, and one pair's range, held by TIME_WAIT, caps fresh
+/// connections at about 14,000/s (measured on this project's 2-core machine). Linux answers on
+/// all of 127.0.0.0/8; elsewhere only 127.0.0.1 is configured.
+pub const EMBEDDED_ADDRESSES: u8 = if cfg!(target_os = "linux") { 4 } else { 1 };
 
 /// Format identifier of load reports.
 pub const REPORT_FORMAT: &str = "kmsharness-load/1";
@@ -238,6 +248,74 @@ pub struct LoadReport {
         report: thresholds apply to one run)."
     )]
     pub thresholds: Vec<threshold::ThresholdResult>,
+    /// The site whose traffic the run sent (`--site`), or null.
+    #[serde(default)]
+    #[schemars(
+        description = "The site whose traffic the run sent (`--site N`): null for a run \
+        paced by `--rate` or closed loop. A merged report keeps the first report's."
+    )]
+    pub site: Option<SiteReport>,
+    /// Open loop: how well the generator kept its schedule, or null.
+    #[serde(default)]
+    #[schemars(
+        description = "Open loop at `--rate`: how well the generator kept its own schedule, \
+        apart from the host's latency; null for a closed loop and a site."
+    )]
+    pub schedule: Option<ScheduleReport>,
+}
+
+/// How well an open-loop run kept its schedule.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ScheduleReport {
+    /// How late measured requests started against their scheduled time.
+    #[schemars(
+        description = "How late each measured request was sent against its scheduled time, \
+        µs (recorded from 1 µs): the generator's own lateness. Latency histograms count from the \
+        scheduled time, so this is part of them; when it is small against `call`, the \
+        percentiles describe the host."
+    )]
+    pub lateness: PhaseSummary,
+    /// Measured requests that were due and never sent.
+    #[schemars(
+        description = "Measured requests that were due before the run's time was up but not \
+        sent, because every connection was busy (the host or the generator could not keep the \
+        rate): counted instead of sent late, as wrk2 and k6 do, so `-d` bounds the run. Not \
+        part of `sent`.",
+        range(min = 0)
+    )]
+    pub not_sent: u64,
+}
+
+/// What a `--site` run was, and where its machines ended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct SiteReport {
+    /// Machines of the site.
+    #[schemars(description = "Machines of the site (`--site N`).", range(min = 1))]
+    pub machines: usize,
+    /// Seconds over which every machine booted fresh, or null for steady state.
+    #[schemars(
+        description = "`--boot-storm`: every machine booted fresh within this many seconds; \
+        null for a site in steady state, its machines licensed and renewals spread over the \
+        7-day renewal interval."
+    )]
+    pub boot_storm_secs: Option<f64>,
+    /// Requests per second of the site in steady state.
+    #[schemars(
+        description = "Requests per second the site sends in steady state: machines / 7 \
+        days (one renewal each per renewal interval; retries every 2 hours come on top while \
+        machines are not activated).",
+        range(min = 0)
+    )]
+    pub steady_rate: f64,
+    /// Machines licensed at the end of the run.
+    #[schemars(
+        description = "Machines whose client was licensed when the run ended, as a Windows \
+        client judges it.",
+        range(min = 0)
+    )]
+    pub licensed_at_end: usize,
 }
 
 impl LoadReport {
@@ -267,6 +345,8 @@ impl LoadReport {
             cpu,
             merged: 1,
             thresholds: Vec::new(),
+            site: None,
+            schedule: None,
         }
     }
 
@@ -328,12 +408,26 @@ impl LoadReport {
             for (k, v) in &r.outcome.errors {
                 *out.outcome.errors.entry(*k).or_insert(0) += v;
             }
-            if out.outcome.timeline.len() < r.outcome.timeline.len() {
-                out.outcome.timeline.resize(r.outcome.timeline.len(), 0);
-            }
-            for (a, b) in out.outcome.timeline.iter_mut().zip(&r.outcome.timeline) {
-                *a += b;
-            }
+            stats::add_series(&mut out.outcome.timeline, &r.outcome.timeline);
+            stats::add_series(&mut out.outcome.failed_timeline, &r.outcome.failed_timeline);
+            out.schedule = match (&out.schedule, &r.schedule) {
+                (Some(a), Some(b)) => {
+                    let decode = |s: &ScheduleReport| {
+                        s.lateness.decode().map_err(|source| MergeError::Histogram {
+                            report: i + 1,
+                            phase: "lateness".into(),
+                            source,
+                        })
+                    };
+                    let mut h = decode(a)?;
+                    let _ = h.add(decode(b)?);
+                    Some(ScheduleReport {
+                        lateness: PhaseSummary::of(&h),
+                        not_sent: a.not_sent + b.not_sent,
+                    })
+                }
+                _ => None,
+            };
             out.cpu = match (&out.cpu, &r.cpu) {
                 (Some(a), Some(b)) => Some(CpuReport {
                     process_secs: a.process_secs + b.process_secs,
@@ -385,6 +479,9 @@ pub enum LoadError {
     /// Neither a target nor the bundled host gave an address.
     #[error("no target address")]
     NoTarget,
+    /// The open-loop pacer's thread could not be started.
+    #[error("cannot start the pacer thread: {0}")]
+    Pacer(std::io::Error),
     /// The interval log could not be written.
     #[error(transparent)]
     IntervalLog(#[from] progress::LogError),
@@ -430,7 +527,18 @@ pub enum MergeError {
 /// the default key groups (which serve the default mix) and, for each product of `mix` they do
 /// not activate, a group that does, so a self-test of any mix is not refused.
 pub async fn start_embedded(mix: &Mix) -> Result<RunningHost, crate::host::StartError> {
+    start_embedded_on(mix, 1).await
+}
+
+/// [`start_embedded`] listening on `addresses` loopback addresses, 127.0.0.1 up.
+pub async fn start_embedded_on(
+    mix: &Mix,
+    addresses: u8,
+) -> Result<RunningHost, crate::host::StartError> {
     let mut setup = HostSetup::loopback();
+    setup.listen.listen = (1..=addresses.max(1))
+        .map(|i| SocketAddr::from(([127, 0, 0, i], 0)))
+        .collect();
     for share in mix.shares() {
         let groups = &mut setup.host.key_groups;
         if !groups.iter().any(|g| g.activates_sku(share.sku))
@@ -458,7 +566,7 @@ pub async fn run_recorded(
 ) -> Result<LoadReport, LoadError> {
     let embedded = match &config.target {
         Some(_) => None,
-        None => Some(start_embedded(&config.mix).await?),
+        None => Some(start_embedded_on(&config.mix, config.embedded_addresses).await?),
     };
     let addrs = match (&config.target, &embedded) {
         (Some(a), _) => a.clone(),
@@ -481,6 +589,7 @@ pub async fn run_recorded(
         config.pacing,
     );
     shared.record = record;
+    shared.sources = config.sources.clone();
     shared.intervals = config.progress || config.hdr_log.is_some();
     let shared = Arc::new(shared);
     // CPU is counted over the measured interval only, as the activations it is divided by are:
@@ -491,6 +600,17 @@ pub async fn run_recorded(
             tokio::time::sleep_until(warmup_end.into()).await;
             cpu::process_cpu_secs()
         })
+    };
+    // The open-loop pacer keeps its schedule on a thread of its own (see `schedule`).
+    let pacer = match shared.paced() {
+        false => None,
+        true => {
+            let shared = shared.clone();
+            let thread = std::thread::Builder::new()
+                .name("pacer".into())
+                .spawn(move || shared.pace());
+            Some(thread.map_err(LoadError::Pacer)?)
+        }
     };
     let mut workers = tokio::task::JoinSet::new();
     for i in 0..config.connections {
@@ -513,12 +633,24 @@ pub async fn run_recorded(
             },
             () = &mut interrupt, if !interrupted => {
                 interrupted = true;
-                shared.stop.store(true, Ordering::Relaxed);
+                shared.halt();
             }
         }
     }
+    // A site's run lasts its whole duration: its workers end as soon as no machine is due
+    // before the deadline, but the time until then was measured, quiet as it was.
+    if let (Some(_), Some(d), false) = (config.pacing.site, config.pacing.duration, interrupted) {
+        let deadline = shared.start + config.pacing.warmup + d;
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline.into()) => {}
+            () = &mut interrupt => interrupted = true,
+        }
+    }
     let end = Instant::now();
-    shared.stop.store(true, Ordering::Relaxed);
+    shared.halt();
+    if let Some(pacer) = pacer {
+        let _ = pacer.join();
+    }
     let log_error = display.finish().await;
     let warmup_end = shared.start + config.pacing.warmup;
     let duration = end.saturating_duration_since(warmup_end);
@@ -538,6 +670,20 @@ pub async fn run_recorded(
         }),
         _ => None,
     };
+    let site = config.pacing.site.map(|p| {
+        let now = crate::clock::now_filetime();
+        SiteReport {
+            machines: config.clients,
+            boot_storm_secs: p.boot_storm.map(|d| d.as_secs_f64()),
+            steady_rate: site::steady_rate(config.clients),
+            licensed_at_end: shared
+                .fleet
+                .machines()
+                .iter()
+                .filter(|m| m.is_activated(now))
+                .count(),
+        }
+    });
     if let Some(h) = embedded {
         let _ = h.stop().await;
     }
@@ -549,7 +695,7 @@ pub async fn run_recorded(
     let started_at = crate::clock::unix_now()
         .saturating_sub(Instant::now().saturating_duration_since(warmup_end))
         .as_secs_f64();
-    Ok(LoadReport::from_stats(
+    let mut report = LoadReport::from_stats(
         config,
         &merged,
         Measured {
@@ -559,5 +705,11 @@ pub async fn run_recorded(
         interrupted,
         reconnects,
         cpu,
-    ))
+    );
+    report.site = site;
+    report.schedule = shared.not_sent().map(|not_sent| ScheduleReport {
+        lateness: PhaseSummary::of(&merged.lateness),
+        not_sent,
+    });
+    Ok(report)
 }

@@ -66,9 +66,14 @@ pub struct Stats {
     pub errors: BTreeMap<Failure, u64>,
     /// Answered requests (ok or not) per second of the run, from its start.
     pub timeline: Vec<u64>,
+    /// Of those, failed activations per second of the run.
+    pub failed_timeline: Vec<u64>,
     /// Machines an answer activated (warm-up included): a validated response whose count
     /// reached the product's threshold, to a machine that was not licensed.
     pub activated: u64,
+    /// Open loop: how late each measured request started against its schedule, µs (the
+    /// generator's own lateness, not the host's).
+    pub lateness: Histogram<u64>,
 }
 
 impl Default for Stats {
@@ -79,7 +84,9 @@ impl Default for Stats {
             ok: 0,
             errors: BTreeMap::new(),
             timeline: Vec::new(),
+            failed_timeline: Vec::new(),
             activated: 0,
+            lateness: histogram(),
         }
     }
 }
@@ -92,17 +99,23 @@ impl Stats {
         self.phases[phase as usize].saturating_record(micros);
     }
 
+    /// Records how late an open-loop request started against its schedule.
+    pub fn late(&mut self, d: Duration) {
+        let micros = (d.as_micros() as u64).clamp(1, MAX_MICROS);
+        self.lateness.saturating_record(micros);
+    }
+
     /// Counts a failure (allocating only the first time a class is seen).
     pub fn error(&mut self, failure: Failure) {
         *self.errors.entry(failure).or_insert(0) += 1;
     }
 
-    /// Counts an answer in second `sec` of the run.
-    pub fn tick(&mut self, sec: usize) {
-        if self.timeline.len() <= sec {
-            self.timeline.resize(sec + 1, 0);
+    /// Counts an answer in second `sec` of the run, and a failure there when it `failed`.
+    pub fn tick(&mut self, sec: usize, failed: bool) {
+        bump(&mut self.timeline, sec);
+        if failed {
+            bump(&mut self.failed_timeline, sec);
         }
-        self.timeline[sec] += 1;
     }
 
     /// Adds another worker's stats to these.
@@ -111,18 +124,15 @@ impl Stats {
             // Same bounds everywhere; adding cannot fail.
             let _ = a.add(b);
         }
+        let _ = self.lateness.add(&other.lateness);
         self.sent += other.sent;
         self.ok += other.ok;
         self.activated += other.activated;
         for (k, v) in &other.errors {
             *self.errors.entry(*k).or_insert(0) += v;
         }
-        if self.timeline.len() < other.timeline.len() {
-            self.timeline.resize(other.timeline.len(), 0);
-        }
-        for (a, b) in self.timeline.iter_mut().zip(&other.timeline) {
-            *a += b;
-        }
+        add_series(&mut self.timeline, &other.timeline);
+        add_series(&mut self.failed_timeline, &other.failed_timeline);
     }
 
     /// Total errors.
@@ -134,6 +144,24 @@ impl Stats {
     /// `check:` classes, so this is not the sum of `errors`.
     pub fn failed(&self) -> u64 {
         self.sent - self.ok
+    }
+}
+
+/// Adds one to second `sec` of a per-second series, growing it as needed.
+fn bump(series: &mut Vec<u64>, sec: usize) {
+    if series.len() <= sec {
+        series.resize(sec + 1, 0);
+    }
+    series[sec] += 1;
+}
+
+/// Adds a per-second series to another, second by second.
+pub fn add_series(acc: &mut Vec<u64>, other: &[u64]) {
+    if acc.len() < other.len() {
+        acc.resize(other.len(), 0);
+    }
+    for (a, b) in acc.iter_mut().zip(other) {
+        *a += b;
     }
 }
 
@@ -212,6 +240,14 @@ pub struct Outcome {
         the warm-up are included, so the sum is `sent`. Merged reports add second by second."
     )]
     pub timeline: Vec<u64>,
+    /// Failed activations per second since the start (absent in older reports).
+    #[serde(default)]
+    #[schemars(
+        description = "Of `timeline`, the activations that failed in each second since the \
+        start of the run (same indexing; absent in reports written before it was added, read \
+        as empty). Merged reports add second by second."
+    )]
+    pub failed_timeline: Vec<u64>,
 }
 
 impl Outcome {
@@ -234,6 +270,7 @@ impl Outcome {
                 })
                 .collect(),
             timeline: stats.timeline.clone(),
+            failed_timeline: stats.failed_timeline.clone(),
         }
     }
 }
@@ -367,12 +404,13 @@ mod test {
         a.error(Failure::Timeout);
         b.error(Failure::Timeout);
         b.error(Failure::Check(crate::proto::check::CheckId::Hmac));
-        a.tick(0);
-        b.tick(2);
+        a.tick(0, false);
+        b.tick(2, true);
         a.merge(&b);
         assert_eq!(a.phases[Phase::Call as usize].len(), 200);
         assert_eq!(a.errors[&Failure::Timeout], 2);
         assert_eq!(a.timeline, [1, 0, 1]);
+        assert_eq!(a.failed_timeline, [0, 0, 1]);
     }
 
     #[test]

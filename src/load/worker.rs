@@ -41,17 +41,31 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
     let mut last_flush = Instant::now();
     let addrs = &shared.addrs;
     let addr = addrs[addr_index % addrs.len()];
+    // Every source and destination pair is used: workers go through the destinations first.
+    let mut client = shared.client;
+    if !shared.sources.is_empty() {
+        let source = (addr_index / addrs.len()) % shared.sources.len();
+        client.source = Some(shared.sources[source]);
+    }
     while let Some(Ticket {
         index,
+        machine: machine_index,
         scheduled,
         recorded,
-    }) = shared.ticket()
-    {
-        if let Some(at) = scheduled {
+    }) = if shared.paced() {
+        shared.paced_ticket().await
+    } else {
+        shared.ticket()
+    } {
+        // A paced ticket is due when it is released; a site's waits for its machine's time.
+        if let (Some(at), false) = (scheduled, shared.paced()) {
             tokio::time::sleep_until(at.into()).await;
         }
+        let Some(machine_index) = machine_index else {
+            continue;
+        };
         let begin = scheduled.unwrap_or_else(Instant::now);
-        let machine = shared.fleet.get(index);
+        let machine = shared.fleet.get(machine_index);
         // Warm-up activations are neither measured nor recorded.
         let sampled = shared
             .record
@@ -68,6 +82,9 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
         let sent = encode_request(&base, rng.random(), &mut kms);
         if recorded {
             stats.sent += 1;
+            if let (Some(at), true) = (scheduled, shared.paced()) {
+                stats.late(at.elapsed());
+            }
         }
         // The attempt's failure class; `Some(None)` when only checks failed (each counted).
         let mut failed: Option<Option<Failure>> = None;
@@ -82,7 +99,7 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
         let call = call_reconnecting(
             &mut conn,
             addr,
-            shared.client,
+            client,
             attach,
             recording,
             &kms,
@@ -149,6 +166,11 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
         if machine.answered(now, answer) {
             stats.activated += 1;
         }
+        // A site's machine asks again when its client says (the renewal or activation
+        // interval from now).
+        if let Some(site) = &shared.site {
+            site.requeue(machine_index as u32, machine.next_attempt());
+        }
         if shared.fresh {
             conn = None;
         }
@@ -167,7 +189,10 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
                 Some(Some(f)) => stats.error(f),
                 Some(None) => {}
             }
-            stats.tick(now.saturating_duration_since(shared.start).as_secs() as usize);
+            stats.tick(
+                now.saturating_duration_since(shared.start).as_secs() as usize,
+                failed.is_some(),
+            );
         }
         // Progress counts measured work only, as the report does: warm-up is not "done".
         if recorded {

@@ -1,7 +1,7 @@
 //! The client driver: one TCP connection to a KMS host, driving a [`ClientSession`] with
 //! timeouts on every step.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,8 @@ pub struct ClientConfig {
     /// Longest wait for each whole reply, however many fragments (and bytes) it comes in: a
     /// deadline set when the request is sent, not a limit per read.
     pub read_timeout: Duration,
+    /// The local address connections leave from (`load --source`), or the system's choice.
+    pub source: Option<IpAddr>,
 }
 
 impl Default for ClientConfig {
@@ -35,6 +37,7 @@ impl Default for ClientConfig {
             rpc: ClientRpcOptions::default(),
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(10),
+            source: None,
         }
     }
 }
@@ -104,6 +107,9 @@ pub enum NetError {
         /// The error.
         source: RpcError,
     },
+    /// Discovery reached no host to connect to: no SRV target's name resolved.
+    #[error("{0}")]
+    NoHost(crate::net::discovery::ResolveError),
 }
 
 impl NetError {
@@ -114,6 +120,7 @@ impl NetError {
             | NetError::Io { phase, .. }
             | NetError::Read { phase, .. }
             | NetError::Rpc { phase, .. } => *phase,
+            NetError::NoHost(_) => Phase::Connect,
         }
     }
 
@@ -140,6 +147,7 @@ impl NetError {
                 ReadError::NotRpc(_) | ReadError::TooLarge { .. } => Failure::Protocol,
             },
             NetError::Rpc { .. } => Failure::Protocol,
+            NetError::NoHost(_) => Failure::Io,
         }
     }
 }
@@ -179,6 +187,28 @@ impl BindReport {
     }
 }
 
+/// A TCP connection to `addr`, from `source` when given. A port bound before `connect` would
+/// be reserved for every destination, so the source's ports would run out as with one address
+/// pair; on Linux the port is left to `connect` (`IP_BIND_ADDRESS_NO_PORT`), which needs only
+/// the four-tuple to be unique: each source address then adds a whole ephemeral port range.
+async fn open(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect(addr).await;
+    };
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    #[cfg(target_os = "linux")]
+    nix::sys::socket::setsockopt(
+        &socket,
+        nix::sys::socket::sockopt::IpBindAddressNoPort,
+        &true,
+    )?;
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(addr).await
+}
+
 impl Connection {
     /// Connects to `addr`; `first_call_id` continues vlmcs-style numbering across connections.
     pub async fn connect(
@@ -186,7 +216,7 @@ impl Connection {
         config: ClientConfig,
         first_call_id: u32,
     ) -> Result<Connection, NetError> {
-        let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr))
+        let stream = tokio::time::timeout(config.connect_timeout, open(addr, config.source))
             .await
             .map_err(|_| NetError::Timeout {
                 addr,

@@ -20,6 +20,8 @@ use hickory_resolver::proto::rr::{Name, RData};
 use rand::seq::SliceRandom;
 use rand::{Rng, RngExt};
 
+use crate::proto::discovery::{SrvRecord, select_among};
+
 /// Service and protocol labels KMS hosts publish under: "ensure that this security group is given
 /// full control over the `_VLMCS._TCP` record" (Activate clients running Windows, "Domain Name
 /// System server configuration"); the `_Service._Proto.Name` form is RFC 2782's. Spelt in upper
@@ -255,53 +257,28 @@ fn describe(error: &NetError, timeout: Duration) -> String {
 
 /// Orders `targets` the way RFC 2782 ("Usage rules") tells a client to try them: ascending
 /// priority, and within one priority a weighted random order in which each next target is chosen
-/// with probability proportional to its weight. Weight-0 targets go first in the list the running
-/// sums are taken over, so they are chosen rarely when others have weight, and evenly when all
-/// weights are 0.
+/// with probability proportional to its weight: [`select_among`] (the one RFC 2782 choice,
+/// which `simulate` also uses) called until every target is taken.
 pub fn order<R: Rng + ?Sized>(mut targets: Vec<SrvTarget>, rng: &mut R) -> Vec<SrvTarget> {
-    // Stable, so equal priorities stay together in their given order until shuffled below.
-    targets.sort_by_key(|t| t.priority);
-    let mut ordered = Vec::with_capacity(targets.len());
-    let mut rest = targets.into_iter().peekable();
-    while let Some(first) = rest.next() {
-        let mut group = vec![first];
-        while let Some(next) = rest.next_if(|t| t.priority == group[0].priority) {
-            group.push(next);
-        }
-        order_group(group, rng, &mut ordered);
-    }
-    ordered
-}
-
-/// The RFC 2782 selection within one priority, appending to `ordered`.
-fn order_group<R: Rng + ?Sized>(
-    mut group: Vec<SrvTarget>,
-    rng: &mut R,
-    ordered: &mut Vec<SrvTarget>,
-) {
     // "arrange all SRV RRs (that have not been ordered yet) in any order, except that all those
     // with weight 0 are placed at the beginning of the list": a random arrangement keeps the order
     // among equal running sums (all-zero weights) from being fixed by the answer order.
-    group.shuffle(rng);
-    group.sort_by_key(|t| t.weight != 0);
-    while !group.is_empty() {
-        // u32 cannot overflow: a DNS message holds far fewer than 65,537 records of weight <= 65,535.
-        let sum: u32 = group.iter().map(|t| u32::from(t.weight)).sum();
-        // "choose a uniform random number between 0 and the sum computed (inclusive)".
-        let pick = rng.random_range(0..=sum);
-        // "select the RR whose running sum value is the first in the selected order which is
-        // greater than or equal to the random number selected". The last running sum is `sum`, so
-        // a position always exists; the fallback only keeps this free of panics.
-        let mut running = 0u32;
-        let index = group
-            .iter()
-            .position(|t| {
-                running += u32::from(t.weight);
-                running >= pick
-            })
-            .unwrap_or(group.len() - 1);
-        ordered.push(group.remove(index));
+    targets.shuffle(rng);
+    let records: Vec<SrvRecord> = targets
+        .iter()
+        .map(|t| SrvRecord {
+            priority: t.priority,
+            weight: t.weight,
+        })
+        .collect();
+    let mut taken = vec![false; targets.len()];
+    let mut picks = Vec::with_capacity(targets.len());
+    while let Some(i) = select_among(&records, |i| taken[i], rng.random()) {
+        taken[i] = true;
+        picks.push(i);
     }
+    let mut slots: Vec<Option<SrvTarget>> = targets.into_iter().map(Some).collect();
+    picks.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
 // Target syntax and resolution
@@ -503,6 +480,103 @@ pub async fn addresses(
         Target::Host { host, port } => resolve(host, *port, prefer).await,
         Target::Srv { domain } => addresses_from_srv(domain, &Resolver::system()?, prefer).await,
     }
+}
+
+/// Where a client connects. A host the user named is resolved at once ([`Hosts::Known`]);
+/// SRV discovery ([`Hosts::Srv`]) resolves a target's name only when the client reaches it,
+/// as a Windows client does, and keeps the host that answered for the next request.
+#[derive(Debug, Clone)]
+pub enum Hosts {
+    /// Addresses to try in order.
+    Known(Vec<SocketAddr>),
+    /// SRV targets in RFC 2782 order.
+    Srv(SrvHosts),
+}
+
+/// The SRV targets of one domain, in the order a client tries them, each resolved on first
+/// use, and the host that last answered.
+#[derive(Debug, Clone)]
+pub struct SrvHosts {
+    domain: String,
+    targets: Vec<SrvTarget>,
+    prefer: IpPreference,
+    cached: Option<SocketAddr>,
+    resolved: Vec<String>,
+}
+
+impl SrvHosts {
+    /// Targets already in the order to try them (see [`order`]).
+    pub fn new(domain: &str, targets: Vec<SrvTarget>, prefer: IpPreference) -> SrvHosts {
+        SrvHosts {
+            domain: domain.to_owned(),
+            targets,
+            prefer,
+            cached: None,
+            resolved: Vec::new(),
+        }
+    }
+
+    /// The domain the records came from.
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// The targets, in the order they are tried.
+    pub fn targets(&self) -> &[SrvTarget] {
+        &self.targets
+    }
+
+    /// The host that answered last, tried first next time ("the client caches the responding
+    /// host", `captures/genuine/README.md`).
+    pub fn cached(&self) -> Option<SocketAddr> {
+        self.cached
+    }
+
+    /// Keeps (or, with `None`, forgets) the host that answered.
+    pub fn set_cached(&mut self, addr: Option<SocketAddr>) {
+        self.cached = addr;
+    }
+
+    /// Every target name resolved so far, in order (a name resolved twice is listed twice).
+    pub fn resolved(&self) -> &[String] {
+        &self.resolved
+    }
+
+    /// The addresses of target `index`, looked up now.
+    pub async fn resolve(&mut self, index: usize) -> Result<Vec<SocketAddr>, ResolveError> {
+        let Some(t) = self.targets.get(index) else {
+            return Err(ResolveError::NoUsableHost {
+                domain: self.domain.clone(),
+            });
+        };
+        self.resolved.push(t.host.clone());
+        resolve(&t.host, t.port, self.prefer).await
+    }
+}
+
+/// Where `target` is: a host name resolved now, or the SRV records of a domain in the order a
+/// client tries them, their names left for [`SrvHosts::resolve`].
+pub async fn hosts(target: &Target, prefer: IpPreference) -> Result<Hosts, ResolveError> {
+    match target {
+        Target::Host { host, port } => resolve(host, *port, prefer).await.map(Hosts::Known),
+        Target::Srv { domain } => srv_hosts(domain, &Resolver::system()?, prefer).await,
+    }
+}
+
+/// [`hosts`] for SRV discovery with a given resolver.
+pub async fn srv_hosts(
+    domain: &str,
+    resolver: &Resolver,
+    prefer: IpPreference,
+) -> Result<Hosts, ResolveError> {
+    let records = lookup(domain, resolver).await?;
+    let ordered = order(records, &mut rand::rng());
+    if ordered.is_empty() {
+        return Err(ResolveError::NoUsableHost {
+            domain: domain.to_owned(),
+        });
+    }
+    Ok(Hosts::Srv(SrvHosts::new(domain, ordered, prefer)))
 }
 
 /// SRV discovery with a given resolver: every target's addresses, in RFC 2782 order.

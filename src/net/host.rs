@@ -104,12 +104,30 @@ fn first_assoc_group() -> u32 {
     rand::random::<u32>().max(1)
 }
 
+/// Connections the kernel holds for `accept`, as `listen(2)`'s backlog: the kernel caps it at
+/// `net.core.somaxconn` (4096 by default since Linux 5.4). Tokio's `bind` asks for 1024, and a
+/// crowd of hostile peers reconnecting at once filled that: a legitimate client's SYN was then
+/// dropped and retried after 1 s and 3 s, its activation taking seconds.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket on `addr`, with the options `TcpListener::bind` sets (`SO_REUSEADDR`)
+/// and a backlog of [`LISTEN_BACKLOG`].
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 impl Server {
     /// Binds every configured address.
     pub async fn bind(config: ListenConfig) -> std::io::Result<Server> {
         let mut listeners = Vec::new();
         for addr in &config.listen {
-            let l = TcpListener::bind(addr).await.map_err(|e| {
+            let l = listen(*addr).map_err(|e| {
                 std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
             })?;
             listeners.push(l);

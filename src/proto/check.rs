@@ -9,7 +9,9 @@ use crate::wire::kms::{FileTime, Version};
 use crate::wire::{Guid, HResult};
 
 /// Every check this crate can report, by stable name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckId {
     // --- RPC layer (response side) ---
@@ -254,8 +256,23 @@ impl serde::Serialize for Value {
     }
 }
 
+/// The JSON forms [`Value`]'s `Serialize` writes.
+impl schemars::JsonSchema for Value {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "CheckValue".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": ["null", "boolean", "integer", "string"],
+            "description": "A checked value: null when absent, a boolean, a number, or its text \
+                (GUIDs, times, versions, hex bytes, HRESULTs with their names)."
+        })
+    }
+}
+
 /// The outcome of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Check {
     /// Which check.
     pub id: CheckId,
@@ -391,6 +408,17 @@ impl Checks {
 impl serde::Serialize for Checks {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.iter())
+    }
+}
+
+/// Written as the array of the checks made.
+impl schemars::JsonSchema for Checks {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Checks".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        <Vec<Check>>::json_schema(generator)
     }
 }
 

@@ -2,14 +2,14 @@
 //! activation pending in out-of-box grace, licensed for the validity interval, renewed on the
 //! renewal interval, out of tolerance when validity lapses without a renewal. Sans-IO: the time
 //! is an argument of every call and nothing here reads a clock or opens a socket (no random
-//! numbers are needed by these rules; discovery, which would need them, is not modelled yet).
+//! numbers are needed by these rules; discovery, which needs them, is [`super::discovery`]).
 //!
 //! Methods follow the sans-IO groups: getters ([`Client::state`], [`Client::license`],
 //! [`Client::next_attempt`]), one input ([`Client::handle_answer`]), and the pure judge of one
 //! answer ([`judge`]) that `activate` also reports.
 //!
-//! Out of scope for now: DNS SRV discovery and failover (priority, weight, the cached host);
-//! callers choose the host.
+//! Which host a client asks (SRV priority, weight, the cached host) is
+//! [`super::discovery::Discovery`]'s, kept beside this state by the caller.
 
 use core::fmt;
 
@@ -173,6 +173,28 @@ impl serde::Serialize for ClientVerdict {
     }
 }
 
+impl schemars::JsonSchema for ClientVerdict {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ClientVerdict".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "description": "Whether a Windows client would be activated by this answer, and why.",
+            "properties": {
+                "activated": { "type": "boolean" },
+                "reason": {
+                    "type": "string",
+                    "description": "In words, e.g. `count 1 < 25: a Windows client stays unactivated (0xC004F038)`."
+                }
+            },
+            "required": ["activated", "reason"],
+            "additionalProperties": false
+        })
+    }
+}
+
 /// Judges one answer for a client whose threshold is `threshold` (the catalog's
 /// `sku.class.threshold()`): "Clients will activate if the count is 25 or higher. Servers and
 /// volume editions of Microsoft Office products will activate if the count is five or
@@ -215,6 +237,23 @@ impl Client {
                 grace_ends: after_minutes(booted, GRACE_DAYS * MINUTES_PER_DAY),
             },
             next_attempt: booted,
+            intervals: Intervals {
+                activation: DEFAULT_ACTIVATION_MINUTES,
+                renewal: DEFAULT_RENEWAL_MINUTES,
+            },
+        }
+    }
+
+    /// A client of a site already running: last activated or renewed at `renewed`, so valid
+    /// for the validity interval from then, and next asking at `next_attempt` (a site in
+    /// steady state has its renewals spread over the renewal interval).
+    pub fn licensed(threshold: u32, renewed: FileTime, next_attempt: FileTime) -> Client {
+        Client {
+            threshold,
+            phase: Phase::Activated {
+                valid_until: after_minutes(renewed, VALIDITY_DAYS * MINUTES_PER_DAY),
+            },
+            next_attempt,
             intervals: Intervals {
                 activation: DEFAULT_ACTIVATION_MINUTES,
                 renewal: DEFAULT_RENEWAL_MINUTES,

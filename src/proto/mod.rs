@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod client;
+pub mod discovery;
 pub mod faults;
 pub mod host;
 pub mod lifecycle;

@@ -16,15 +16,17 @@ use crate::wire::kms::{self, FileTime, RequestBase, Version, Workstation};
 const V4_MAC_LEN: usize = 16;
 
 /// Every field of a KMS request, with catalog names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct RequestSummary {
     /// Message format from the envelope's major version: `V4`, `V5` or `V6`.
     pub message_format: kms::Format,
     /// Protocol version in the envelope (V5/V6) or base (V4), e.g. `6.0`.
     #[serde(serialize_with = "ser::display")]
+    #[schemars(with = "String")]
     pub version: Version,
     /// Version inside the (decrypted) request base.
     #[serde(serialize_with = "ser::display")]
+    #[schemars(with = "String")]
     pub base_version: Version,
     /// The VM field (1 = the client is a virtual machine).
     pub vm_info: u32,
@@ -53,20 +55,25 @@ pub struct RequestSummary {
     pub previous_cmid: Guid,
     /// Client time, UTC, `YYYY-MM-DD HH:MM:SS`.
     #[serde(serialize_with = "ser::display")]
+    #[schemars(with = "String")]
     pub client_time: FileTime,
     /// The same as a raw FILETIME (100 ns ticks since 1601).
     #[serde(serialize_with = "ser::filetime_raw")]
+    #[schemars(with = "u64")]
     pub client_time_filetime: FileTime,
     /// Workstation name.
     #[serde(serialize_with = "ser::display")]
+    #[schemars(with = "String")]
     pub workstation: Workstation,
     /// Required client count (N count policy).
     pub required_clients: u32,
     /// The IV as sent (V5/V6), hex.
     #[serde(serialize_with = "ser::opt_hex")]
+    #[schemars(with = "Option<String>")]
     pub iv: Option<[u8; 16]>,
     /// The MAC as sent (V4), hex.
     #[serde(serialize_with = "ser::opt_hex")]
+    #[schemars(with = "Option<String>")]
     pub mac: Option<[u8; 16]>,
 }
 
@@ -146,22 +153,25 @@ pub fn license_status_name(s: u32) -> Option<&'static str> {
 }
 
 /// The fields of a decoded KMS response, owned.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ResponseSummary {
     /// Length of the KMS response, bytes.
     pub size: usize,
     /// Protocol version in the envelope (V5/V6) or base (V4).
     #[serde(serialize_with = "ser::display")]
+    #[schemars(with = "String")]
     pub version: Version,
     /// The host's extended PID.
     pub epid: String,
     /// Hardware ID (V6), hex upper-case as vlmcs prints it.
     #[serde(serialize_with = "ser::opt_hex_upper")]
+    #[schemars(with = "Option<String>")]
     pub hwid: Option<[u8; 8]>,
     /// Echoed client machine ID.
     pub cmid: Guid,
     /// Echoed client time, UTC.
     #[serde(serialize_with = "ser::display")]
+    #[schemars(with = "String")]
     pub client_time: FileTime,
     /// The host's current count of activated clients.
     pub count: u32,
@@ -196,7 +206,9 @@ impl ResponseSummary {
 /// How one activation exchange ended. A live run and a capture end in different ways (a
 /// capture cannot fail to connect; a live run is never unanswered without a timeout), so each
 /// uses the variants that apply to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// A response came and every check passed.

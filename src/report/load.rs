@@ -7,9 +7,20 @@ use crate::load::threshold::{ThresholdResult, Unit};
 
 /// Writes the report as text.
 pub fn text(w: &mut dyn Write, r: &LoadReport) -> io::Result<()> {
-    let loop_kind = match r.rate {
-        Some(rate) => format!("open loop at {rate} activations/s"),
-        None => "closed loop".to_owned(),
+    let loop_kind = match (&r.site, r.rate) {
+        (Some(site), _) => format!(
+            "the traffic of a site of {} machines ({})",
+            site.machines,
+            match site.boot_storm_secs {
+                Some(secs) => format!("all booting within {secs} s"),
+                None => format!(
+                    "steady state: {:.4} requests/s, renewals spread over 7 days",
+                    site.steady_rate
+                ),
+            }
+        ),
+        (None, Some(rate)) => format!("open loop at {rate} activations/s"),
+        (None, None) => "closed loop".to_owned(),
     };
     writeln!(
         w,
@@ -36,11 +47,31 @@ pub fn text(w: &mut dyn Write, r: &LoadReport) -> io::Result<()> {
     super::outcome_counts(w, &r.outcome)?;
     // What a Windows client makes of the answers, beside what the host did: on a fresh host a
     // fleet smaller than its products' thresholds gets valid answers and no activation.
-    writeln!(
-        w,
-        "  machines     {:>12} of {} activated (count reached the product's threshold)",
-        r.activated, r.clients
-    )?;
+    if r.site.is_none() {
+        writeln!(
+            w,
+            "  machines     {:>12} of {} activated (count reached the product's threshold)",
+            r.activated, r.clients
+        )?;
+    }
+    if let Some(site) = &r.site {
+        writeln!(
+            w,
+            "  licensed     {:>12} of {} machines at the end ({} activated during the run)",
+            site.licensed_at_end, site.machines, r.activated
+        )?;
+        if r.outcome.sent == 0 {
+            writeln!(
+                w,
+                "  (no machine was due: at {:.4} requests/s this site asks about once every {}; \
+                 a larger --site, a longer -d or --boot-storm sends more)",
+                site.steady_rate,
+                humantime::format_duration(std::time::Duration::from_secs(
+                    (1.0 / site.steady_rate.max(1e-9)).round() as u64
+                ))
+            )?;
+        }
+    }
     if let Some(c) = &r.cpu {
         writeln!(
             w,
@@ -52,6 +83,15 @@ pub fn text(w: &mut dyn Write, r: &LoadReport) -> io::Result<()> {
             } else {
                 " (generator)"
             }
+        )?;
+    }
+    if let Some(s) = &r.schedule {
+        let l = &s.lateness;
+        writeln!(
+            w,
+            "  schedule     {:>12} not sent (due when every connection was busy); sent late by \
+             p50 {} µs, p99 {} µs, max {} µs (the generator's own lateness)",
+            s.not_sent, l.p50, l.p99, l.max
         )?;
     }
     if r.outcome.reconnects > 0 {

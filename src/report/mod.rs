@@ -2,6 +2,7 @@
 
 pub mod activate;
 pub mod conform;
+pub mod html;
 pub mod inspect;
 pub mod load;
 pub mod replay;

@@ -9,7 +9,9 @@ use super::Guid;
 use super::codec::{Error, Put, Reader, Result, array16, le32, le64};
 
 /// A KMS protocol version: on the wire a u32 with the minor version in the low half.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, schemars::JsonSchema,
+)]
 pub struct Version {
     /// Major version: 4, 5 or 6 for real clients.
     pub major: u16,
@@ -82,7 +84,7 @@ impl core::str::FromStr for Version {
 }
 
 /// The three message formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, schemars::JsonSchema)]
 pub enum Format {
     /// Plain request base plus a V4 MAC.
     V4,
@@ -93,7 +95,18 @@ pub enum Format {
 }
 
 /// A Windows FILETIME: 100-nanosecond intervals since 1601-01-01 UTC.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
 pub struct FileTime(pub u64);
 
 impl FileTime {

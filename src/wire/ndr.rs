@@ -11,11 +11,13 @@ use super::HResult;
 use super::codec::{Error, Put, Reader, Result, pad_to};
 
 /// Transfer syntax of a presentation context, which decides the width of counts and pointers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, schemars::JsonSchema)]
 pub enum Syntax {
     /// NDR 2.0: 32-bit counts and pointers.
+    #[serde(rename = "NDR32")]
     Ndr32,
     /// NDR64: 64-bit counts and pointers.
+    #[serde(rename = "NDR64")]
     Ndr64,
 }
 

@@ -579,6 +579,9 @@ pub struct BindNak<'a> {
     pub versions: Vec<(u8, u8)>,
     /// Anything after the version list (MS-RPCE may add a signature), kept verbatim.
     pub rest: &'a [u8],
+    /// The body ended after the reason, with no version count: what some stacks send. A
+    /// count of zero is not the same bytes, so re-encoding keeps the difference.
+    pub bare: bool,
 }
 
 impl<'a> BindNak<'a> {
@@ -586,7 +589,8 @@ impl<'a> BindNak<'a> {
         let reason = RejectReason::from(r.u16("provider_reject_reason")?);
         // A bare reason (two bytes) is what some stacks send; the version list is optional.
         let mut versions = Vec::new();
-        if r.remaining() > 0 {
+        let bare = r.remaining() == 0;
+        if !bare {
             let n = r.u8("n_protocols")?;
             for _ in 0..n {
                 versions.push((r.u8("rpc_vers")?, r.u8("rpc_vers_minor")?));
@@ -596,12 +600,13 @@ impl<'a> BindNak<'a> {
             reason,
             versions,
             rest: r.rest(),
+            bare,
         })
     }
 
     fn emit(&self, out: &mut Vec<u8>) {
         out.put_u16(self.reason.into());
-        if !self.versions.is_empty() || !self.rest.is_empty() {
+        if !self.bare {
             out.push(self.versions.len() as u8);
             for (major, minor) in &self.versions {
                 out.push(*major);
@@ -1139,6 +1144,22 @@ mod test {
                     b.name().unwrap()
                 ));
             }
+        }
+    }
+
+    /// Found by the rpc_pdu fuzz target (issue 11 §2): a bind_nak whose version count is zero
+    /// and ends the body re-encoded as a bare reason, one byte short.
+    #[test]
+    fn test_bind_nak_zero_count_and_bare_reason_round_trip() {
+        for body in [&[1u8, 0][..], &[1, 0, 0], &[1, 0, 1, 5, 0], &[1, 0, 0, 9]] {
+            let mut bytes = vec![5, 0, 13, 3, 0x10, 0, 0, 0];
+            bytes.extend_from_slice(&(16 + body.len() as u16).to_le_bytes());
+            bytes.extend_from_slice(&[0, 0, 7, 0, 0, 0]);
+            bytes.extend_from_slice(body);
+            let pdu = Pdu::parse(&bytes).unwrap();
+            let mut out = Vec::new();
+            pdu.emit(&mut out);
+            assert_eq!(out, bytes, "body {body:?}");
         }
     }
 }

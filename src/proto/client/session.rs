@@ -46,7 +46,7 @@ const BTFN_OFFER: u16 = 0x0003;
 /// (its stub a little more); a host sending more than this is streaming, not answering.
 pub const MAX_REPLY: usize = 64 * 1024;
 /// Windows starts counting calls at 2 (seen in every captured bind, genuine or vlmcs).
-const FIRST_CALL_ID: u32 = 2;
+pub const FIRST_CALL_ID: u32 = 2;
 
 /// Why the RPC exchange could not go on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

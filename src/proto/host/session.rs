@@ -181,6 +181,7 @@ impl HostSession {
                     reason: RejectReason::ProtocolVersionNotSupported,
                     versions: vec![(5, 0), (5, 1)],
                     rest: &[],
+                    bare: false,
                 }),
                 auth: &[],
             }

@@ -1,0 +1,248 @@
+//! The report of a simulation: its JSON form `kmsharness-simulate/1` (schema in
+//! `docs/simulate-report.schema.json`) and its text form.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use super::scenario::ClockMode;
+
+/// The `format` field of the JSON report.
+pub const FORMAT: &str = "kmsharness-simulate/1";
+
+/// A whole simulation report. The same scenario and seed give the same report, byte for byte,
+/// except `summary.exchanges_per_sec` (a wall-clock rate).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+pub struct Report {
+    /// Always `kmsharness-simulate/1`.
+    #[schemars(extend("const" = "kmsharness-simulate/1"))]
+    pub format: String,
+    /// The seed every random choice came from.
+    pub seed: u64,
+    /// Days simulated.
+    pub days_simulated: u32,
+    /// `virtual`, or `real` for a run on the wall clock against hosts on their own clocks.
+    pub clock: ClockMode,
+    /// The run stopped this many minutes after its start (the scenario's `minutes`), if set.
+    pub minutes: Option<u32>,
+    /// The state at the end of each day.
+    pub days: Vec<DayReport>,
+    /// Each group of machines at the end.
+    pub groups: Vec<GroupReport>,
+    /// Hosts going down and up, failovers.
+    pub events: Vec<Event>,
+    /// Totals.
+    pub summary: Summary,
+}
+
+/// The state at the end of one day.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+pub struct DayReport {
+    /// Day number, 1 for the first.
+    pub day: u32,
+    /// Machines present and licensed.
+    pub activated: u64,
+    /// Machines present and never activated (grace, or grace expired).
+    pub not_activated: u64,
+    /// Machines present whose validity lapsed without a renewal.
+    pub out_of_tolerance: u64,
+    /// Machines not yet arrived, away or decommissioned.
+    pub absent: u64,
+    /// Activation attempts made that day (each one discovery and at most one exchange).
+    pub requests: u64,
+    /// Attempts that did not activate, by reason (`count below threshold`, `timeout` when no
+    /// host responded, or a failure class such as `hresult:0xC004F042`).
+    pub failures: BTreeMap<String, u64>,
+    /// Each host at the end of the day.
+    pub hosts: Vec<HostDay>,
+}
+
+/// One host at the end of a day.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+pub struct HostDay {
+    /// Its name.
+    pub name: String,
+    /// Requests it answered that day.
+    pub requests: u64,
+    /// Its counts: the host's own (an in-process engine, or a host process through its
+    /// control port); for a host process without a control port, the highest count it returned
+    /// that day.
+    pub counts: Counts,
+}
+
+/// A host's count per application.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+pub struct Counts {
+    /// Windows.
+    pub windows: u32,
+    /// Office 2010.
+    pub office2010: u32,
+    /// Office 2013 and later.
+    pub office2013: u32,
+}
+
+/// One group at the end.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+pub struct GroupReport {
+    /// Its name.
+    pub name: String,
+    /// Its product (catalog name).
+    pub product: String,
+    /// Machines in it.
+    pub machines: u64,
+    /// Licensed at the end.
+    pub activated_at_end: u64,
+    /// Never activated during the whole run.
+    pub never_activated: u64,
+    /// Why, in words, when some never activated.
+    pub never_activated_reason: Option<String>,
+    /// Minutes from first boot to first activation, of those activated.
+    pub first_activation_minutes: Option<Minutes>,
+}
+
+/// Percentiles of minutes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+pub struct Minutes {
+    /// Median.
+    pub p50: u32,
+    /// 90th percentile.
+    pub p90: u32,
+    /// Largest.
+    pub max: u32,
+}
+
+impl Minutes {
+    /// Of sorted values; `None` when empty.
+    pub fn of(sorted: &[u32]) -> Option<Minutes> {
+        let at = |q: usize| sorted[((sorted.len() - 1) * q).div_ceil(100)];
+        (!sorted.is_empty()).then(|| Minutes {
+            p50: at(50),
+            p90: at(90),
+            max: sorted[sorted.len() - 1],
+        })
+    }
+}
+
+/// Something that happened at a moment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+pub struct Event {
+    /// When, in days since the start (a failover: the day it happened on, 0-based).
+    pub day: f64,
+    /// `host down`, `host up` or `failover`.
+    pub event: String,
+    /// The host (a failover: the one machines left).
+    pub host: String,
+    /// A failover: the host they moved to.
+    pub to: Option<String>,
+    /// A failover: how many machines moved.
+    pub machines: Option<u64>,
+}
+
+impl Event {
+    /// A host going down or up.
+    pub fn host(day: f64, event: &str, host: &str) -> Event {
+        Event {
+            day,
+            event: event.to_owned(),
+            host: host.to_owned(),
+            to: None,
+            machines: None,
+        }
+    }
+}
+
+/// Totals.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+pub struct Summary {
+    /// Machines in the scenario.
+    pub machines: u64,
+    /// Exchanges made (each a whole bind, request and verified response).
+    pub exchanges: u64,
+    /// Exchanges per second of wall-clock time: the one field that differs between two runs.
+    pub exchanges_per_sec: f64,
+    /// Licensed at the end.
+    pub activated_at_end: u64,
+    /// Never activated.
+    pub never_activated: u64,
+}
+
+/// The text report.
+pub fn text(r: &Report) -> String {
+    let mut out = String::new();
+    let span = match r.minutes {
+        Some(m) => format!("{m} minutes"),
+        None => format!("{} days", r.days_simulated),
+    };
+    let real = match r.clock {
+        ClockMode::Real => " in real time",
+        ClockMode::Virtual => "",
+    };
+    let _ = writeln!(
+        out,
+        "simulated {span}{real}, seed {}: {} machines, {} exchanges ({:.0}/s)",
+        r.seed, r.summary.machines, r.summary.exchanges, r.summary.exchanges_per_sec
+    );
+    let _ = writeln!(
+        out,
+        "{:>5} {:>9} {:>9} {:>9} {:>9} {:>9}  hosts (requests/windows count)",
+        "day", "activated", "not_act", "oot", "absent", "requests"
+    );
+    for d in &r.days {
+        let hosts: Vec<String> = d
+            .hosts
+            .iter()
+            .map(|h| format!("{} {}/{}", h.name, h.requests, h.counts.windows))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:>5} {:>9} {:>9} {:>9} {:>9} {:>9}  {}",
+            d.day,
+            d.activated,
+            d.not_activated,
+            d.out_of_tolerance,
+            d.absent,
+            d.requests,
+            hosts.join(", ")
+        );
+    }
+    for e in &r.events {
+        match (&e.to, e.machines) {
+            (Some(to), Some(n)) => {
+                let _ = writeln!(
+                    out,
+                    "day {}: {} machines failed over from {} to {to}",
+                    e.day, n, e.host
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    out,
+                    "day {}: {} {}",
+                    e.day,
+                    e.host,
+                    e.event.trim_start_matches("host ")
+                );
+            }
+        }
+    }
+    for g in &r.groups {
+        let _ = write!(
+            out,
+            "group {} ({}): {} machines, {} activated at the end, {} never activated",
+            g.name, g.product, g.machines, g.activated_at_end, g.never_activated
+        );
+        if let Some(m) = g.first_activation_minutes {
+            let _ = write!(
+                out,
+                "; first activation after {} min (p50), {} (p90), {} (max)",
+                m.p50, m.p90, m.max
+            );
+        }
+        out.push('\n');
+        if let Some(reason) = &g.never_activated_reason {
+            let _ = writeln!(out, "  never activated: {reason}");
+        }
+    }
+    out
+}

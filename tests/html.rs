@@ -1,0 +1,141 @@
+//! HTML reports in a real browser: each kind of page (load, merged load, replay, conform,
+//! inspect), written by `report html` from a saved JSON report, is opened in headless Chromium
+//! (Debian's `chromium`, installed by `.ci/run`), screenshotted, and must not be blank (the PNG
+//! is not one colour) nor log a console error. Without a browser the test fails, unless
+//! `KMSHARNESS_SKIP_BROWSER=1` is set, when it prints SKIPPED: it never passes silently.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_kmsharness");
+/// Set to skip (with a SKIPPED line) where no browser is installed.
+const SKIP_ENV: &str = "KMSHARNESS_SKIP_BROWSER";
+
+fn scratch() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kmsharness-html-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn browser() -> Option<&'static str> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+}
+
+fn run(args: &[&str]) {
+    let out = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.code().is_some_and(|c| c <= 1),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Screenshots `page`; the PNG's pixels and the browser's log.
+fn screenshot(browser: &str, page: &Path, png: &Path) -> (Vec<u8>, String) {
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1100,1400",
+        ])
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", page.display()))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{}: {log}", page.display());
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(png).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    buf.truncate(info.buffer_size());
+    (buf, log)
+}
+
+#[test]
+fn every_kind_of_report_renders_in_a_browser() {
+    let Some(browser) = browser() else {
+        assert!(
+            std::env::var_os(SKIP_ENV).is_some(),
+            "no chromium installed (apt-get install chromium); set {SKIP_ENV}=1 to skip"
+        );
+        println!("SKIPPED: no chromium installed ({SKIP_ENV} is set)");
+        return;
+    };
+    let dir = scratch();
+    let p = |name: &str| dir.join(name).display().to_string();
+    let capture = concat!(env!("CARGO_MANIFEST_DIR"), "/captures/kmsharness-v6.pcap");
+    run(&[
+        "load",
+        "-n",
+        "200",
+        "--warmup",
+        "0s",
+        "-q",
+        "--json",
+        &p("load.json"),
+    ]);
+    run(&[
+        "report",
+        "merge",
+        &p("load.json"),
+        &p("load.json"),
+        "-o",
+        &p("merged.json"),
+    ]);
+    run(&["replay", capture, "--json", &p("replay.json")]);
+    let conform = Command::new(BIN)
+        .args(["conform", "--json"])
+        .output()
+        .unwrap();
+    std::fs::write(p("conform.json"), conform.stdout).unwrap();
+    let inspect = Command::new(BIN)
+        .args(["inspect", "--json", capture])
+        .output()
+        .unwrap();
+    std::fs::write(p("inspect.json"), inspect.stdout).unwrap();
+    for kind in ["load", "merged", "replay", "conform", "inspect"] {
+        let page = dir.join(format!("{kind}.html"));
+        run(&[
+            "report",
+            "html",
+            &p(&format!("{kind}.json")),
+            "-o",
+            &page.display().to_string(),
+        ]);
+        let html = std::fs::read_to_string(&page).unwrap();
+        // Nothing to fetch: no source, link or script (the SVG namespace is only a name).
+        for fetch in [" src=", "href=", "<script", "<link", "url("] {
+            assert!(!html.contains(fetch), "{kind}: {fetch}");
+        }
+        assert!(html.contains("<svg"), "{kind}: no plot");
+        let (pixels, log) = screenshot(browser, &page, &dir.join(format!("{kind}.png")));
+        let first = &pixels[..4];
+        assert!(
+            pixels.chunks(4).any(|px| px != first),
+            "{kind}: the screenshot is one colour"
+        );
+        // Chromium logs a page's console messages as `CONSOLE(...)` lines at --v=0.
+        let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
+        assert!(console.is_empty(), "{kind}: console messages: {console:#?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
