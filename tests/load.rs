@@ -1055,7 +1055,7 @@ fn options_are_validated() {
         &["--read-timeout", "0"],
         &["--source", "localhost"],
         &["--source", "127.0.0.9-127.0.0.1"],
-        &["--source", "10.0.0.0-10.0.2.0"],
+        &["--source", "127.0.0.0-127.0.2.0"],
         &["--source", "::1-::2"],
         &["--embedded-addresses", "0"],
     ] {
