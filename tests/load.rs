@@ -1328,6 +1328,46 @@ fn thresholds_pass_with_0_and_fail_with_1_in_text_and_json() {
 }
 
 #[test]
+fn junit_has_the_run_and_each_threshold_failed_exactly_when_it_fails_the_exit() {
+    let _cpu = CPU.blocking_read();
+    let xml = TempFile::new("load.xml");
+    let ran = short_run(&[
+        "--threshold",
+        "errors<1%",
+        "--threshold",
+        "rate>=100000000",
+        "--junit",
+        xml.arg(),
+    ]);
+    assert_eq!(ran.code, Some(1), "{}{}", ran.stdout, ran.stderr);
+    let text = std::fs::read_to_string(xml.path()).unwrap();
+    assert!(text.contains("tests=\"3\" failures=\"1\""), "{text}");
+    assert!(text.contains("<testcase name=\"run\""), "{text}");
+    assert!(text.contains("exit status 0 (success)"), "{text}");
+    assert!(
+        text.contains("<failure message=\"rate = "),
+        "the failed threshold is the failure: {text}"
+    );
+    crate::support::junit::validate("load_junit", &text);
+
+    // replay writes the same file: its run and thresholds.
+    let capture = concat!(env!("CARGO_MANIFEST_DIR"), "/captures/kmsharness-v6.pcap");
+    let ran = kmsharness(&[
+        "replay",
+        capture,
+        "--threshold",
+        "errors<=0",
+        "--junit",
+        xml.arg(),
+    ]);
+    assert_eq!(ran.code, Some(0), "{}{}", ran.stdout, ran.stderr);
+    let text = std::fs::read_to_string(xml.path()).unwrap();
+    assert!(text.contains("kmsharness replay: "), "{text}");
+    assert!(text.contains("tests=\"2\" failures=\"0\""), "{text}");
+    crate::support::junit::validate("replay_junit", &text);
+}
+
+#[test]
 fn a_bad_threshold_is_a_usage_error_naming_it() {
     for (expr, why) in [
         ("p99<5", "unit"),

@@ -86,6 +86,11 @@ pub struct LoadOpts {
     /// throughput and errors per second, errors by class, run parameters.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+    /// Write the run's verdicts as JUnit XML to FILE (valid against Jenkins' xUnit schema):
+    /// one case for the run itself and one per --threshold, a `<failure>` exactly when it
+    /// fails the exit status.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
     /// Write an HdrHistogram interval log of total latency to FILE.
     #[arg(long = "hdr-log", value_name = "FILE")]
     pub hdr_log: Option<PathBuf>,
@@ -381,14 +386,16 @@ fn sources(value: &str) -> Result<Vec<IpAddr>, Error> {
 /// validated (a host so slow that nothing was measured after the warm-up included) or a
 /// threshold failed, else 0.
 pub fn exit_of(report: &LoadReport) -> Exit {
-    gate(
-        Exit::of_run(
-            report.interrupted,
-            report.outcome.ok == 0,
-            report.outcome.failed,
-            report.outcome.errors.keys().copied(),
-        ),
-        &report.thresholds,
+    gate(run_exit(report), &report.thresholds)
+}
+
+/// The exit status of the run itself, thresholds aside.
+fn run_exit(report: &LoadReport) -> Exit {
+    Exit::of_run(
+        report.interrupted,
+        report.outcome.ok == 0,
+        report.outcome.failed,
+        report.outcome.errors.keys().copied(),
     )
 }
 
@@ -408,7 +415,10 @@ pub fn main(opts: &LoadOpts) -> Result<Exit, Error> {
     check_outputs(&[
         ("--json", opts.json.as_ref()),
         ("--hdr-log", opts.hdr_log.as_ref()),
+        ("--junit", opts.junit.as_ref()),
     ])?;
+    let started_at = super::now_rfc3339();
+    let started = std::time::Instant::now();
     super::check_html(opts.html.as_deref())?;
     let record = match &opts.record {
         None => None,
@@ -440,6 +450,16 @@ pub fn main(opts: &LoadOpts) -> Result<Exit, Error> {
         }
         if let Some(path) = &opts.html {
             super::write_html("--html", path, &crate::report::html::load(&report))?;
+        }
+        if let Some(path) = &opts.junit {
+            let run = crate::report::junit::GatedRun {
+                command: "load",
+                subject: &report.target,
+                started: &started_at,
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            let gates = crate::report::load::gates(run_exit(&report), &report.thresholds);
+            super::write_junit(path, &run, &gates)?;
         }
         Ok(exit_of(&report))
     })

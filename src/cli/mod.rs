@@ -168,6 +168,23 @@ pub fn write_html(option: &'static str, path: &Path, html: &str) -> Result<(), E
     std::fs::write(path, html).map_err(|e| Error::write(option, path, e))
 }
 
+/// Writes the JUnit file of a gated run (`--junit FILE` of `load`, `replay`, `simulate`).
+pub fn write_junit(
+    path: &Path,
+    run: &crate::report::junit::GatedRun<'_>,
+    gates: &[crate::report::junit::Gate],
+) -> Result<(), Error> {
+    let mut bytes = Vec::new();
+    crate::report::junit::gates(&mut bytes, run, gates)
+        .and_then(|()| std::fs::write(path, &bytes))
+        .map_err(|e| Error::write("--junit", path, e))
+}
+
+/// Now, RFC 3339 in UTC to the second: when a run started, for JUnit's `timestamp`.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
 /// Checks before a run that `--html FILE` names a file that can be written: stdout (`-`)
 /// already carries the text (or JSON) report, so it is refused there.
 pub fn check_html(path: Option<&Path>) -> Result<(), Error> {

@@ -60,6 +60,11 @@ pub struct ReplayOpts {
     /// throughput and errors per second, errors by class, run parameters.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+    /// Write the run's verdicts as JUnit XML to FILE (valid against Jenkins' xUnit schema):
+    /// one case for the run itself and one per --threshold, a `<failure>` exactly when it
+    /// fails the exit status.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
     /// Write the replayed exchanges to FILE as a pcap.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
@@ -136,7 +141,12 @@ impl ReplayOpts {
 pub fn main(opts: &ReplayOpts) -> Result<Exit, Error> {
     let thresholds = opts.thresholds()?;
     let mut config = opts.config()?;
-    super::load::check_outputs(&[("--json", opts.json.as_ref())])?;
+    super::load::check_outputs(&[
+        ("--json", opts.json.as_ref()),
+        ("--junit", opts.junit.as_ref()),
+    ])?;
+    let started_at = super::now_rfc3339();
+    let started = std::time::Instant::now();
     super::check_html(opts.html.as_deref())?;
     if let Some(w) = &config.plan.warning {
         super::note(format_args!(
@@ -173,6 +183,16 @@ pub fn main(opts: &ReplayOpts) -> Result<Exit, Error> {
         }
         if let Some(path) = &opts.html {
             super::write_html("--html", path, &crate::report::html::replay(&run.report))?;
+        }
+        if let Some(path) = &opts.junit {
+            let gated = crate::report::junit::GatedRun {
+                command: "replay",
+                subject: &run.report.capture,
+                started: &started_at,
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            let gates = crate::report::load::gates(exit_of(&run.report), &run.report.thresholds);
+            super::write_junit(path, &gated, &gates)?;
         }
         Ok(super::load::gate(
             exit_of(&run.report),

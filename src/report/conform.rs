@@ -4,7 +4,9 @@
 use std::io::{self, Write};
 
 use quick_xml::Writer;
-use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
+use quick_xml::events::{BytesEnd, BytesStart, Event};
+
+use super::junit::{clean, declaration, hostname, seconds, text_element};
 
 use crate::conform::runner::{CaseResult, Status, SuiteReport};
 use crate::conform::vector::Level;
@@ -115,50 +117,6 @@ pub fn json(w: &mut dyn Write, r: &SuiteReport) -> io::Result<()> {
     writeln!(w)
 }
 
-/// Characters XML 1.0 has no place for (the C0 controls but tab, line feed and carriage
-/// return; U+FFFE and U+FFFF) become U+FFFD: a hostile host's strings may contain them.
-fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '\t' | '\n' | '\r' => c,
-            '\u{0}'..='\u{1F}' | '\u{FFFE}' | '\u{FFFF}' => '\u{FFFD}',
-            c => c,
-        })
-        .collect()
-}
-
-/// Seconds with three decimals, the form the schema's `SUREFIRE_TIME` pattern accepts.
-fn seconds(millis: u64) -> String {
-    format!("{}.{:03}", millis / 1000, millis % 1000)
-}
-
-/// This machine's name for the `hostname` attribute: the kernel's, else `HOSTNAME`, else
-/// `localhost` (std has no call for it, and the attribute is informational).
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| "localhost".into())
-}
-
-/// An element with text content.
-fn text_element(
-    w: &mut Writer<&mut dyn Write>,
-    name: &str,
-    attrs: &[(&str, &str)],
-    body: &str,
-) -> io::Result<()> {
-    let mut tag = BytesStart::new(name);
-    for (k, v) in attrs {
-        tag.push_attribute((*k, clean(v).as_str()));
-    }
-    w.write_event(Event::Start(tag))?;
-    w.write_event(Event::Text(BytesText::new(&clean(body))))?;
-    w.write_event(Event::End(BytesEnd::new(name)))
-}
-
 /// The failure body: title, step, every mismatch, source.
 fn failure_body(c: &CaseResult) -> (String, String) {
     let Some(f) = &c.failure else {
@@ -189,7 +147,7 @@ fn failure_body(c: &CaseResult) -> (String, String) {
 pub fn junit(w: &mut dyn Write, r: &SuiteReport) -> io::Result<()> {
     let host = hostname();
     let mut x = Writer::new_with_indent(w, b' ', 2);
-    x.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
+    declaration(&mut x)?;
     let groups = categories(r);
     let count = |cases: &[&CaseResult], f: &dyn Fn(&CaseResult) -> bool| {
         cases.iter().filter(|c| f(c)).count().to_string()

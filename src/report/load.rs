@@ -4,6 +4,7 @@ use std::io::{self, Write};
 
 use crate::load::LoadReport;
 use crate::load::threshold::{ThresholdResult, Unit};
+use crate::report::junit::Gate;
 
 /// Writes the report as text.
 pub fn text(w: &mut dyn Write, r: &LoadReport) -> io::Result<()> {
@@ -134,6 +135,25 @@ pub fn thresholds(w: &mut dyn Write, results: &[ThresholdResult]) -> io::Result<
         )?;
     }
     Ok(())
+}
+
+/// The JUnit cases of a `load` or `replay` run (`--junit`): the run itself, failed when its
+/// exit status `run` (thresholds aside) is not 0, then each threshold with what it measured.
+pub fn gates(run: crate::exit::Exit, results: &[ThresholdResult]) -> Vec<Gate> {
+    let mut gates = vec![Gate::run(run)];
+    gates.extend(results.iter().map(|t| Gate {
+        name: t.expr.clone(),
+        passed: t.passed,
+        message: format!(
+            "{} = {}, limit {} {}",
+            t.metric,
+            t.actual
+                .map_or_else(|| "nothing measured".to_owned(), |a| value(a, t.unit)),
+            t.op.symbol(),
+            value(t.limit, t.unit)
+        ),
+    }));
+    gates
 }
 
 /// A threshold's measured value with its unit, latencies in the largest unit that keeps them

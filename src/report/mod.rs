@@ -4,6 +4,7 @@ pub mod activate;
 pub mod conform;
 pub mod html;
 pub mod inspect;
+pub mod junit;
 pub mod load;
 pub mod replay;
 
