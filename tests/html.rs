@@ -1,5 +1,6 @@
 //! HTML reports in a real browser: each kind of page (load, merged load, replay, conform,
-//! inspect), written by `report html` from a saved JSON report, is opened in headless Chromium
+//! inspect, simulate), written by `report html` from a saved JSON report and by each
+//! subcommand's `--html` on its run, is opened in headless Chromium
 //! (Debian's `chromium`, installed by `.ci/run`), screenshotted, and must not be blank (the PNG
 //! is not one colour) nor log a console error. Without a browser the test fails, unless
 //! `KMSHARNESS_SKIP_BROWSER=1` is set, when it prints SKIPPED: it never passes silently.
@@ -112,7 +113,13 @@ fn every_kind_of_report_renders_in_a_browser() {
         .output()
         .unwrap();
     std::fs::write(p("inspect.json"), inspect.stdout).unwrap();
-    for kind in ["load", "merged", "replay", "conform", "inspect"] {
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/vectors/scenarios/failover.toml"
+    );
+    run(&["simulate", scenario, "--json", &p("simulate.json")]);
+    let mut pages = Vec::new();
+    for kind in ["load", "merged", "replay", "conform", "inspect", "simulate"] {
         let page = dir.join(format!("{kind}.html"));
         run(&[
             "report",
@@ -121,13 +128,36 @@ fn every_kind_of_report_renders_in_a_browser() {
             "-o",
             &page.display().to_string(),
         ]);
+        pages.push((kind.to_owned(), page));
+    }
+    // And each subcommand's own --html, written on the run.
+    let html = |kind: &str| p(&format!("{kind}-run.html"));
+    run(&[
+        "load",
+        "-n",
+        "200",
+        "--warmup",
+        "0s",
+        "-q",
+        "--html",
+        &html("load"),
+    ]);
+    run(&["replay", capture, "--html", &html("replay")]);
+    run(&["conform", "--html", &html("conform")]);
+    run(&["inspect", capture, "--html", &html("inspect")]);
+    run(&["simulate", scenario, "--html", &html("simulate")]);
+    for kind in ["load", "replay", "conform", "inspect", "simulate"] {
+        pages.push((format!("{kind} --html"), PathBuf::from(html(kind))));
+    }
+    for (kind, page) in pages {
         let html = std::fs::read_to_string(&page).unwrap();
         // Nothing to fetch: no source, link or script (the SVG namespace is only a name).
         for fetch in [" src=", "href=", "<script", "<link", "url("] {
             assert!(!html.contains(fetch), "{kind}: {fetch}");
         }
         assert!(html.contains("<svg"), "{kind}: no plot");
-        let (pixels, log) = screenshot(browser, &page, &dir.join(format!("{kind}.png")));
+        let png = page.with_extension("png");
+        let (pixels, log) = screenshot(browser, &page, &png);
         let first = &pixels[..4];
         assert!(
             pixels.chunks(4).any(|px| px != first),

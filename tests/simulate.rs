@@ -278,3 +278,127 @@ fn the_real_time_peer_scenario_parses() {
     assert_eq!(s.minutes, Some(2));
     assert!(s.hosts.iter().all(|h| h.target.is_some()));
 }
+
+/// `simulate ARGS` on a bundled scenario: exit code, stdout, stderr.
+fn simulate_cli(name: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("vectors/scenarios")
+        .join(name);
+    let out = Command::new(env!("CARGO_BIN_EXE_kmsharness"))
+        .arg("simulate")
+        .arg(&path)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn thresholds_gate_the_run_in_text_json_and_junit() {
+    let dir = std::env::temp_dir().join(format!("kmsharness-sim-gate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("r.json");
+    let junit = dir.join("r.xml");
+    // 24 clients then a 25th (vectors/scenarios/threshold-24-then-25.toml): none is
+    // activated while the count is below 25, every one once it reaches it.
+    let (code, stdout, stderr) = simulate_cli(
+        "threshold-24-then-25.toml",
+        &[
+            "--threshold",
+            "activated==0@day1",
+            "--threshold",
+            "activated>=100%",
+            "--threshold",
+            "never_activated<=0",
+            "--json",
+            json.to_str().unwrap(),
+            "--junit",
+            junit.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("thresholds (all 3 passed)"), "{stdout}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    Schema::load("simulate-report.schema.json").assert_fits("report with thresholds", &v);
+    let t = &v["thresholds"];
+    assert_eq!(
+        (&t[0]["metric"], &t[0]["day"]),
+        (&"activated".into(), &1.into())
+    );
+    assert_eq!(
+        (&t[1]["unit"], &t[1]["actual"]),
+        (&"percent".into(), &100.0.into())
+    );
+    assert_eq!(t[2]["day"], Value::Null);
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("tests=\"4\" failures=\"0\""), "{xml}");
+    crate::support::junit::validate("simulate_thresholds_pass", &xml);
+
+    // The same run, a threshold that cannot hold: exit 1, FAILED in text, a JUnit failure.
+    let (code, stdout, _) = simulate_cli(
+        "threshold-24-then-25.toml",
+        &[
+            "--threshold",
+            "activated>=1@day1",
+            "--junit",
+            junit.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("activated>=1@day1"))
+        .unwrap();
+    assert!(line.contains("day 1") && line.ends_with("FAILED"), "{line}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("failures=\"1\""), "{xml}");
+    assert!(
+        xml.contains("<failure message=\"activated = 0 at day 1, limit &gt;= 1\""),
+        "{xml}"
+    );
+    crate::support::junit::validate("simulate_thresholds_fail", &xml);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_bad_threshold_or_a_day_past_the_scenario_is_a_usage_error() {
+    for (expr, says) in [
+        ("licensed>1", "unknown metric"),
+        ("activated>1@day0", "not a day"),
+        ("never_activated<1@day2", "takes no @day"),
+        ("activated>=100%@day999", "past the scenario's"),
+    ] {
+        let (code, _, stderr) = simulate_cli("failover.toml", &["--threshold", expr]);
+        assert_eq!(code, Some(2), "{expr}: {stderr}");
+        assert!(
+            stderr.contains(&format!("--threshold {expr:?}")) && stderr.contains(says),
+            "{expr}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn html_page_shows_states_hosts_activation_times_and_events() {
+    let dir = std::env::temp_dir().join(format!("kmsharness-sim-html-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let html = dir.join("r.html");
+    let (code, _, stderr) = simulate_cli("failover.toml", &["--html", html.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    for part in [
+        "Machines by state at the end of each day",
+        "Count each host returns",
+        "Requests each host answered per day",
+        "Time from first boot to first activation",
+        "Hosts down (bars)",
+        "failover",
+    ] {
+        assert!(page.contains(part), "{part}");
+    }
+    assert_eq!(page.matches("<svg").count(), 5, "five plots");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -8,6 +8,8 @@ use clap::Args;
 
 use super::Error;
 use crate::exit::Exit;
+use crate::report::junit::{Gate, GatedRun};
+use crate::simulate::threshold::{self, Threshold};
 use crate::simulate::{self, Scenario, report};
 
 const SIMULATE_HELP: &str = "\
@@ -21,8 +23,9 @@ for any KMS host on its own clock), decrypted and verified. The same file and se
 same JSON report, except summary.exchanges_per_sec (wall-clock).
 
 Exit status:
-  0  the simulation ran (whatever the site's outcome)
-  2  the scenario is not valid (the message names the key)
+  0  the simulation ran, and every --threshold held (without one: whatever the site's outcome)
+  1  a --threshold failed
+  2  the scenario or a --threshold is not valid (the message names the key or expression)
   3  a host process (hosts[].target) or its control port cannot be reached, or stopped answering
   6  the scenario cannot be read, or the report cannot be written";
 
@@ -39,6 +42,42 @@ pub struct SimulateOpts {
     /// Seed of every random choice, instead of the scenario's `seed`.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+    /// Write the report as a self-contained HTML page to FILE: machines by state per day,
+    /// counts and requests per host per day, time to first activation, events.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Write the run's verdicts as JUnit XML to FILE (valid against Jenkins' xUnit schema):
+    /// one case for the run and one per --threshold, a `<failure>` when it fails.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Pass/fail criterion evaluated at the end, repeatable: `METRIC OP LIMIT[%][@dayN]` with
+    /// METRIC activated, not_activated, out_of_tolerance (oot), absent, requests or failures
+    /// at the end of day N (default: the last day), or never_activated over the run; e.g.
+    /// activated>=100%@day2, oot==0, failures<1%. A failed one makes the exit status 1.
+    #[arg(long, value_name = "EXPR")]
+    pub threshold: Vec<String>,
+}
+
+/// What `--threshold` expects, for its errors.
+const THRESHOLD_EXPECTED: &str = "expected METRIC OP LIMIT[%][@dayN], e.g. activated>=100%@day2, \
+    oot==0, never_activated<=5 (see simulate --help)";
+
+/// Parses `--threshold` expressions and checks their days against the scenario's.
+fn thresholds(exprs: &[String], days: u32) -> Result<Vec<Threshold>, Error> {
+    exprs
+        .iter()
+        .map(|e| {
+            let t = e.parse::<Threshold>().map_err(|why| {
+                Error::Usage(format!("--threshold {e:?}: {why}; {THRESHOLD_EXPECTED}"))
+            })?;
+            match t.day {
+                Some(d) if d > days => Err(Error::Usage(format!(
+                    "--threshold {e:?}: day {d} is past the scenario's {days} days"
+                ))),
+                _ => Ok(t),
+            }
+        })
+        .collect()
 }
 
 /// Runs `simulate`.
@@ -50,9 +89,14 @@ pub fn main(opts: &SimulateOpts) -> Result<Exit, Error> {
     if let Some(seed) = opts.seed {
         scenario.seed = seed;
     }
-    if let Some(path) = &opts.json {
-        super::check_writable("--json", path)?;
+    let gates = thresholds(&opts.threshold, scenario.days)?;
+    for (option, path) in [("--json", &opts.json), ("--junit", &opts.junit)] {
+        if let Some(path) = path {
+            super::check_writable(option, path)?;
+        }
     }
+    super::check_html(opts.html.as_deref())?;
+    let started_at = super::now_rfc3339();
     let days = scenario.days;
     let tty = std::io::stderr().is_terminal();
     let started = Instant::now();
@@ -79,10 +123,33 @@ pub fn main(opts: &SimulateOpts) -> Result<Exit, Error> {
     }
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     report.summary.exchanges_per_sec = (report.summary.exchanges as f64 / secs).round();
+    report.thresholds = threshold::evaluate(&gates, &report);
     let to_stderr = opts.json.as_deref().is_some_and(super::is_stdout);
     super::print_text(to_stderr, |w| w.write_all(report::text(&report).as_bytes()))?;
     if let Some(path) = &opts.json {
         super::write_json("--json", path, &report)?;
     }
-    Ok(Exit::Success)
+    if let Some(path) = &opts.html {
+        super::write_html("--html", path, &crate::report::html::simulate(&report))?;
+    }
+    if let Some(path) = &opts.junit {
+        let run = GatedRun {
+            command: "simulate",
+            subject: &opts.scenario.display().to_string(),
+            started: &started_at,
+            seconds: secs,
+        };
+        let mut cases = vec![Gate::run(Exit::Success)];
+        cases.extend(report.thresholds.iter().map(|t| Gate {
+            name: t.expr.clone(),
+            passed: t.passed,
+            message: report::measured(t),
+        }));
+        super::write_junit(path, &run, &cases)?;
+    }
+    Ok(if report.thresholds.iter().any(|t| !t.passed) {
+        Exit::ChecksFailed
+    } else {
+        Exit::Success
+    })
 }

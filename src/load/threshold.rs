@@ -178,7 +178,7 @@ pub enum Op {
 
 impl Op {
     /// Longest first, so that `<=` is not read as `<`.
-    const SPELLINGS: [(&'static str, Op); 5] = [
+    pub(crate) const SPELLINGS: [(&'static str, Op); 5] = [
         ("<=", Op::Le),
         (">=", Op::Ge),
         ("==", Op::Eq),
@@ -344,7 +344,7 @@ fn is_stat(name: &str) -> bool {
 }
 
 /// `800us` → (800, "us").
-fn split_number(limit: &str) -> Result<(f64, &str), ThresholdError> {
+pub(crate) fn split_number(limit: &str) -> Result<(f64, &str), ThresholdError> {
     let end = limit
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(limit.len());

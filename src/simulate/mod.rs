@@ -13,6 +13,7 @@
 pub mod exchange;
 pub mod report;
 pub mod scenario;
+pub mod threshold;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -37,7 +38,7 @@ use crate::wire::kms::{FileTime, RequestBase, Version, Workstation};
 
 use self::exchange::{Remote, RemoteError, Scratch};
 use self::report::{
-    Counts, DayReport, Event, FORMAT, GroupReport, HostDay, Minutes, Report, Summary,
+    Counts, DayReport, Event, FORMAT, GroupReport, HostDay, Minutes, MinutesBin, Report, Summary,
 };
 pub use self::scenario::{ClockMode, Scenario, ScenarioError};
 
@@ -612,6 +613,7 @@ impl Simulation {
                 never_activated: never,
                 never_activated_reason: reason,
                 first_activation_minutes: Minutes::of(&mins),
+                first_activation_bins: MinutesBin::of(&mins),
             });
         }
         let activated_at_end = at_end.iter().sum();
@@ -625,6 +627,7 @@ impl Simulation {
             days,
             groups,
             events,
+            thresholds: Vec::new(),
             summary: Summary {
                 machines: self.machines.len() as u64,
                 exchanges: self.exchanges,

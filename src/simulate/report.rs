@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use super::scenario::ClockMode;
+use super::threshold::ThresholdResult;
+use crate::load::threshold::Unit;
 
 /// The `format` field of the JSON report.
 pub const FORMAT: &str = "kmsharness-simulate/1";
@@ -32,6 +34,9 @@ pub struct Report {
     pub groups: Vec<GroupReport>,
     /// Hosts going down and up, failovers.
     pub events: Vec<Event>,
+    /// The `--threshold` expressions, evaluated at the end (none without one).
+    #[serde(default)]
+    pub thresholds: Vec<ThresholdResult>,
     /// Totals.
     pub summary: Summary,
 }
@@ -99,6 +104,59 @@ pub struct GroupReport {
     pub never_activated_reason: Option<String>,
     /// Minutes from first boot to first activation, of those activated.
     pub first_activation_minutes: Option<Minutes>,
+    /// The same as a distribution: machines per bin of minutes to first activation, every bin
+    /// of [`FIRST_ACTIVATION_BINS`] in order (empty ones included).
+    #[serde(default)]
+    pub first_activation_bins: Vec<MinutesBin>,
+}
+
+/// Upper edges (exclusive, minutes) of the bins of time to first activation: 10 and 30
+/// minutes, 1, 2 (the retry interval), 4, 8 hours, 1, 2, 7 (the renewal interval) and 30 days
+/// (the host's count window), and the rest.
+pub const FIRST_ACTIVATION_BINS: [Option<u32>; 11] = [
+    Some(10),
+    Some(30),
+    Some(60),
+    Some(120),
+    Some(240),
+    Some(480),
+    Some(1440),
+    Some(2880),
+    Some(10_080),
+    Some(43_200),
+    None,
+];
+
+/// Machines whose first activation came within a bin of minutes after their first boot.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+pub struct MinutesBin {
+    /// The bin's upper edge, exclusive; null for the last, open, bin. Its lower edge is the
+    /// previous bin's upper one (0 for the first).
+    pub below_minutes: Option<u32>,
+    /// Machines in it.
+    pub machines: u64,
+}
+
+impl MinutesBin {
+    /// The bins of [`FIRST_ACTIVATION_BINS`] counting `minutes`.
+    pub fn of(minutes: &[u32]) -> Vec<MinutesBin> {
+        let mut bins: Vec<MinutesBin> = FIRST_ACTIVATION_BINS
+            .iter()
+            .map(|&below_minutes| MinutesBin {
+                below_minutes,
+                machines: 0,
+            })
+            .collect();
+        for &m in minutes {
+            if let Some(b) = bins
+                .iter_mut()
+                .find(|b| b.below_minutes.is_none_or(|edge| m < edge))
+            {
+                b.machines += 1;
+            }
+        }
+        bins
+    }
 }
 
 /// Percentiles of minutes.
@@ -244,5 +302,62 @@ pub fn text(r: &Report) -> String {
             let _ = writeln!(out, "  never activated: {reason}");
         }
     }
+    thresholds(&mut out, &r.thresholds);
     out
+}
+
+/// A threshold's value in its unit.
+fn value(v: f64, unit: Unit) -> String {
+    match unit {
+        Unit::Percent => format!("{v:.2}%"),
+        _ => format!("{v:.0}"),
+    }
+}
+
+/// Where a threshold was taken: `day N`, or `whole run`.
+pub fn taken_at(t: &ThresholdResult) -> String {
+    t.day
+        .map_or_else(|| "whole run".to_owned(), |d| format!("day {d}"))
+}
+
+/// What a threshold measured, in words: `activated = 93.00% at day 2, limit >= 100.00%`.
+pub fn measured(t: &ThresholdResult) -> String {
+    format!(
+        "{} = {} at {}, limit {} {}",
+        t.metric,
+        t.actual
+            .map_or_else(|| "nothing measured".to_owned(), |a| value(a, t.unit)),
+        taken_at(t),
+        t.op.symbol(),
+        value(t.limit, t.unit)
+    )
+}
+
+/// The `--threshold` lines: each expression with where it was taken, its value, and `ok` or
+/// `FAILED`.
+fn thresholds(out: &mut String, results: &[ThresholdResult]) {
+    if results.is_empty() {
+        return;
+    }
+    let failed = results.iter().filter(|t| !t.passed).count();
+    if failed == 0 {
+        let _ = writeln!(out, "thresholds (all {} passed)", results.len());
+    } else {
+        let _ = writeln!(out, "thresholds ({failed} of {} FAILED)", results.len());
+    }
+    let width = results.iter().map(|t| t.expr.len()).max().unwrap_or(0);
+    for t in results {
+        let actual = t
+            .actual
+            .map_or_else(|| "nothing measured".to_owned(), |a| value(a, t.unit));
+        let _ = writeln!(
+            out,
+            "  {:<width$}  {:<16} {:<10} {:>16}  {}",
+            t.expr,
+            t.metric,
+            taken_at(t),
+            actual,
+            if t.passed { "ok" } else { "FAILED" }
+        );
+    }
 }

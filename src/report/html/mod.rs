@@ -4,13 +4,14 @@
 //! host-provided names and capture contents are untrusted.
 //!
 //! Each kind of report has its module holding its page function; [`Kind`] names the kinds
-//! and [`render`] picks one from a saved report's `format`. A new kind (simulate) is one more
-//! module, one more variant with its format, and one more arm of [`render`].
+//! and [`render`] picks one from a saved report's `format`. A new kind is one more module, one
+//! more variant with its format, and one more arm of [`render`].
 
 mod conform;
 mod inspect;
 mod load;
 mod plot;
+mod simulate;
 
 use std::fmt::Write as _;
 
@@ -19,6 +20,7 @@ use serde_json::Value;
 pub use self::conform::conform;
 pub use self::inspect::{inspect, slim_connection};
 pub use self::load::{load, replay};
+pub use self::simulate::simulate;
 
 /// The kinds of report that have a page, each known by its JSON `format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,11 +33,19 @@ pub enum Kind {
     Conform,
     /// `inspect --json`.
     Inspect,
+    /// `simulate --json`.
+    Simulate,
 }
 
 impl Kind {
     /// Every kind, in the order the README lists them.
-    pub const ALL: [Kind; 4] = [Kind::Load, Kind::Replay, Kind::Conform, Kind::Inspect];
+    pub const ALL: [Kind; 5] = [
+        Kind::Load,
+        Kind::Replay,
+        Kind::Conform,
+        Kind::Inspect,
+        Kind::Simulate,
+    ];
 
     /// The `format` field of its JSON report.
     pub fn format(self) -> &'static str {
@@ -44,6 +54,7 @@ impl Kind {
             Kind::Replay => crate::replay::REPORT_FORMAT,
             Kind::Conform => crate::conform::runner::REPORT_FORMAT,
             Kind::Inspect => crate::inspect::REPORT_FORMAT,
+            Kind::Simulate => crate::simulate::report::FORMAT,
         }
     }
 
@@ -54,6 +65,7 @@ impl Kind {
             Kind::Replay => "replay",
             Kind::Conform => "conform",
             Kind::Inspect => "inspect",
+            Kind::Simulate => "simulate",
         }
     }
 
@@ -100,7 +112,8 @@ pub fn kind_of(doc: &Value) -> Result<Kind, HtmlError> {
         })
 }
 
-/// Renders any saved JSON report (load, merged load, replay, conform, inspect) as a page.
+/// Renders any saved JSON report (load, merged load, replay, conform, inspect, simulate) as a
+/// page.
 /// Load and replay reports are read into their types (their pages compute from the
 /// histograms); conform and inspect pages read the JSON as it is, so that the page of a saved
 /// report and of `--html` on the run are the same.
@@ -121,6 +134,7 @@ pub fn render(doc: &Value) -> Result<String, HtmlError> {
             require_object(doc, &["capture", "connections", "summary"]).map_err(shape)?;
             inspect(doc)
         }
+        Kind::Simulate => simulate(&serde_json::from_value(doc.clone()).map_err(shape)?),
     })
 }
 

@@ -24,6 +24,29 @@ pub const COLOURS: [RGBColor; 4] = [
     RGBColor(0x2c, 0xa0, 0x2c),
     RGBColor(0xd6, 0x27, 0x28),
 ];
+/// Colours of series without a fixed meaning (hosts, groups): the whole "category10" palette.
+const PALETTE: [RGBColor; 10] = [
+    COLOURS[0],
+    COLOURS[1],
+    COLOURS[2],
+    COLOURS[3],
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0x7f, 0x7f, 0x7f),
+    RGBColor(0xbc, 0xbd, 0x22),
+    RGBColor(0x17, 0xbe, 0xcf),
+];
+
+/// The `i`th series' colour (the palette repeats past ten).
+pub fn colour(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+/// Colour of what is absent or neutral.
+pub const GREY: RGBColor = RGBColor(0xbb, 0xbb, 0xbb);
+/// Colour of what is pending (neither good nor failed yet).
+pub const PENDING: RGBColor = RGBColor(0xf2, 0xb4, 0x47);
 /// Colour of what went well.
 pub const GOOD: RGBColor = COLOURS[2];
 /// Colour of what failed.
@@ -220,6 +243,132 @@ pub fn throughput(outcome: &Outcome) -> String {
     })
 }
 
+/// One line of [`lines`]: its label, colour and `(x, y)` points.
+pub struct Series<'a> {
+    /// Legend text.
+    pub label: &'a str,
+    /// Line colour.
+    pub colour: RGBColor,
+    /// Points, in x order.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Lines on linear axes from 0: a value per day of each host (simulate's counts).
+pub fn lines(caption: &str, x_desc: &str, y_desc: &str, series: &[Series<'_>]) -> String {
+    if series.iter().all(|s| s.points.is_empty()) {
+        return "<p class=\"note\">Nothing to plot.</p>".into();
+    }
+    let all = || series.iter().flat_map(|s| s.points.iter());
+    let x_max = all().map(|p| p.0).fold(1.0, f64::max);
+    let y_max = all().map(|p| p.1).fold(1.0, f64::max) * 1.1;
+    plot(|root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(caption, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .light_line_style(LIGHT)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for s in series {
+            let colour = s.colour;
+            chart
+                .draw_series(LineSeries::new(s.points.clone(), colour.stroke_width(2)))
+                .map_err(|e| e.to_string())?
+                .label(s.label)
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 18, y)], colour.stroke_width(2))
+                });
+        }
+        legend(&mut chart)
+    })
+}
+
+/// What happened to one row of a [`timeline`]: spans (a host down, from and to in days) and
+/// marks (a failover, at a day).
+pub struct Track<'a> {
+    /// The row's name.
+    pub label: &'a str,
+    /// `(from, to)` spans, days since the start.
+    pub spans: Vec<(f64, f64)>,
+    /// Instants, days since the start.
+    pub marks: Vec<f64>,
+}
+
+/// One row per track across `days`: spans as bars in `BAD`, marks as diamonds (simulate's
+/// hosts going down and machines failing over).
+pub fn timeline(caption: &str, days: f64, tracks: &[Track<'_>]) -> String {
+    if tracks.is_empty() {
+        return "<p class=\"note\">Nothing to plot.</p>".into();
+    }
+    let rows = tracks.len() as f64;
+    let height = (80 + 44 * tracks.len() as u32).min(PLOT_H);
+    let mut svg = String::new();
+    let result = {
+        let root = SVGBackend::with_string(&mut svg, (PLOT_W, height)).into_drawing_area();
+        root.fill(&WHITE)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                let mut chart = ChartBuilder::on(&root)
+                    .caption(caption, ("sans-serif", 18))
+                    .margin(12)
+                    .x_label_area_size(36)
+                    .y_label_area_size(120)
+                    .build_cartesian_2d(0.0..days.max(1.0), 0.0..rows)
+                    .map_err(|e| e.to_string())?;
+                chart
+                    .configure_mesh()
+                    .disable_y_mesh()
+                    .x_desc("day")
+                    .y_labels(tracks.len() * 2 + 1)
+                    .y_label_formatter(&|y| {
+                        // Rows are drawn top down; labels sit at their centres.
+                        let i = rows - y - 0.5;
+                        if (i - i.round()).abs() < 1e-6 && i >= 0.0 {
+                            tracks
+                                .get(i.round() as usize)
+                                .map_or_else(String::new, |t| t.label.to_owned())
+                        } else {
+                            String::new()
+                        }
+                    })
+                    .light_line_style(LIGHT)
+                    .draw()
+                    .map_err(|e| e.to_string())?;
+                for (i, t) in tracks.iter().enumerate() {
+                    let centre = rows - i as f64 - 0.5;
+                    chart
+                        .draw_series(t.spans.iter().map(|&(from, to)| {
+                            Rectangle::new(
+                                [(from, centre - 0.3), (to.max(from), centre + 0.3)],
+                                BAD.mix(0.7).filled(),
+                            )
+                        }))
+                        .map_err(|e| e.to_string())?;
+                    chart
+                        .draw_series(
+                            t.marks
+                                .iter()
+                                .map(|&d| TriangleMarker::new((d, centre), 7, COLOURS[0].filled())),
+                        )
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            })
+            .and_then(|()| root.present().map_err(|e| e.to_string()))
+    };
+    match result {
+        Ok(()) => svg,
+        Err(e) => format!("<p class=\"note\">plot not drawn: {}</p>", escape(&e)),
+    }
+}
+
 /// One stacked layer of a bar chart: its label, colour and a count per bar.
 pub struct Layer<'a> {
     /// Legend text.
@@ -327,13 +476,17 @@ pub fn category_bars(
     }
     let y_max = (highest_stack(layers, labels.len()) as f64 * 1.15).ceil() as u64;
     let n = labels.len() as u32;
+    // A segmented range of integers has one segment per value, both ends included: `0..n`
+    // would leave an empty segment after the last bar. With one label the range cannot be
+    // empty, and keeps that spare segment.
+    let last = if n > 1 { n - 1 } else { n };
     plot(|root| {
         let mut chart = ChartBuilder::on(root)
             .caption(caption, ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(64)
-            .build_cartesian_2d((0u32..n).into_segmented(), 0u64..y_max)
+            .build_cartesian_2d((0u32..last).into_segmented(), 0u64..y_max)
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
