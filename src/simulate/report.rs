@@ -7,8 +7,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use super::scenario::ClockMode;
-use super::threshold::ThresholdResult;
-use crate::load::threshold::Unit;
+use crate::load::threshold::{Op, Unit};
 
 /// The `format` field of the JSON report.
 pub const FORMAT: &str = "kmsharness-simulate/1";
@@ -223,6 +222,58 @@ pub struct Summary {
     pub activated_at_end: u64,
     /// Never activated.
     pub never_activated: u64,
+}
+
+/// A threshold evaluated at the end of a simulation, as reports show it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[schemars(
+    description = "A `simulate --threshold` expression evaluated at the end of the run.",
+    deny_unknown_fields
+)]
+pub struct ThresholdResult {
+    /// The expression as given.
+    #[schemars(description = "The expression as given, e.g. `activated>=100%@day2`.")]
+    pub expr: String,
+    /// What it measured.
+    #[schemars(
+        description = "What it measures: a state of the day's machines (`activated`, \
+        `not_activated`, `out_of_tolerance`, `absent`), that day's `requests` or `failures`, or \
+        `never_activated` over the whole run.",
+        regex(
+            pattern = r"^(activated|not_activated|out_of_tolerance|absent|requests|failures|never_activated)$"
+        )
+    )]
+    pub metric: String,
+    /// The day it was taken at.
+    #[schemars(
+        description = "The day (1 for the first) whose end it was taken at: the `@dayN` of the \
+        expression, else the last day simulated; null for `never_activated`.",
+        range(min = 1)
+    )]
+    pub day: Option<u32>,
+    /// The comparison.
+    pub op: Op,
+    /// The limit, in `unit`.
+    pub limit: f64,
+    /// `count` or `percent`.
+    #[schemars(
+        description = "`count` (machines, requests or failures), or `percent`: of the \
+        machines present that day (`absent` and `never_activated`: of all machines; `failures`: \
+        of that day's requests)."
+    )]
+    pub unit: Unit,
+    /// The measured value; null when there was nothing to measure.
+    #[schemars(
+        description = "The measured value, in `unit`; null when there was nothing to measure \
+        (a day not simulated, a percentage of nothing), and the threshold then fails."
+    )]
+    pub actual: Option<f64>,
+    /// Whether `actual OP limit` holds.
+    #[schemars(
+        description = "Whether `actual OP limit` holds; a failed one makes the exit \
+        status 1."
+    )]
+    pub passed: bool,
 }
 
 /// The text report.
