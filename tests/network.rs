@@ -1148,11 +1148,12 @@ async fn robust_drip_sender_is_cut_at_the_pdu_deadline() {
     host.stop().await.unwrap();
 }
 
-/// A client that sends requests but never reads its replies fills the socket buffers; the
-/// host's write then misses its deadline and the host drops the connection (the client's
-/// writes fail) instead of waiting forever.
+/// A client that sends requests but never reads its replies would fill the socket buffers;
+/// the host stops reading it once it is more than `MAX_PIPELINED_CALLS` calls ahead, and
+/// drops the connection (the client's writes fail) instead of answering into buffers nobody
+/// drains, or waiting forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn robust_client_that_never_reads_is_dropped_at_the_write_deadline() {
+async fn robust_client_that_never_reads_is_dropped() {
     let host = deadline_host(Duration::from_millis(500)).await;
     let addr = host.addr();
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -1182,6 +1183,84 @@ async fn robust_client_that_never_reads_is_dropped_at_the_write_deadline() {
     .await;
     assert!(cut.is_some(), "the host took every request");
     assert_still_serves(addr, "a client that never reads").await;
+    host.stop().await.unwrap();
+}
+
+/// Reads PDUs from `stream` until the host closes it; how many were responses or faults.
+async fn replies_until_closed(stream: &mut TcpStream) -> usize {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match bounded("replies", stream.read(&mut buf)).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let mut replies = 0;
+    let mut rest = &got[..];
+    while let Ok(Some((pdu, tail))) = split_pdu(rest) {
+        if matches!(pdu[2], 2 | 3) {
+            replies += 1;
+        }
+        rest = tail;
+    }
+    replies
+}
+
+/// A bound connection with NDR32 only, its bind_ack read.
+async fn bound(addr: SocketAddr) -> TcpStream {
+    let mut stream = bounded("connect", TcpStream::connect(addr)).await.unwrap();
+    let (mut session, bind) = bind_bytes(NDR32_ONLY);
+    stream.write_all(&bind).await.unwrap();
+    let mut ack = Vec::new();
+    while split_pdu(&ack).unwrap().is_none() {
+        let mut chunk = [0u8; 512];
+        let n = bounded("bind_ack", stream.read(&mut chunk)).await.unwrap();
+        assert!(n > 0, "closed instead of a bind_ack");
+        ack.extend_from_slice(&chunk[..n]);
+    }
+    session.handle_bind_reply(&ack).unwrap();
+    stream
+}
+
+/// Calls sent ahead of their replies are answered up to `MAX_PIPELINED_CALLS` in a row, again
+/// and again while the client reads between its batches; one more in a row and the host reads
+/// no further call: it answers 17 of 40, then closes after the PDU timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn robust_pipelined_calls_are_bounded() {
+    use kmsharness::net::host::MAX_PIPELINED_CALLS;
+    let limit = MAX_PIPELINED_CALLS as usize;
+    let host = deadline_host(Duration::from_millis(300)).await;
+    let addr = host.addr();
+    let mut stream = bound(addr).await;
+    for round in 0..3u32 {
+        let batch: Vec<u8> = (0..limit as u32)
+            .flat_map(|i| request_bytes(round * 100 + i, 0, 0))
+            .collect();
+        stream.write_all(&batch).await.unwrap();
+        let mut got = Vec::new();
+        let mut replies = 0;
+        while replies < limit {
+            let mut buf = [0u8; 4096];
+            let n = bounded("a batch's replies", stream.read(&mut buf))
+                .await
+                .unwrap();
+            assert!(n > 0, "round {round}: closed after {replies} replies");
+            got.extend_from_slice(&buf[..n]);
+            replies = 0;
+            let mut rest = &got[..];
+            while let Ok(Some((_, tail))) = split_pdu(rest) {
+                replies += 1;
+                rest = tail;
+            }
+        }
+        assert_eq!(replies, limit, "round {round}");
+    }
+    let mut stream = bound(addr).await;
+    let batch: Vec<u8> = (0..40u32).flat_map(|i| request_bytes(i, 0, 0)).collect();
+    stream.write_all(&batch).await.unwrap();
+    assert_eq!(replies_until_closed(&mut stream).await, limit + 1);
+    assert_still_serves(addr, "a client far ahead of its replies").await;
     host.stop().await.unwrap();
 }
 

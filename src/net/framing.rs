@@ -98,6 +98,28 @@ impl PduReader {
         self.buf.len() - self.start - self.last
     }
 
+    /// Whether the bytes buffered beyond the PDU last returned hold another whole PDU (or the
+    /// start of one that cannot be framed: the next read reports it).
+    pub fn holds_whole_pdu(&self) -> bool {
+        let avail = &self.buf[self.start + self.last..];
+        match frame_len(avail) {
+            Ok(Some(len)) => avail.len() >= len,
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+
+    /// Appends what `read` gives without waiting (a non-blocking read such as
+    /// `TcpStream::try_read`); whether it gave anything. What it read is framed by the next
+    /// call to [`next`](Self::next) or its variants.
+    pub fn fill_now(&mut self, read: impl FnOnce(&mut [u8]) -> std::io::Result<usize>) -> bool {
+        let old = self.buf.len();
+        self.buf.resize(old + 2048, 0);
+        let got = read(&mut self.buf[old..]).unwrap_or(0);
+        self.buf.truncate(old + got);
+        got > 0
+    }
+
     /// Reads until one whole PDU is buffered and returns it.
     pub async fn next<R: AsyncRead + Unpin>(&mut self, io: &mut R) -> Result<&[u8], ReadError> {
         self.next_within(io, None, None).await

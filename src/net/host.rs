@@ -70,6 +70,14 @@ impl Default for ListenConfig {
     }
 }
 
+/// Calls a client may send ahead of their replies, one after another, before the host stops
+/// reading it: DCE/RPC lets a client have several calls outstanding, and this is the
+/// number of calls a host reassembles at once (`proto::host::session`); a KMS client sends one
+/// call and waits for its reply. A peer that keeps sending without waiting (one that never
+/// reads, most likely) would otherwise have the host answer megabytes of requests into socket
+/// buffers that nobody drains, at the expense of every other client.
+pub const MAX_PIPELINED_CALLS: u32 = 16;
+
 /// Default of [`ListenConfig::pdu_timeout`]: a KMS PDU is a few hundred bytes, so a peer that
 /// needs seconds for one is too slow or hostile.
 pub const DEFAULT_PDU_TIMEOUT: Duration = Duration::from_secs(5);
@@ -87,6 +95,9 @@ pub struct HostStats {
     pub bad_input: AtomicU64,
     /// Connections closed for a PDU or a reply that missed its deadline.
     pub too_slow: AtomicU64,
+    /// Connections closed for sending more than [`MAX_PIPELINED_CALLS`] calls ahead of their
+    /// replies.
+    pub pipelined: AtomicU64,
 }
 
 /// Bound listeners, ready to serve.
@@ -250,6 +261,8 @@ async fn serve_connection<S: KmsService>(
         idle: config.idle_timeout,
         pdu: config.pdu_timeout,
     };
+    // Calls in a row that arrived before the reply to the one before.
+    let mut pipelined = 0u32;
     loop {
         // Before a bind, only a bind-sized PDU is buffered (the session's policy).
         reader.set_max(session.max_pdu());
@@ -305,6 +318,24 @@ async fn serve_connection<S: KmsService>(
                     stats.too_slow.fetch_add(1, Ordering::Relaxed);
                     break;
                 }
+            }
+        }
+        if matches!(step.reply, Some(PacketType::Response | PacketType::Fault)) {
+            // A client waiting for this reply has sent nothing since its call: the next call
+            // already here (in the buffer, or readable at once) was sent ahead of it. On the
+            // path of a waiting client the non-blocking read is the one that finds the socket
+            // empty, which the next read would otherwise do.
+            if reader.holds_whole_pdu() || reader.fill_now(|b| stream.try_read(b)) {
+                pipelined += 1;
+            } else {
+                pipelined = 0;
+            }
+            if pipelined > MAX_PIPELINED_CALLS {
+                // Its replies so far stay deliverable for the PDU timeout; then it is closed
+                // without another call read, so it costs no more work than that.
+                stats.pipelined.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(config.pdu_timeout).await;
+                break;
             }
         }
         if step.close {
