@@ -322,9 +322,10 @@ async fn serve_connection<S: KmsService>(
         }
         if matches!(step.reply, Some(PacketType::Response | PacketType::Fault)) {
             // A client waiting for this reply has sent nothing since its call: the next call
-            // already here (in the buffer, or readable at once) was sent ahead of it. On the
-            // path of a waiting client the non-blocking read is the one that finds the socket
-            // empty, which the next read would otherwise do.
+            // already here (in the buffer, or readable at once) was sent ahead of it. For a
+            // waiting client the non-blocking read costs no system call: its call came in a
+            // read that did not fill the buffer, after which tokio knows the socket is empty
+            // until the reactor says otherwise.
             if reader.holds_whole_pdu() || reader.fill_now(|b| stream.try_read(b)) {
                 pipelined += 1;
             } else {
