@@ -1225,7 +1225,8 @@ async fn bound(addr: SocketAddr) -> TcpStream {
 
 /// Calls sent ahead of their replies are answered up to `MAX_PIPELINED_CALLS` in a row, again
 /// and again while the client reads between its batches; one more in a row and the host reads
-/// no further call: it answers 17 of 40, then closes after the PDU timeout.
+/// no further call: it answers 17 of 40 and shuts its side at once (the socket is closed
+/// after the PDU timeout).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn robust_pipelined_calls_are_bounded() {
     use kmsharness::net::host::MAX_PIPELINED_CALLS;

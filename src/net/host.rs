@@ -75,7 +75,8 @@ impl Default for ListenConfig {
 /// number of calls a host reassembles at once (`proto::host::session`); a KMS client sends one
 /// call and waits for its reply. A peer that keeps sending without waiting (one that never
 /// reads, most likely) would otherwise have the host answer megabytes of requests into socket
-/// buffers that nobody drains, at the expense of every other client.
+/// buffers that nobody drains, at the expense of every other client. Past this the host
+/// answers no further call: it shuts its side and closes the connection after the PDU timeout.
 pub const MAX_PIPELINED_CALLS: u32 = 16;
 
 /// Default of [`ListenConfig::pdu_timeout`]: a KMS PDU is a few hundred bytes, so a peer that
@@ -332,9 +333,12 @@ async fn serve_connection<S: KmsService>(
                 pipelined = 0;
             }
             if pipelined > MAX_PIPELINED_CALLS {
-                // Its replies so far stay deliverable for the PDU timeout; then it is closed
-                // without another call read, so it costs no more work than that.
+                // No further call is read. The host's side is shut at once, so a client that
+                // sent its calls and reads its replies (a fuzzer, a batch tool) sees the end
+                // after the last; the socket is held for the PDU timeout before it is closed,
+                // so one that never reads does not come straight back for another round.
                 stats.pipelined.fetch_add(1, Ordering::Relaxed);
+                let _ = tokio::time::timeout(config.pdu_timeout, stream.shutdown()).await;
                 tokio::time::sleep(config.pdu_timeout).await;
                 break;
             }
