@@ -2,7 +2,10 @@
 //! bug of `serve` (`--fault panic-unterminated-workstation`, `stall-on-bad-length`,
 //! `abort-on-ndr-count`) found in a spawned host within a bounded number of cases.
 
+use serde_json::Value;
+
 use crate::load::kmsharness;
+use crate::support::schema::Schema;
 
 #[test]
 fn fuzz_finds_nothing_on_the_healthy_bundled_host() {
@@ -21,14 +24,52 @@ fn fuzz_finds_a_planted_panic_in_a_spawned_host() {
         "{} serve --fault panic-unterminated-workstation -L 127.0.0.1:{{port}}",
         env!("CARGO_BIN_EXE_kmsharness")
     );
+    let json = dir.with_extension("json");
     let ran = kmsharness(&[
-        "fuzz", "--spawn", &spawn, "--cases", "200", "--seed", "1", "--out", out,
+        "fuzz",
+        "--spawn",
+        &spawn,
+        "--cases",
+        "200",
+        "--seed",
+        "1",
+        "--out",
+        out,
+        "--json",
+        json.to_str().unwrap(),
     ]);
-    let kept = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
-    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(ran.code, Some(1), "{}\n{}", ran.stdout, ran.stderr);
     assert!(ran.stdout.contains("panic"), "{}", ran.stdout);
-    assert!(kept > 0, "a finding is kept in --out");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    Schema::load("fuzz-report.schema.json").assert_fits("a report with a finding", &report);
+    let finding = &report["findings"][0];
+    let saved = format!("{}.json", finding["files"].as_str().unwrap());
+    assert!(
+        finding["reproduce"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("kmsharness fuzz --replay ") && r.contains("--spawn")),
+        "{finding}"
+    );
+    // The saved finding re-sent byte for byte: it shows again on the host with the bug, and
+    // not on a healthy one.
+    let again = kmsharness(&["fuzz", "--replay", &saved, "--spawn", &spawn]);
+    assert_eq!(again.code, Some(1), "{}\n{}", again.stdout, again.stderr);
+    assert!(again.stdout.contains("reproduced") && again.stdout.contains("panic"));
+    let healthy = format!(
+        "{} serve -L 127.0.0.1:{{port}}",
+        env!("CARGO_BIN_EXE_kmsharness")
+    );
+    let clean = kmsharness(&["fuzz", "--replay", &saved, "--spawn", &healthy]);
+    assert_eq!(clean.code, Some(0), "{}\n{}", clean.stdout, clean.stderr);
+    assert!(
+        clean.stdout.contains("did not reproduce"),
+        "{}",
+        clean.stdout
+    );
+    let not_a_finding = kmsharness(&["fuzz", "--replay", json.to_str().unwrap()]);
+    assert_eq!(not_a_finding.code, Some(2), "{}", not_a_finding.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&json);
 }
 
 /// `fuzz --spawn` of `serve` with `fault`, seed 1, at most `cases`: its exit code, stdout and

@@ -1,6 +1,6 @@
 //! The JSON schemas under `docs/` for the outputs that have no other test module of their own:
-//! `activate --json`, `activate --list --json` (also the catalog file format), `inspect --json`
-//! and `conform --json`. Each checked-in schema must be what `schemars` generates from the
+//! `activate --json`, `activate --list --json` (also the catalog file format), `inspect --json`,
+//! `conform --json` and `fuzz --json` (whose reports are validated in `tests/fuzz.rs`). Each checked-in schema must be what `schemars` generates from the
 //! report type, and real outputs (from the binary, against the bundled host and the captures)
 //! must fit it, as judged by the `jsonschema` crate.
 
@@ -29,6 +29,7 @@ fn schemas_are_generated_from_the_report_types() {
     schema::assert_generated::<kmsharness::activate::ActivateReport>("activate-report.schema.json");
     schema::assert_generated::<kmsharness::inspect::InspectDocument>("inspect-report.schema.json");
     schema::assert_generated::<kmsharness::conform::SuiteReport>("conform-report.schema.json");
+    schema::assert_generated::<kmsharness::fuzz::FuzzReport>("fuzz-report.schema.json");
     schema::assert_generated_input::<kmsharness::catalog::file::Document>("catalog.schema.json");
 }
 

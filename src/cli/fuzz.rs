@@ -7,10 +7,13 @@ use clap::Args;
 
 use crate::capture::plan::Plan;
 use crate::exit::Exit;
-use crate::fuzz::case::Seed;
-use crate::fuzz::{FuzzConfig, Target};
+use crate::fuzz::case::{Case, Seed};
+use crate::fuzz::{Finding, FuzzConfig, Target};
 
 use super::Error;
+
+/// Lines of the oracle's output `--replay` prints.
+const REPLAY_DETAIL_LINES: usize = 8;
 
 /// Longest `--duration` accepted.
 const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -57,9 +60,29 @@ pub struct FuzzOpts {
     /// A liveness probe (a valid activation) after every N cases.
     #[arg(long, default_value_t = 100, value_name = "N")]
     pub batch: u64,
+    /// Instead of fuzzing, re-send a saved finding (its `.json` in --out) byte for byte to the
+    /// target and judge it again: exit 1 when it shows again, 0 when not.
+    #[arg(long, value_name = "FINDING.json")]
+    pub replay: Option<PathBuf>,
 }
 
-/// Runs `fuzz`: exit 0 no findings, 1 findings.
+/// The saved finding `--replay` names, as a case to send.
+fn replay_case(path: &std::path::Path) -> Result<Case, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::read("--replay", path, e))?;
+    let content = |message: String| Error::Content {
+        path: path.to_path_buf(),
+        message,
+    };
+    let finding: Finding = serde_json::from_str(&text).map_err(|e| {
+        content(format!(
+            "not a fuzz finding (the .json beside its .pcap): {e}"
+        ))
+    })?;
+    crate::fuzz::case_of(&finding).map_err(|e| content(e.to_string()))
+}
+
+/// Runs `fuzz`: exit 0 no findings, 1 findings (with `--replay`: 0 when the finding did not
+/// show again, 1 when it did).
 pub fn main(opts: &FuzzOpts) -> Result<Exit, Error> {
     let duration = super::timeout(
         "--duration",
@@ -94,6 +117,7 @@ pub fn main(opts: &FuzzOpts) -> Result<Exit, Error> {
     if let Some(json) = &opts.json {
         super::check_writable("--json", json)?;
     }
+    let replay = opts.replay.as_deref().map(replay_case).transpose()?;
     let runtime = super::runtime(None)?;
     runtime.block_on(async {
         let (target, label) = match (&opts.target, &opts.spawn) {
@@ -125,6 +149,39 @@ pub fn main(opts: &FuzzOpts) -> Result<Exit, Error> {
             out: Some(opts.out.clone()),
             minimise_budget: 48,
         };
+        if let Some(case) = replay {
+            let verdict = crate::fuzz::replay(&config, &case)
+                .await
+                .map_err(Error::Fuzz)?;
+            let path = opts.replay.as_deref().unwrap_or(std::path::Path::new(""));
+            super::print_text(false, |w| match &verdict {
+                Some(v) => {
+                    writeln!(
+                        w,
+                        "{}: reproduced against {}: {}",
+                        path.display(),
+                        config.target_label,
+                        v.signature
+                    )?;
+                    // The oracle's output can be a whole backtrace: its first lines here.
+                    for line in v.detail.lines().take(REPLAY_DETAIL_LINES) {
+                        writeln!(w, "  {line}")?;
+                    }
+                    Ok(())
+                }
+                None => writeln!(
+                    w,
+                    "{}: did not reproduce against {}",
+                    path.display(),
+                    config.target_label
+                ),
+            })?;
+            return Ok(if verdict.is_some() {
+                Exit::ChecksFailed
+            } else {
+                Exit::Success
+            });
+        }
         let report = crate::fuzz::run(&config, super::shutdown_signal())
             .await
             .map_err(Error::Fuzz)?;

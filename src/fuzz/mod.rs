@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::capture::Direction;
 use crate::capture::record::{self, Flow, Recorder};
@@ -70,7 +70,8 @@ pub struct FuzzConfig {
 }
 
 /// One finding, deduplicated by signature.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+#[schemars(description = "One finding: the first case that showed a signature, minimised.")]
 pub struct Finding {
     /// What broke, stably named.
     pub signature: String,
@@ -94,12 +95,24 @@ pub struct Finding {
     pub files: Option<String>,
     /// The exchange, hex-encoded: the prefix PDU then each PDU sent.
     pub sent_hex: Vec<String>,
+    /// The command that re-sends the exchange byte for byte to the same target and judges it
+    /// again (`kmsharness fuzz --replay FILE.json ...`), when the finding was saved.
+    #[serde(default)]
+    pub reproduce: Option<String>,
 }
 
 /// The report of a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[schemars(
+    title = "kmsharness fuzz report",
+    description = "The JSON report of `kmsharness fuzz --json FILE` (format kmsharness-fuzz/1): \
+        cases run per layer, the rate, liveness probes, and the findings deduplicated by \
+        signature.",
+    extend("$id" = "https://github.com/kmsharness/kmsharness/docs/fuzz-report.schema.json")
+)]
 pub struct FuzzReport {
     /// `kmsharness-fuzz/1`.
+    #[schemars(extend("const" = "kmsharness-fuzz/1"))]
     pub format: String,
     /// The target as given (or `embedded`).
     pub target: String,
@@ -365,18 +378,23 @@ async fn minimise(
     Ok((case, true))
 }
 
-/// Writes a finding's pcap, JSON and oracle output into `dir`; returns the file stem.
+/// Writes a finding's pcap, JSON and oracle output as `stem` with their extensions, and sets
+/// its `files` (the stem) and `reproduce`.
 fn save(
-    dir: &std::path::Path,
-    n: usize,
-    finding: &Finding,
+    stem: &std::path::Path,
+    finding: &mut Finding,
+    config: &FuzzConfig,
     case: &Case,
     ex: &Exchange,
     server: SocketAddr,
     client: Option<SocketAddr>,
-) -> std::io::Result<String> {
-    std::fs::create_dir_all(dir)?;
-    let stem = dir.join(format!("finding-{n:03}"));
+) -> std::io::Result<()> {
+    if let Some(dir) = stem.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let name = stem.display().to_string();
+    finding.reproduce = Some(reproduce_command(config, &name));
+    finding.files = Some(name);
     let recorder = Recorder::create(&stem.with_extension("pcap"))?;
     let client = client.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 49152)));
     let mut flow = Flow::start(recorder.clone(), client, server);
@@ -392,21 +410,19 @@ fn save(
     flow.close(Direction::ToServer, record::now());
     drop(flow);
     recorder.finish()?;
-    let text = serde_json::to_vec_pretty(finding).map_err(std::io::Error::other)?;
+    let text = serde_json::to_vec_pretty(&*finding).map_err(std::io::Error::other)?;
     std::fs::write(stem.with_extension("json"), text)?;
     std::fs::write(
         stem.with_extension("txt"),
         format!("{}\n{}\n", finding.signature, finding.detail),
     )?;
-    Ok(stem.display().to_string())
+    Ok(())
 }
 
-/// Runs the fuzzer until `config.cases` or `config.duration`, or `interrupt`.
-pub async fn run(
-    config: &FuzzConfig,
-    interrupt: impl std::future::Future<Output = ()>,
-) -> Result<FuzzReport, FuzzError> {
-    let mut host = match &config.target {
+/// Starts (or names) the host a run talks to: the address, the spawned command, or the
+/// bundled host in this process with a panic hook that records its tasks' panics.
+async fn start_host(config: &FuzzConfig) -> Result<Host, FuzzError> {
+    Ok(match &config.target {
         Target::Addr(a) => Host::Addr(*a),
         Target::Spawn(cmd) => Host::Spawned(Spawned::start(cmd).await?),
         Target::Embedded => {
@@ -438,7 +454,101 @@ pub async fn run(
             }));
             Host::Embedded(h)
         }
+    })
+}
+
+/// Stops what [`start_host`] started.
+async fn stop_host(host: Host) {
+    match host {
+        Host::Spawned(s) => s.stop().await,
+        Host::Embedded(h) => {
+            let _ = std::panic::take_hook();
+            let _ = h.stop().await;
+        }
+        Host::Addr(_) => {}
+    }
+}
+
+/// The command line that re-sends a saved finding (`stem` without its extension) to the run's
+/// target: `kmsharness fuzz --replay STEM.json` with the run's `-t` or `--spawn`.
+fn reproduce_command(config: &FuzzConfig, stem: &str) -> String {
+    let quote = |s: &str| shlex::try_quote(s).map_or_else(|_| s.to_owned(), |q| q.into_owned());
+    let target = match &config.target {
+        Target::Addr(_) => format!(" -t {}", quote(&config.target_label)),
+        Target::Spawn(cmd) => format!(" --spawn {}", quote(cmd)),
+        Target::Embedded => String::new(),
     };
+    format!(
+        "kmsharness fuzz --replay {}{target}",
+        quote(&format!("{stem}.json"))
+    )
+}
+
+/// Why a saved finding cannot be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// A `sent_hex` item is not hex, or there is none.
+    #[error("sent_hex[{index}] is not an even number of hex digits")]
+    BadHex {
+        /// Its index.
+        index: usize,
+    },
+    /// `sent_hex` is empty.
+    #[error("sent_hex is empty: no exchange to send")]
+    Empty,
+}
+
+/// The case a saved finding describes: its exchange as sent, byte for byte.
+pub fn case_of(finding: &Finding) -> Result<Case, ReplayError> {
+    let mut pdus = Vec::with_capacity(finding.sent_hex.len());
+    for (index, h) in finding.sent_hex.iter().enumerate() {
+        pdus.push(unhex(h).ok_or(ReplayError::BadHex { index })?);
+    }
+    if pdus.is_empty() {
+        return Err(ReplayError::Empty);
+    }
+    let prefix = pdus.remove(0);
+    let layer = Layer::ALL
+        .into_iter()
+        .find(|l| l.name() == finding.layer)
+        .unwrap_or(Layer::Raw);
+    Ok(Case {
+        index: finding.case,
+        layer,
+        mutation: finding.mutation.clone(),
+        prefix,
+        pdus,
+        original: None,
+        // The request's key is not saved: a response is judged by the RPC rules only.
+        sent: None,
+    })
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Re-sends `case` to the configured target, byte for byte, and judges it with every oracle
+/// (the host's own reports included); the verdict, or `None` when it did not show.
+pub async fn replay(config: &FuzzConfig, case: &Case) -> Result<Option<Verdict>, FuzzError> {
+    let mut host = start_host(config).await?;
+    let (verdict, _, _) = try_case(&mut host, case, config, Duration::from_millis(300)).await?;
+    stop_host(host).await;
+    Ok(verdict)
+}
+
+/// Runs the fuzzer until `config.cases` or `config.duration`, or `interrupt`.
+pub async fn run(
+    config: &FuzzConfig,
+    interrupt: impl std::future::Future<Output = ()>,
+) -> Result<FuzzReport, FuzzError> {
+    let mut host = start_host(config).await?;
     let mut rng = rng::Rng::for_case(config.seed, u64::MAX);
     let probe_seed = config.seeds[0];
     let probe = case::valid_case(&probe_seed, now_filetime(), &mut rng);
@@ -535,12 +645,13 @@ pub async fn run(
                 .chain(&small.pdus)
                 .map(|p| hex_string(p))
                 .collect(),
+            reproduce: None,
         };
         if let Some(dir) = &config.out {
-            let files = save(
-                dir,
-                findings.len() + 1,
-                &finding,
+            save(
+                &dir.join(format!("finding-{:03}", findings.len() + 1)),
+                &mut finding,
+                config,
                 &small,
                 &ex,
                 host.addr(),
@@ -550,7 +661,6 @@ pub async fn run(
                 path: dir.clone(),
                 source,
             })?;
-            finding.files = Some(files);
         }
         findings.push(finding);
         host.restart_if_dead().await?;
@@ -560,14 +670,7 @@ pub async fn run(
         Host::Spawned(s) => s.starts,
         _ => 0,
     };
-    match host {
-        Host::Spawned(s) => s.stop().await,
-        Host::Embedded(h) => {
-            let _ = std::panic::take_hook();
-            let _ = h.stop().await;
-        }
-        Host::Addr(_) => {}
-    }
+    stop_host(host).await;
     Ok(FuzzReport {
         format: REPORT_FORMAT.into(),
         target: config.target_label.clone(),
@@ -628,6 +731,9 @@ pub fn print_text(r: &FuzzReport, w: &mut dyn std::io::Write) -> std::io::Result
         )?;
         if let Some(files) = &f.files {
             writeln!(w, "    files: {files}.pcap .json .txt")?;
+        }
+        if let Some(cmd) = &f.reproduce {
+            writeln!(w, "    reproduce: {cmd}")?;
         }
     }
     if r.interrupted {
