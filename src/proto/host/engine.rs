@@ -37,8 +37,9 @@ impl Identity {
 }
 
 /// A reference KMS host's state machine: feed it decoded requests with the host's clock, get
-/// back what to answer.
-#[derive(Debug)]
+/// back what to answer. Cloning one copies its tables: a fuzz target starts each input from a
+/// clone of one fresh host instead of configuring a new one.
+#[derive(Debug, Clone)]
 pub struct KmsHost {
     identities: Vec<Identity>,
     hwid: [u8; 8],
@@ -411,7 +412,7 @@ impl Grant {
 }
 
 /// The decision part that needs the host table: the only step under the shared lock.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Policy {
     host: KmsHost,
     faults: FaultSet,

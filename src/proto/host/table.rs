@@ -51,7 +51,7 @@ struct Slot {
 /// One application's client table: a map from machine ID to slot, and a min-heap of slots by
 /// last request for eviction and expiry. All storage is reserved when the capacity grows, so
 /// handling a request allocates nothing, and every step is O(log n) whatever the clock does.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct ClientTable {
     pub(super) capacity: u32,
     index: HashMap<Guid, usize, TableHasher>,
