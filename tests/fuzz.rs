@@ -111,3 +111,25 @@ fn fuzz_finds_a_planted_abort_on_an_ndr_count() {
     assert!(out.contains("host started"), "{out}");
     assert!(kept > 0, "a finding is kept in --out");
 }
+
+#[test]
+fn the_vlmcsd_asan_finding_replays_byte_for_byte() {
+    // Found against vlmcsd under AddressSanitizer (vectors/README.md): the same bytes trip the
+    // planted workstation bug of `serve`, and a healthy `serve` answers them.
+    let finding = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/vectors/fuzz/vlmcsd-asan-workstation.json"
+    );
+    let serve = |fault: &str| {
+        format!(
+            "{} serve {fault} -L 127.0.0.1:{{port}}",
+            env!("CARGO_BIN_EXE_kmsharness")
+        )
+    };
+    let planted = serve("--fault panic-unterminated-workstation");
+    let ran = kmsharness(&["fuzz", "--replay", finding, "--spawn", &planted]);
+    assert_eq!(ran.code, Some(1), "{}\n{}", ran.stdout, ran.stderr);
+    assert!(ran.stdout.contains("reproduced"), "{}", ran.stdout);
+    let ran = kmsharness(&["fuzz", "--replay", finding, "--spawn", &serve("")]);
+    assert_eq!(ran.code, Some(0), "{}\n{}", ran.stdout, ran.stderr);
+}
