@@ -203,9 +203,7 @@ impl Host {
 
     async fn restart_if_dead(&mut self) -> Result<bool, FuzzError> {
         if let Host::Spawned(s) = self
-            && s.check(Duration::ZERO)
-                .await
-                .is_some_and(|r| r.output.contains("\n["))
+            && s.check(Duration::ZERO).await.is_some_and(|r| r.exited)
         {
             s.restart().await?;
             return Ok(true);

@@ -43,6 +43,9 @@ pub struct HostReport {
     pub signature: String,
     /// The last stderr lines.
     pub output: String,
+    /// Whether the host has exited (else it reported a bug and goes on: a sanitizer that
+    /// does not abort, a forked child that died).
+    pub exited: bool,
 }
 
 /// A host the fuzzer started.
@@ -115,6 +118,7 @@ impl Spawned {
                 return Some(HostReport {
                     signature: signature.unwrap_or_else(|| format!("host {exit}")),
                     output: format!("{}\n[{exit}]", self.tail.join("\n")),
+                    exited: true,
                 });
             }
             if signature.is_some() || tokio::time::Instant::now() >= deadline {
@@ -125,6 +129,7 @@ impl Spawned {
         signature.map(|signature| HostReport {
             signature,
             output: self.tail.join("\n"),
+            exited: false,
         })
     }
 
