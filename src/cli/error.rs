@@ -143,7 +143,9 @@ impl Error {
             Error::Replay(_) => Exit::LocalIo,
             Error::Fuzz(crate::fuzz::FuzzError::Host(e)) => e.exit(),
             Error::Fuzz(crate::fuzz::FuzzError::Dead { .. }) => Exit::Connection,
-            Error::Fuzz(crate::fuzz::FuzzError::Out { .. }) => Exit::LocalIo,
+            Error::Fuzz(
+                crate::fuzz::FuzzError::Out { .. } | crate::fuzz::FuzzError::Runtime(_),
+            ) => Exit::LocalIo,
             Error::Fuzz(crate::fuzz::FuzzError::Spawn(_)) => Exit::Usage,
             Error::Simulate(e) => match **e {
                 crate::simulate::SimulateError::Scenario(_) => Exit::Usage,

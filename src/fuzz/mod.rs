@@ -155,6 +155,9 @@ pub enum FuzzError {
         /// What the probe saw.
         why: String,
     },
+    /// The bundled host's own runtime could not start.
+    #[error("cannot start the bundled host's runtime: {0}")]
+    Runtime(#[source] std::io::Error),
     /// The findings directory.
     #[error("--out {}: {source}", path.display())]
     Out {
@@ -168,11 +171,15 @@ pub enum FuzzError {
 /// Panics of the bundled host's tasks, when it runs in this process.
 static PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
+/// The name of the threads the bundled host runs on in a self-test: a runtime of its own, so
+/// that the panic hook counts the host's panics and not the fuzzer's own.
+const HOST_THREAD: &str = "kmsharness-fuzz-host";
+
 /// The host a run talks to.
 enum Host {
     Addr(SocketAddr),
     Spawned(Spawned),
-    Embedded(crate::host::RunningHost),
+    Embedded(crate::host::RunningHost, tokio::runtime::Runtime),
 }
 
 impl Host {
@@ -180,7 +187,7 @@ impl Host {
         match self {
             Host::Addr(a) => *a,
             Host::Spawned(s) => s.addr,
-            Host::Embedded(h) => h.addrs[0],
+            Host::Embedded(h, _) => h.addrs[0],
         }
     }
 
@@ -188,7 +195,7 @@ impl Host {
     async fn check(&mut self, grace: Duration) -> Option<(String, String)> {
         match self {
             Host::Spawned(s) => s.check(grace).await.map(|r| (r.signature, r.output)),
-            Host::Embedded(_) => {
+            Host::Embedded(..) => {
                 let mut p = PANICS
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -427,7 +434,16 @@ async fn start_host(config: &FuzzConfig) -> Result<Host, FuzzError> {
             // Every host key group, so that requests taken from captures reach the KMS logic.
             let mut setup = crate::host::HostSetup::loopback();
             setup.host.key_groups = crate::catalog::host_key_groups().collect();
-            let h = crate::host::start(setup).await?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name(HOST_THREAD)
+                .enable_all()
+                .build()
+                .map_err(FuzzError::Runtime)?;
+            let h = runtime
+                .spawn(crate::host::start(setup))
+                .await
+                .map_err(|e| FuzzError::Runtime(std::io::Error::other(e)))??;
             PANICS
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -438,9 +454,7 @@ async fn start_host(config: &FuzzConfig) -> Result<Host, FuzzError> {
                 let loc = info
                     .location()
                     .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
-                let is_host = std::thread::current()
-                    .name()
-                    .is_some_and(|n| n.starts_with("tokio"));
+                let is_host = std::thread::current().name() == Some(HOST_THREAD);
                 if is_host {
                     PANICS
                         .lock()
@@ -450,7 +464,7 @@ async fn start_host(config: &FuzzConfig) -> Result<Host, FuzzError> {
                     prev(info);
                 }
             }));
-            Host::Embedded(h)
+            Host::Embedded(h, runtime)
         }
     })
 }
@@ -459,9 +473,11 @@ async fn start_host(config: &FuzzConfig) -> Result<Host, FuzzError> {
 async fn stop_host(host: Host) {
     match host {
         Host::Spawned(s) => s.stop().await,
-        Host::Embedded(h) => {
+        Host::Embedded(h, runtime) => {
             let _ = std::panic::take_hook();
-            let _ = h.stop().await;
+            let _ = runtime.spawn(h.stop()).await;
+            // Not dropped here: dropping a runtime blocks, which an async context may not.
+            runtime.shutdown_background();
         }
         Host::Addr(_) => {}
     }
