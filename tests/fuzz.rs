@@ -74,18 +74,16 @@ fn fuzz_finds_a_planted_panic_in_a_spawned_host() {
 
 /// `fuzz --spawn` of `serve` with `fault`, seed 1, at most `cases`: its exit code, stdout and
 /// the number of files kept.
-fn fuzz_planted(fault: &str, cases: &str, extra: &[&str]) -> (Option<i32>, String, usize) {
+fn fuzz_planted(fault: &str, cases: &str) -> (Option<i32>, String, usize) {
     let dir = std::env::temp_dir().join(format!("kmsharness-fuzz-{fault}-{}", std::process::id()));
     let out = dir.to_str().unwrap();
     let spawn = format!(
         "{} serve --fault {fault} -L 127.0.0.1:{{port}}",
         env!("CARGO_BIN_EXE_kmsharness")
     );
-    let mut args = vec![
+    let ran = kmsharness(&[
         "fuzz", "--spawn", &spawn, "--cases", cases, "--seed", "1", "--out", out,
-    ];
-    args.extend(extra);
-    let ran = kmsharness(&args);
+    ]);
     let kept = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
     let _ = std::fs::remove_dir_all(&dir);
     (ran.code, format!("{}\n{}", ran.stdout, ran.stderr), kept)
@@ -94,7 +92,7 @@ fn fuzz_planted(fault: &str, cases: &str, extra: &[&str]) -> (Option<i32>, Strin
 #[test]
 fn fuzz_finds_a_planted_stall_on_a_lying_length() {
     // Seed 1 lies about a fragment length in case 42; the host then never reads again.
-    let (code, out, kept) = fuzz_planted("stall-on-bad-length", "60", &[]);
+    let (code, out, kept) = fuzz_planted("stall-on-bad-length", "60");
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("FINDING hang"), "{out}");
     assert!(out.contains("frag_length"), "the mutation is named: {out}");
@@ -105,7 +103,7 @@ fn fuzz_finds_a_planted_stall_on_a_lying_length() {
 fn fuzz_finds_a_planted_abort_on_an_ndr_count() {
     // Seed 1 sets the NDR counts to 0xFFFFFFFF in case 15; the host aborts (SIGABRT), is
     // restarted, and the fuzzer goes on.
-    let (code, out, kept) = fuzz_planted("abort-on-ndr-count", "40", &[]);
+    let (code, out, kept) = fuzz_planted("abort-on-ndr-count", "40");
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("FINDING host killed by signal 6"), "{out}");
     assert!(out.contains("host started"), "{out}");

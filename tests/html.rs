@@ -84,16 +84,10 @@ fn every_kind_of_report_renders_in_a_browser() {
     let dir = scratch();
     let p = |name: &str| dir.join(name).display().to_string();
     let capture = concat!(env!("CARGO_MANIFEST_DIR"), "/captures/kmsharness-v6.pcap");
-    run(&[
-        "load",
-        "-n",
-        "200",
-        "--warmup",
-        "0s",
-        "-q",
-        "--json",
-        &p("load.json"),
-    ]);
+    let load = |output: &str, file: &str| {
+        run(&["load", "-n", "200", "--warmup", "0s", "-q", output, file]);
+    };
+    load("--json", &p("load.json"));
     run(&[
         "report",
         "merge",
@@ -132,16 +126,7 @@ fn every_kind_of_report_renders_in_a_browser() {
     }
     // And each subcommand's own --html, written on the run.
     let html = |kind: &str| p(&format!("{kind}-run.html"));
-    run(&[
-        "load",
-        "-n",
-        "200",
-        "--warmup",
-        "0s",
-        "-q",
-        "--html",
-        &html("load"),
-    ]);
+    load("--html", &html("load"));
     run(&["replay", capture, "--html", &html("replay")]);
     run(&["conform", "--html", &html("conform")]);
     run(&["inspect", capture, "--html", &html("inspect")]);

@@ -1159,16 +1159,7 @@ async fn robust_client_that_never_reads_is_dropped() {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let mut stream = bounded("connect", socket.connect(addr)).await.unwrap();
-    let (mut session, bind) = bind_bytes(NDR32_ONLY);
-    stream.write_all(&bind).await.unwrap();
-    let mut ack = Vec::new();
-    while split_pdu(&ack).unwrap().is_none() {
-        let mut chunk = [0u8; 512];
-        let n = bounded("bind_ack", stream.read(&mut chunk)).await.unwrap();
-        assert!(n > 0, "closed instead of a bind_ack");
-        ack.extend_from_slice(&chunk[..n]);
-    }
-    session.handle_bind_reply(&ack).unwrap();
+    bind_on(&mut stream).await;
     let batch: Vec<u8> = (0..100u32).flat_map(|i| request_bytes(i, 0, 0)).collect();
     assert_still_serves(addr, "while a client does not read").await;
     // At most 100,000 batches (30 MB each way is far beyond any socket buffer).
@@ -1210,6 +1201,12 @@ async fn replies_until_closed(stream: &mut TcpStream) -> usize {
 /// A bound connection with NDR32 only, its bind_ack read.
 async fn bound(addr: SocketAddr) -> TcpStream {
     let mut stream = bounded("connect", TcpStream::connect(addr)).await.unwrap();
+    bind_on(&mut stream).await;
+    stream
+}
+
+/// Binds `stream` with NDR32 only and reads the bind_ack.
+async fn bind_on(stream: &mut TcpStream) {
     let (mut session, bind) = bind_bytes(NDR32_ONLY);
     stream.write_all(&bind).await.unwrap();
     let mut ack = Vec::new();
@@ -1220,7 +1217,6 @@ async fn bound(addr: SocketAddr) -> TcpStream {
         ack.extend_from_slice(&chunk[..n]);
     }
     session.handle_bind_reply(&ack).unwrap();
-    stream
 }
 
 /// Calls sent ahead of their replies are answered up to `MAX_PIPELINED_CALLS` in a row, again

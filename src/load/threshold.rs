@@ -178,13 +178,23 @@ pub enum Op {
 
 impl Op {
     /// Longest first, so that `<=` is not read as `<`.
-    pub(crate) const SPELLINGS: [(&'static str, Op); 5] = [
+    const SPELLINGS: [(&'static str, Op); 5] = [
         ("<=", Op::Le),
         (">=", Op::Ge),
         ("==", Op::Eq),
         ("<", Op::Lt),
         (">", Op::Gt),
     ];
+
+    /// `text` split at its first comparison (the longest spelling where two start there):
+    /// what is before it, the comparison, what is after it; `None` when it has none.
+    pub(crate) fn split(text: &str) -> Option<(&str, Op, &str)> {
+        let (at, len, op) = Op::SPELLINGS
+            .iter()
+            .filter_map(|&(s, op)| text.find(s).map(|at| (at, s.len(), op)))
+            .min_by_key(|&(at, len, _)| (at, core::cmp::Reverse(len)))?;
+        Some((&text[..at], op, &text[at + len..]))
+    }
 
     /// Whether `actual OP limit`.
     pub fn holds(self, actual: f64, limit: f64) -> bool {
@@ -259,13 +269,8 @@ impl core::str::FromStr for Threshold {
     type Err = ThresholdError;
 
     fn from_str(text: &str) -> Result<Threshold, ThresholdError> {
-        let (at, len, op) = Op::SPELLINGS
-            .iter()
-            .filter_map(|&(s, op)| text.find(s).map(|at| (at, s.len(), op)))
-            .min_by_key(|&(at, len, _)| (at, core::cmp::Reverse(len)))
-            .ok_or(ThresholdError::NoOperator)?;
-        let name = text[..at].trim();
-        let limit = text[at + len..].trim();
+        let (name, op, limit) = Op::split(text).ok_or(ThresholdError::NoOperator)?;
+        let (name, limit) = (name.trim(), limit.trim());
         let (metric, limit) = parse_metric(name, limit)?;
         Ok(Threshold {
             expr: text.trim().to_owned(),

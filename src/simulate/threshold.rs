@@ -143,15 +143,10 @@ impl core::str::FromStr for Threshold {
     type Err = ThresholdError;
 
     fn from_str(text: &str) -> Result<Threshold, ThresholdError> {
-        let (at, len, op) = Op::SPELLINGS
-            .iter()
-            .filter_map(|&(s, op)| text.find(s).map(|at| (at, s.len(), op)))
-            .min_by_key(|&(at, len, _)| (at, core::cmp::Reverse(len)))
-            .ok_or(ThresholdError::NoOperator)?;
-        let name = text[..at].trim();
+        let (name, op, rest) = Op::split(text).ok_or(ThresholdError::NoOperator)?;
+        let (name, rest) = (name.trim(), rest.trim());
         let metric =
             Metric::parse(name).ok_or_else(|| ThresholdError::UnknownMetric(name.to_owned()))?;
-        let rest = text[at + len..].trim();
         let (limit, day) = match rest.split_once('@') {
             None => (rest, None),
             Some((limit, day)) => {

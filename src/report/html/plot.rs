@@ -2,6 +2,7 @@
 //! inline. Each function takes report data and returns SVG (or a note when there is nothing
 //! to draw); the page modules never touch plotters.
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::escape;
@@ -73,6 +74,33 @@ pub fn plot(
         Ok(()) => svg,
         Err(e) => format!("<p class=\"note\">plot not drawn: {}</p>", escape(&e)),
     }
+}
+
+/// A chart on linear axes over `x` and `0..y_max`, its caption, axis names and grid drawn:
+/// the frame of every plot but the spectrum (log axis) and the category bars.
+fn linear_chart<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    caption: &str,
+    x_desc: &str,
+    y_desc: &str,
+    x: std::ops::Range<f64>,
+    y_max: f64,
+) -> Result<ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>, String> {
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x, 0.0..y_max)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .light_line_style(LIGHT)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    Ok(chart)
 }
 
 /// Percentile label of a point on the 1/(1-p) axis: 1 → 0%, 10 → 90%, 100 → 99%, …; only
@@ -197,25 +225,20 @@ pub fn throughput(outcome: &Outcome) -> String {
     let y_max = answered.iter().map(|s| s.2).fold(1.0, f64::max) * 1.1;
     let x_max = t.len() as f64;
     let averaged = t.len() > MAX_SERIES_POINTS;
+    let x_desc = if averaged {
+        "second of the run, warm-up included (seconds averaged in groups)"
+    } else {
+        "second of the run, warm-up included"
+    };
     plot(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption("Activations per second", ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(64)
-            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc(if averaged {
-                "second of the run, warm-up included (seconds averaged in groups)"
-            } else {
-                "second of the run, warm-up included"
-            })
-            .y_desc("activations/s")
-            .light_line_style(LIGHT)
-            .draw()
-            .map_err(|e| e.to_string())?;
+        let mut chart = linear_chart(
+            root,
+            "Activations per second",
+            x_desc,
+            "activations/s",
+            0.0..x_max,
+            y_max,
+        )?;
         let blue = COLOURS[0];
         chart
             .draw_series(
@@ -262,20 +285,7 @@ pub fn lines(caption: &str, x_desc: &str, y_desc: &str, series: &[Series<'_>]) -
     let x_max = all().map(|p| p.0).fold(1.0, f64::max);
     let y_max = all().map(|p| p.1).fold(1.0, f64::max) * 1.1;
     plot(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(caption, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(64)
-            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc(x_desc)
-            .y_desc(y_desc)
-            .light_line_style(LIGHT)
-            .draw()
-            .map_err(|e| e.to_string())?;
+        let mut chart = linear_chart(root, caption, x_desc, y_desc, 0.0..x_max, y_max)?;
         for s in series {
             let colour = s.colour;
             chart
@@ -396,20 +406,7 @@ pub fn stacked_bars(
     let y_max = highest_stack(layers, bars) as f64 * 1.1;
     let x_max = x0 + width * bars as f64;
     plot(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(caption, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(64)
-            .build_cartesian_2d(x0..x_max, 0.0..y_max)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc(x_desc)
-            .y_desc(y_desc)
-            .light_line_style(LIGHT)
-            .draw()
-            .map_err(|e| e.to_string())?;
+        let mut chart = linear_chart(root, caption, x_desc, y_desc, x0..x_max, y_max)?;
         let mut base = vec![0u64; bars];
         for layer in layers {
             let colour = layer.colour;
