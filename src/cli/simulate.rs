@@ -143,6 +143,7 @@ pub fn main(opts: &SimulateOpts) -> Result<Exit, Error> {
         cases.extend(report.thresholds.iter().map(|t| Gate {
             name: t.expr.clone(),
             passed: t.passed,
+            kind: "threshold",
             message: report::measured(t),
         }));
         super::write_junit(path, &run, &cases)?;

@@ -210,7 +210,7 @@ impl Host {
 
     async fn restart_if_dead(&mut self) -> Result<bool, FuzzError> {
         if let Host::Spawned(s) = self
-            && s.check(Duration::ZERO).await.is_some_and(|r| r.exited)
+            && s.exited()
         {
             s.restart().await?;
             return Ok(true);
@@ -501,7 +501,7 @@ fn reproduce_command(config: &FuzzConfig, stem: &str) -> String {
 /// Why a saved finding cannot be replayed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    /// A `sent_hex` item is not hex, or there is none.
+    /// A `sent_hex` item is not hex.
     #[error("sent_hex[{index}] is not an even number of hex digits")]
     BadHex {
         /// Its index.
@@ -516,7 +516,7 @@ pub enum ReplayError {
 pub fn case_of(finding: &Finding) -> Result<Case, ReplayError> {
     let mut pdus = Vec::with_capacity(finding.sent_hex.len());
     for (index, h) in finding.sent_hex.iter().enumerate() {
-        pdus.push(unhex(h).ok_or(ReplayError::BadHex { index })?);
+        pdus.push(hex::decode(h).map_err(|_| ReplayError::BadHex { index })?);
     }
     if pdus.is_empty() {
         return Err(ReplayError::Empty);
@@ -536,16 +536,6 @@ pub fn case_of(finding: &Finding) -> Result<Case, ReplayError> {
         // The request's key is not saved: a response is judged by the RPC rules only.
         sent: None,
     })
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// Re-sends `case` to the configured target, byte for byte, and judges it with every oracle
@@ -657,7 +647,7 @@ pub async fn run(
             files: None,
             sent_hex: std::iter::once(&small.prefix)
                 .chain(&small.pdus)
-                .map(|p| hex_string(p))
+                .map(hex::encode)
                 .collect(),
             reproduce: None,
         };
@@ -699,10 +689,6 @@ pub async fn run(
         findings,
         interrupted,
     })
-}
-
-fn hex_string(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The report as text.

@@ -43,9 +43,6 @@ pub struct HostReport {
     pub signature: String,
     /// The last stderr lines.
     pub output: String,
-    /// Whether the host has exited (else it reported a bug and goes on: a sanitizer that
-    /// does not abort, a forked child that died).
-    pub exited: bool,
 }
 
 /// A host the fuzzer started.
@@ -89,6 +86,12 @@ impl Spawned {
         Ok(())
     }
 
+    /// Whether the host process has exited. Reads no stderr, so that a report it printed is
+    /// left for [`check`](Self::check) to judge.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     /// Whether the host died or reported a bug since the last call; waits up to `grace` for
     /// a report to arrive (a sanitizer prints, then exits).
     pub async fn check(&mut self, grace: Duration) -> Option<HostReport> {
@@ -118,7 +121,6 @@ impl Spawned {
                 return Some(HostReport {
                     signature: signature.unwrap_or_else(|| format!("host {exit}")),
                     output: format!("{}\n[{exit}]", self.tail.join("\n")),
-                    exited: true,
                 });
             }
             if signature.is_some() || tokio::time::Instant::now() >= deadline {
@@ -129,7 +131,6 @@ impl Spawned {
         signature.map(|signature| HostReport {
             signature,
             output: self.tail.join("\n"),
-            exited: false,
         })
     }
 

@@ -109,15 +109,15 @@ impl PduReader {
         }
     }
 
-    /// Appends what `read` gives without waiting (a non-blocking read such as
-    /// `TcpStream::try_read`); whether it gave anything. What it read is framed by the next
-    /// call to [`next`](Self::next) or its variants.
-    pub fn fill_now(&mut self, read: impl FnOnce(&mut [u8]) -> std::io::Result<usize>) -> bool {
-        let old = self.buf.len();
-        self.buf.resize(old + 2048, 0);
-        let got = read(&mut self.buf[old..]).unwrap_or(0);
-        self.buf.truncate(old + got);
-        got > 0
+    /// Appends what `read` gives without waiting (a non-blocking read into the buffer's spare
+    /// capacity, such as `TcpStream::try_read_buf`); whether it gave anything. What it read is
+    /// framed by the next call to [`next`](Self::next) or its variants. Nothing is zeroed or
+    /// moved: on a host's path after every reply, the read usually finds nothing.
+    pub fn fill_now(&mut self, read: impl FnOnce(&mut Vec<u8>) -> std::io::Result<usize>) -> bool {
+        if self.buf.capacity() - self.buf.len() < 2048 {
+            self.buf.reserve(2048);
+        }
+        read(&mut self.buf).is_ok_and(|n| n > 0)
     }
 
     /// Reads until one whole PDU is buffered and returns it.

@@ -327,7 +327,7 @@ async fn serve_connection<S: KmsService>(
             // waiting client the non-blocking read costs no system call: its call came in a
             // read that did not fill the buffer, after which tokio knows the socket is empty
             // until the reactor says otherwise.
-            if reader.holds_whole_pdu() || reader.fill_now(|b| stream.try_read(b)) {
+            if reader.holds_whole_pdu() || reader.fill_now(|b| stream.try_read_buf(b)) {
                 pipelined += 1;
             } else {
                 pipelined = 0;

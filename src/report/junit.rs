@@ -68,6 +68,8 @@ pub struct Gate {
     /// What was measured (`total.p99 = 2.10 ms, limit < 5 ms`), in `system-out` when it passed
     /// and as the failure's message when not.
     pub message: String,
+    /// The failure's `type`: `exit status` for the run, `threshold` for a threshold.
+    pub kind: &'static str,
 }
 
 impl Gate {
@@ -77,6 +79,7 @@ impl Gate {
             name: "run".into(),
             passed: exit == crate::exit::Exit::Success,
             message: format!("exit status {} ({})", exit as i32, exit.name()),
+            kind: "exit status",
         }
     }
 }
@@ -135,7 +138,7 @@ pub fn gates(w: &mut dyn Write, run: &GatedRun<'_>, gates: &[Gate]) -> io::Resul
             text_element(
                 &mut x,
                 "failure",
-                &[("message", &g.message), ("type", "threshold")],
+                &[("message", &g.message), ("type", g.kind)],
                 &g.message,
             )?;
         }
@@ -164,11 +167,13 @@ mod tests {
                 name: "run".into(),
                 passed: true,
                 message: "exit status 0".into(),
+                kind: "exit status",
             },
             Gate {
                 name: "p99<5ms".into(),
                 passed: false,
                 message: "total.p99 = 7 ms, limit < 5 ms\u{1}".into(),
+                kind: "threshold",
             },
         ];
         gates(&mut out, &run, &gates_in).unwrap();
@@ -179,6 +184,7 @@ mod tests {
             xml.contains("<system-out>exit status 0</system-out>"),
             "{xml}"
         );
+        assert!(xml.contains("type=\"threshold\""), "{xml}");
         assert!(xml.contains("time=\"1.250\""), "{xml}");
     }
 }

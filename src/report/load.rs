@@ -144,6 +144,7 @@ pub fn gates(run: crate::exit::Exit, results: &[ThresholdResult]) -> Vec<Gate> {
     gates.extend(results.iter().map(|t| Gate {
         name: t.expr.clone(),
         passed: t.passed,
+        kind: "threshold",
         message: format!(
             "{} = {}, limit {} {}",
             t.metric,

@@ -84,6 +84,7 @@ impl Metric {
             Metric::Absent => (d.absent, machines),
             Metric::Requests => (d.requests, 0),
             Metric::Failures => (d.failures.values().sum(), d.requests),
+            // Counted over the whole run, never per day (`per_day`).
             Metric::NeverActivated => (0, machines),
         }
     }
@@ -201,19 +202,19 @@ impl Threshold {
     /// Evaluates against a report.
     pub fn evaluate(&self, r: &Report) -> ThresholdResult {
         let day = self.day_in(r.days_simulated);
-        let (count, of) = match day {
-            None => (r.summary.never_activated, r.summary.machines),
-            Some(n) => match r.days.iter().find(|d| d.day == n) {
-                Some(d) => self.metric.of_day(d, r.summary.machines),
-                None => (0, 0),
-            },
+        // A day the report does not hold has nothing to measure.
+        let counted = match day {
+            None => Some((r.summary.never_activated, r.summary.machines)),
+            Some(n) => r
+                .days
+                .iter()
+                .find(|d| d.day == n)
+                .map(|d| self.metric.of_day(d, r.summary.machines)),
         };
-        let found = day.is_none_or(|n| r.days.iter().any(|d| d.day == n));
-        let actual = match self.unit {
-            _ if !found => None,
+        let actual = counted.and_then(|(count, of)| match self.unit {
             Unit::Percent => (of > 0).then(|| count as f64 * 100.0 / of as f64),
             _ => Some(count as f64),
-        };
+        });
         ThresholdResult {
             expr: self.expr.clone(),
             metric: self.metric.name().to_owned(),
