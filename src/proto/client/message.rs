@@ -121,10 +121,11 @@ pub fn decode_response<'a>(
             ),
         ));
     }
-    let (outer, plain_len, iv) = match format {
+    // Whether the plaintext's end is known: V4 has no padding; V5/V6 when the padding is valid.
+    let (outer, plain_len, iv, end_known) = match format {
         Format::V4 => {
             buf.0[..msg.len()].copy_from_slice(msg);
-            (None, msg.len(), [0u8; 16])
+            (None, msg.len(), [0u8; 16], true)
         }
         Format::V5 | Format::V6 => {
             let (outer, rest) = split_envelope(msg)?;
@@ -141,7 +142,8 @@ pub fn decode_response<'a>(
             iv.copy_from_slice(&rest[..16]);
             // A null IV: the first block decrypts to the response's IV field itself.
             cipher_for(format).cbc_decrypt(&[0; 16], plain);
-            let len = match crypto::unpadded_len(plain) {
+            let unpadded = crypto::unpadded_len(plain);
+            let len = match unpadded {
                 Ok(len) => {
                     checks.push(Check::new(
                         CheckId::Decrypt,
@@ -165,7 +167,7 @@ pub fn decode_response<'a>(
                     rest.len()
                 }
             };
-            (Some(outer), len, iv)
+            (Some(outer), len, iv, unpadded.is_ok())
         }
     };
     let buf: &'a [u8] = &buf.0[..plain_len];
@@ -180,7 +182,9 @@ pub fn decode_response<'a>(
         Format::V4 => (None, Some(r.array::<16>("V4 MAC")?)),
         _ => (Some(ResponseTrailer::parse(&mut r, format)?), None),
     };
-    let extra = r.remaining();
+    // With bad padding the pad bytes are still in the plaintext: they are the decrypt
+    // check's failure, not bytes after the layout.
+    let extra = if end_known { r.remaining() } else { 0 };
     let received = ReceivedResponse {
         format,
         version: outer.unwrap_or(base.version),
@@ -237,10 +241,18 @@ fn verify(
         Value::Num(units.saturating_sub(1) as u64),
         first_nul.map_or(Value::Text("no terminator"), |p| Value::Num(p as u64)),
     ));
-    checks.push(Check::equal(
+    // Bytes after the layout are under no MAC or HMAC; a host that pads less to hide some
+    // keeps the wire size, so the size alone does not show them.
+    let expected_len = response_len(resp.format, epid_len);
+    checks.push(Check::new(
         CheckId::ResponseSize,
-        Value::Num(response_len(resp.format, epid_len) as u64),
-        Value::Num(wire_len as u64),
+        wire_len == expected_len && resp.extra == 0,
+        Value::Num(expected_len as u64),
+        if wire_len == expected_len && resp.extra > 0 {
+            Value::Text("that size, with bytes after the layout inside the padding")
+        } else {
+            Value::Num(wire_len as u64)
+        },
     ));
     match (resp.format, resp.mac, resp.trailer) {
         (Format::V4, Some(mac), _) => {
