@@ -9,7 +9,7 @@ use std::process::Command;
 use kmsharness::exit::Exit;
 use kmsharness::inspect::{
     ExchangeReport, FileErrorKind, InspectConfig, InspectReport, Outcome, Recognition, Side,
-    inspect,
+    inspect, inspect_in_parts,
 };
 use kmsharness::report::inspect::{json, text};
 use kmsharness::wire::ndr::Syntax;
@@ -339,6 +339,67 @@ fn every_capture_in_the_directory_decodes_completely() {
     assert!(seen >= 12, "{seen}");
 }
 
+/// What a report says, as the JSON document shows it.
+fn document(r: &InspectReport) -> serde_json::Value {
+    let mut out = Vec::new();
+    json(&mut out, "capture", r).unwrap();
+    serde_json::from_slice(&out).unwrap()
+}
+
+#[test]
+fn connections_handed_on_in_parts_give_the_same_report_as_whole() {
+    // Every capture in the directory, cut ones, one with a gap, and a mid-connection one:
+    // decoded in parts as small as one segment, the report is the whole-connection one.
+    let mut inputs: Vec<(String, Vec<u8>)> = Vec::new();
+    for entry in std::fs::read_dir(captures_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "pcap") {
+            inputs.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+        }
+    }
+    let bytes = capture("vlmcs-vlmcsd-v6-N0-no-ndr64.pcap");
+    let (head, records) = pcap_records(&bytes);
+    let without: Vec<&[u8]> = records
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 9)
+        .map(|(_, r)| *r)
+        .collect();
+    inputs.push(("gap".into(), pcap_of(head, &without)));
+    for cut in [200, 1000, bytes.len() - 7] {
+        inputs.push((format!("cut at {cut}"), bytes[..cut].to_vec()));
+    }
+    inputs.push((
+        "mid-connection".into(),
+        mid_connection("vlmcs-vlmcsd-v6.pcap", 0),
+    ));
+    for (name, bytes) in &inputs {
+        let whole = document(&inspect(bytes, InspectConfig::default()));
+        for part_bytes in [1, 300, 5000] {
+            let parts = document(&inspect_in_parts(
+                bytes,
+                InspectConfig::default(),
+                part_bytes,
+            ));
+            assert_eq!(parts, whole, "{name} in parts of {part_bytes} bytes");
+        }
+    }
+}
+
+#[test]
+fn summary_only_reports_drop_exchanges_but_tally_them() {
+    let bytes = capture("vlmcs-vlmcsd-v6.pcap");
+    let whole = inspect(&bytes, InspectConfig::default());
+    let config = InspectConfig {
+        summary_only: true,
+        ..InspectConfig::default()
+    };
+    let summary = inspect_in_parts(&bytes, config, 300);
+    assert!(summary.connections.iter().all(|c| c.exchanges.is_empty()));
+    assert_eq!(summary.summary, whole.summary);
+    assert_eq!(summary.exit, whole.exit);
+}
+
 #[test]
 fn bind_outcomes_are_named() {
     let r = inspect(&capture("vlmcs-vlmcsd-v6.pcap"), InspectConfig::default());
@@ -666,7 +727,13 @@ fn a_non_kms_connection_is_skipped_and_port_forces_it() {
     assert_eq!(r.exit, Exit::Usage, "nothing was KMS: the wrong file");
 
     // Forced: decoded as KMS, and the bytes are reported as undecodable.
-    let forced = inspect(&file, InspectConfig { port: Some(80) });
+    let forced = inspect(
+        &file,
+        InspectConfig {
+            port: Some(80),
+            ..InspectConfig::default()
+        },
+    );
     let c = &forced.connections[0];
     assert_eq!(c.kms, Some(Recognition::Port));
     let e = c.error.as_ref().expect("an error");
@@ -689,7 +756,13 @@ fn a_non_kms_connection_is_skipped_and_port_forces_it() {
         both.extend_from_slice(r);
     }
     for port in [None, Some(1688)] {
-        let r = inspect(&both, InspectConfig { port });
+        let r = inspect(
+            &both,
+            InspectConfig {
+                port,
+                ..InspectConfig::default()
+            },
+        );
         assert_eq!(r.connections.len(), 2);
         assert_eq!(r.connections[0].kms, Some(Recognition::Bind));
         assert_eq!(r.connections[1].kms, None);
@@ -770,7 +843,13 @@ fn a_capture_that_begins_mid_connection_is_recognised_by_content_on_any_port() {
     );
 
     // --port still works (content wins when it recognises the connection).
-    let forced = inspect(&file, InspectConfig { port: Some(17001) });
+    let forced = inspect(
+        &file,
+        InspectConfig {
+            port: Some(17001),
+            ..InspectConfig::default()
+        },
+    );
     assert_eq!(forced.connections[0].kms, Some(Recognition::Request));
     assert_eq!(forced.summary.outcomes.ok, 1);
 }
@@ -805,7 +884,13 @@ fn only_a_kms_activation_request_is_recognised_and_port_forces_the_rest() {
     );
     assert!(reason.contains("--port 17001"), "{reason}");
     assert_eq!(r.exit, Exit::Usage, "no KMS conversation");
-    let forced = inspect(&file, InspectConfig { port: Some(17001) });
+    let forced = inspect(
+        &file,
+        InspectConfig {
+            port: Some(17001),
+            ..InspectConfig::default()
+        },
+    );
     assert_eq!(forced.connections[0].kms, Some(Recognition::Port));
     assert_eq!(forced.connections[0].exchanges.len(), 1);
 }
@@ -836,7 +921,13 @@ fn without_a_syn_a_wrong_role_guess_is_corrected_by_content_or_port() {
         out
     };
     for port in [None, Some(17001)] {
-        let corrected = inspect(&moved, InspectConfig { port });
+        let corrected = inspect(
+            &moved,
+            InspectConfig {
+                port,
+                ..InspectConfig::default()
+            },
+        );
         let c = &corrected.connections[0];
         assert_eq!((c.client.port(), c.server.port()), (1000, 17001));
         assert_eq!(c.kms, Some(Recognition::Request));

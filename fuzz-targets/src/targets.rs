@@ -159,7 +159,7 @@ pub fn epid(data: &[u8]) {
 }
 
 /// `inspect`'s whole path over a capture file: the counting pass and the streaming pass over
-/// pcap or pcapng, TCP reassembly, conversation decoding, the text or JSON report.
+/// pcap or pcapng, TCP reassembly in parts, conversation decoding, the text or JSON report.
 pub fn capture(data: &[u8]) {
     let mut first = CaptureReader::new(Cursor::new(data))
         .count_only()
@@ -169,12 +169,20 @@ pub fn capture(data: &[u8]) {
     let facts = first.into_capture();
     // Text or JSON report by the length's parity: both are covered, each run decodes once.
     let json = data.len() % 2 == 1;
-    let connections = CaptureReader::new(Cursor::new(data)).max_waiting(4);
+    // Parts as small as a few hundred bytes, so that PDUs cut between parts are covered too.
+    let part_bytes = 64 + data.len() % 1024;
+    let connections = CaptureReader::new(Cursor::new(data))
+        .max_waiting(4)
+        .in_parts(part_bytes)
+        .parts();
     let mut inspection = Inspection::streaming(
         facts,
         count,
         connections,
-        InspectConfig { port: Some(1688) },
+        InspectConfig {
+            port: Some(1688),
+            summary_only: false,
+        },
     );
     let mut sink = std::io::sink();
     if json {

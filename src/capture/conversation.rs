@@ -132,52 +132,438 @@ pub struct Conversation {
     pub error: Option<(Direction, Error)>,
 }
 
-/// PDUs with their stream offsets, the bytes they cover, and why framing stopped early.
-type Framing<'a> = (Vec<(usize, &'a [u8])>, usize, Option<Error>);
+/// Calls whose reply has not come that a [`Decoder`] keeps; past this the oldest is given up
+/// as unanswered, so that a host that never answers cannot make it hold a whole connection.
+const MAX_UNANSWERED_CALLS: usize = 4096;
 
-/// Splits a stream into PDUs; stops at the first bytes that cannot be framed, and at the first
-/// gap (bytes across a hole are never glued into one PDU). Returns the PDUs, the bytes they
-/// cover, and why framing stopped early.
-fn frame(stream: &Stream) -> Framing<'_> {
-    let gap = stream.gaps.first();
-    let data = match gap {
-        Some(g) => stream.data.get(..g.offset).unwrap_or_default(),
-        None => &stream.data[..],
-    };
-    let mut out = Vec::new();
-    let mut at = 0;
-    while let Some(rest) = data.get(at..).filter(|r| !r.is_empty()) {
-        match split_pdu(rest) {
-            Ok(Some((pdu, _))) => {
-                out.push((at, pdu));
-                at += pdu.len();
+/// Binds waiting for their answer, kept at most; the oldest past this is given up as unanswered.
+const MAX_UNANSWERED_BINDS: usize = 256;
+
+/// Replies that matched no call yet, kept until the client's next bytes: a call can reach a
+/// later part than its reply when the client stream had a hole. The oldest past this is dropped.
+const MAX_EARLY_REPLIES: usize = 64;
+
+/// Longest PDU a stream can hold: the header's 16-bit fragment length.
+const MAX_PDU: usize = u16::MAX as usize;
+
+/// Why framing of one direction stopped before its end.
+#[derive(Debug, Clone)]
+enum Stop {
+    /// At a hole in the capture: the stream offset where it starts and its length.
+    Gap { offset: usize, len: u64 },
+    /// At bytes that cannot be framed.
+    Error(Error),
+}
+
+/// One direction's framing state.
+#[derive(Debug, Default)]
+struct Framer {
+    /// Stream offset of the first byte not yet framed.
+    at: usize,
+    /// Bytes from `at` on that do not make a whole PDU yet: a PDU cut by the end of a part.
+    carry: Vec<u8>,
+    /// When the first carried byte was captured (its packet record).
+    carry_at: Option<(Timestamp, usize)>,
+    /// PDUs framed.
+    pdus: usize,
+    /// Why framing stopped, the packet record at that byte, and the stream's end as last seen.
+    stop: Option<Stop>,
+    stop_record: Option<usize>,
+    end: usize,
+    /// A PDU of this direction did not parse: later ones are framed but not decoded.
+    broken: bool,
+    /// The last run of the previous part (stream offset just past it, its record), for the
+    /// record of a byte just before this part.
+    previous: Option<(usize, usize)>,
+}
+
+impl Framer {
+    /// The packet record that carried byte `offset` of the stream, in `stream` (this part) or
+    /// just before it.
+    fn record_at(&self, stream: &Stream, offset: usize) -> Option<usize> {
+        stream.segment_at(offset).map(|s| s.record).or_else(|| {
+            self.previous
+                .filter(|&(end, _)| end == offset + 1)
+                .map(|(_, r)| r)
+        })
+    }
+}
+
+/// A request PDU waiting for its reply.
+#[derive(Debug)]
+struct PendingCall {
+    call: Call,
+    /// The request's last fragment, as sent (its header is what the reply is checked against).
+    pdu: Vec<u8>,
+    /// When its first fragment's first byte was captured.
+    sent_at: Option<Timestamp>,
+    /// Boxed: most calls wait with none, and the queue should not be sized for the largest.
+    exchange: Option<Box<ActivationExchange>>,
+}
+
+/// A reply that came before any call it could answer.
+#[derive(Debug)]
+struct EarlyReply {
+    head: ReplyHead,
+    reply: Call,
+    replied_at: Option<Timestamp>,
+}
+
+/// Decodes a connection as its bytes come, one [`Part`](super::Part) (or whole connection)
+/// at a time: whatever was decoded can be taken from [`Decoder::conversation`] after each
+/// [`Decoder::feed`], so that memory stays bounded by what one part holds, whatever the
+/// connection's length. Fed a whole connection once, it gives what [`decode`] gives.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    conv: Conversation,
+    /// Framing of the client's stream and of the server's.
+    client: Framer,
+    server: Framer,
+    /// The first PDU-level problem (a PDU that does not parse, a bad fragment), reported when
+    /// framing itself met none.
+    problem: Option<(Direction, Error, Option<usize>)>,
+    binds: std::collections::VecDeque<Vec<u8>>,
+    calls: std::collections::VecDeque<PendingCall>,
+    early: std::collections::VecDeque<EarlyReply>,
+    reassembler: Reassembler,
+    server_reassembler: Reassembler,
+    /// Where and when each call being reassembled began.
+    first_fragment: std::collections::HashMap<u32, Option<Timestamp>>,
+    /// Accepted presentation contexts and their transfer syntax.
+    contexts: Vec<(u16, Syntax)>,
+}
+
+impl Decoder {
+    /// A decoder for a new connection.
+    pub fn new() -> Decoder {
+        Decoder::default()
+    }
+
+    /// Decodes the bytes of one more part: the client's first, so that calls are known before
+    /// the replies that answer them.
+    pub fn feed(&mut self, conn: &Connection) {
+        self.feed_side(Direction::ToServer, &conn.to_server);
+        self.retry_early();
+        self.feed_side(Direction::ToClient, &conn.to_client);
+        self.release_answered();
+    }
+
+    /// What was decoded so far and not yet taken: take its `binds` and `activations` to keep
+    /// memory bounded. Its counts and error are final only after [`Decoder::finish`].
+    pub fn conversation(&mut self) -> &mut Conversation {
+        &mut self.conv
+    }
+
+    /// The packet record of the byte where decoding stopped, once [`Decoder::finish`] set
+    /// [`Conversation::error`].
+    pub fn error_record(&self) -> Option<usize> {
+        self.problem.as_ref().and_then(|p| p.2)
+    }
+
+    /// The connection ended: calls and binds still waiting have no reply; the first problem
+    /// that stopped decoding is set.
+    pub fn finish(mut self) -> (Conversation, Option<usize>) {
+        for bind in std::mem::take(&mut self.binds) {
+            if let Ok(pdu) = Pdu::parse(&bind) {
+                self.conv.binds.push(bind_exchange(&pdu, None));
             }
-            // A PDU cut by the gap is the gap's fault, reported below.
-            Ok(None) if gap.is_some() => break,
-            Ok(None) => {
-                let error = Error::Truncated {
+        }
+        while let Some(pending) = self.calls.pop_front() {
+            self.give_up(pending);
+        }
+        let mut first = None;
+        for dir in [Direction::ToServer, Direction::ToClient] {
+            let f = &self.framer(dir);
+            let error = match &f.stop {
+                Some(Stop::Error(e)) => Some(e.clone()),
+                Some(Stop::Gap { offset, len }) => Some(Error::invalid(
+                    "stream",
+                    *offset,
+                    format!(
+                        "{len} bytes missing from the capture (a gap); {} bytes after it not \
+                         decoded",
+                        f.end - offset
+                    ),
+                )),
+                None if !f.carry.is_empty() => Some(Error::Truncated {
                     field: "PDU",
-                    offset: at,
+                    offset: f.at,
                     need: 16,
-                    have: data.len() - at,
+                    have: f.carry.len(),
+                }),
+                None => None,
+            };
+            if first.is_none()
+                && let Some(e) = error
+            {
+                let record = match &f.stop {
+                    Some(_) => f.stop_record,
+                    None => f.carry_at.map(|(_, r)| r),
                 };
-                return (out, at, Some(error));
+                first = Some((dir, e, record));
             }
-            Err(e) => return (out, at, Some(e.at(at))),
+        }
+        self.conv.pdus = (self.client.pdus, self.server.pdus);
+        self.conv.framed = (self.client.at, self.server.at);
+        let problem = first.or(self.problem.take());
+        let record = problem.as_ref().and_then(|p| p.2);
+        self.conv.error = problem.map(|(d, e, _)| (d, e));
+        (self.conv, record)
+    }
+
+    fn framer(&mut self, dir: Direction) -> &mut Framer {
+        match dir {
+            Direction::ToServer => &mut self.client,
+            Direction::ToClient => &mut self.server,
         }
     }
-    let error = gap.map(|g| {
-        Error::invalid(
-            "stream",
-            g.offset,
-            format!(
-                "{} bytes missing from the capture (a gap); {} bytes after it not decoded",
-                g.len,
-                stream.data.len() - g.offset
-            ),
-        )
-    });
-    (out, at, error)
+
+    fn feed_side(&mut self, dir: Direction, stream: &Stream) {
+        let f = &mut self.framer(dir);
+        f.end = f.end.max(stream.end());
+        let previous = stream.segments.last().map(|s| (s.offset + s.len, s.record));
+        if f.stop.is_some() || stream.data.is_empty() && stream.gaps.is_empty() {
+            if previous.is_some() {
+                f.previous = previous;
+            }
+            return;
+        }
+        let gap = stream.gaps.first().copied();
+        let usable = gap
+            .map_or(stream.end(), |g| g.offset)
+            .saturating_sub(stream.base);
+        let data = stream.data.get(..usable).unwrap_or_default();
+        let mut rest = data;
+        // A PDU begun in an earlier part: complete it first.
+        let mut carry = std::mem::take(&mut self.framer(dir).carry);
+        if !carry.is_empty() {
+            let old = carry.len();
+            let take = rest.len().min(MAX_PDU.saturating_sub(old));
+            carry.extend_from_slice(rest.get(..take).unwrap_or_default());
+            let at = self.framer(dir).at;
+            match split_pdu(&carry) {
+                Ok(Some((pdu, _))) => {
+                    let used = pdu.len() - old;
+                    let seg = self.framer(dir).carry_at;
+                    self.framed(dir, pdu, at, seg);
+                    rest = rest.get(used..).unwrap_or_default();
+                    carry.clear();
+                }
+                Ok(None) => rest = rest.get(take..).unwrap_or_default(),
+                Err(e) => {
+                    let f = &mut self.framer(dir);
+                    f.stop = Some(Stop::Error(e.at(at)));
+                    f.stop_record = f.carry_at.map(|(_, r)| r);
+                    f.carry = carry;
+                    f.previous = previous;
+                    return;
+                }
+            }
+        }
+        while !rest.is_empty() && carry.is_empty() {
+            let at = self.framer(dir).at;
+            match split_pdu(rest) {
+                Ok(Some((pdu, tail))) => {
+                    let seg = stream.segment_at(at).map(|s| (s.ts, s.record));
+                    self.framed(dir, pdu, at, seg);
+                    rest = tail;
+                }
+                Ok(None) => {
+                    carry.extend_from_slice(rest);
+                    self.framer(dir).carry_at = stream.segment_at(at).map(|s| (s.ts, s.record));
+                    rest = &[];
+                }
+                Err(e) => {
+                    let f = &mut self.framer(dir);
+                    f.stop = Some(Stop::Error(e.at(at)));
+                    f.stop_record = f.record_at(stream, at);
+                    f.previous = previous;
+                    return;
+                }
+            }
+        }
+        let f = &mut self.framer(dir);
+        if let Some(g) = gap {
+            // A PDU cut by the gap is the gap's fault.
+            carry.clear();
+            f.stop = Some(Stop::Gap {
+                offset: g.offset,
+                len: g.len,
+            });
+            f.stop_record = f
+                .record_at(stream, g.offset)
+                .or_else(|| g.offset.checked_sub(1).and_then(|o| f.record_at(stream, o)));
+        }
+        f.carry = carry;
+        f.previous = previous;
+    }
+
+    /// One whole PDU framed at stream offset `at`, its first byte captured at `when`.
+    fn framed(&mut self, dir: Direction, bytes: &[u8], at: usize, seg: Option<(Timestamp, usize)>) {
+        let f = &mut self.framer(dir);
+        f.pdus += 1;
+        f.at = at + bytes.len();
+        if f.broken {
+            return;
+        }
+        let pdu = match Pdu::parse(bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                f.broken = true;
+                self.problem
+                    .get_or_insert((dir, e.at(at), seg.map(|s| s.1)));
+                return;
+            }
+        };
+        match dir {
+            Direction::ToServer => self.client_pdu(&pdu, bytes, at, seg),
+            Direction::ToClient => self.server_pdu(&pdu, at, seg),
+        }
+    }
+
+    fn client_pdu(
+        &mut self,
+        pdu: &Pdu<'_>,
+        bytes: &[u8],
+        at: usize,
+        seg: Option<(Timestamp, usize)>,
+    ) {
+        let when = seg.map(|s| s.0);
+        match &pdu.body {
+            Body::Bind(_) | Body::AlterContext(_) => {
+                if self.binds.len() >= MAX_UNANSWERED_BINDS
+                    && let Some(old) = self.binds.pop_front()
+                    && let Ok(old) = Pdu::parse(&old)
+                {
+                    self.conv.binds.push(bind_exchange(&old, None));
+                }
+                self.binds.push_back(bytes.to_vec());
+            }
+            Body::Request(_) => {
+                self.first_fragment
+                    .entry(pdu.header.call_id)
+                    .or_insert(when);
+                match self.reassembler.push(pdu) {
+                    Ok(Some(call)) => {
+                        let sent_at = self.first_fragment.remove(&call.call_id).unwrap_or(when);
+                        if self.calls.len() >= MAX_UNANSWERED_CALLS
+                            && let Some(old) = self.calls.pop_front()
+                        {
+                            self.give_up(old);
+                        }
+                        self.calls.push_back(PendingCall {
+                            call,
+                            pdu: bytes.to_vec(),
+                            sent_at,
+                            exchange: None,
+                        });
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        self.problem.get_or_insert((
+                            Direction::ToServer,
+                            Error::invalid("request fragment", at, e.to_string()),
+                            seg.map(|s| s.1),
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn server_pdu(&mut self, pdu: &Pdu<'_>, at: usize, seg: Option<(Timestamp, usize)>) {
+        let when = seg.map(|s| s.0);
+        match &pdu.body {
+            Body::BindAck(_) | Body::AlterContextResp(_) | Body::BindNak(_) => {
+                let Some(bind) = self.binds.pop_front() else {
+                    return;
+                };
+                let Ok(bind) = Pdu::parse(&bind) else {
+                    return;
+                };
+                let ex = bind_exchange(&bind, Some(pdu));
+                for ((ctx, syntax), res) in ex.offered.iter().zip(&ex.results) {
+                    if let (AckResult::Acceptance, Some(s)) = (res.result, syntax_of(syntax)) {
+                        self.contexts.retain(|(c, _)| c != ctx);
+                        self.contexts.push((*ctx, s));
+                    }
+                }
+                self.conv.binds.push(ex);
+            }
+            Body::Response(_) | Body::Fault(_) => {
+                let reply = match self.server_reassembler.push(pdu) {
+                    Ok(Some(call)) => call,
+                    Ok(None) => return,
+                    Err(e) => {
+                        self.problem.get_or_insert((
+                            Direction::ToClient,
+                            Error::invalid("response fragment", at, e.to_string()),
+                            seg.map(|s| s.1),
+                        ));
+                        return;
+                    }
+                };
+                let early = EarlyReply {
+                    head: ReplyHead::of(pdu),
+                    reply,
+                    replied_at: when,
+                };
+                if let Some(early) = self.answer(early) {
+                    if self.early.len() >= MAX_EARLY_REPLIES {
+                        self.early.pop_front();
+                    }
+                    self.early.push_back(early);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Matches a reply with the oldest unanswered call of its call id; gives it back if none.
+    fn answer(&mut self, r: EarlyReply) -> Option<EarlyReply> {
+        let Some(pending) = self
+            .calls
+            .iter_mut()
+            .find(|p| p.exchange.is_none() && p.call.call_id == r.reply.call_id)
+        else {
+            return Some(r);
+        };
+        let mut ex = activation(pending, Some((&r.head, &r.reply)), &self.contexts);
+        ex.replied_at = r.replied_at;
+        pending.exchange = Some(Box::new(ex));
+        None
+    }
+
+    fn retry_early(&mut self) {
+        if self.early.is_empty() || self.calls.is_empty() {
+            return;
+        }
+        let early = std::mem::take(&mut self.early);
+        for r in early {
+            if let Some(r) = self.answer(r) {
+                self.early.push_back(r);
+            }
+        }
+    }
+
+    /// Hands on the answered calls at the front, in call order.
+    fn release_answered(&mut self) {
+        while self.calls.front().is_some_and(|p| p.exchange.is_some()) {
+            if let Some(ex) = self.calls.pop_front().and_then(|p| p.exchange) {
+                self.conv.activations.push(*ex);
+            }
+        }
+    }
+
+    /// A call that gets no reply: every call before it is handed on first, to keep call order.
+    fn give_up(&mut self, mut pending: PendingCall) {
+        let ex = match pending.exchange.take() {
+            Some(ex) => *ex,
+            None => activation(&mut pending, None, &self.contexts),
+        };
+        self.conv.activations.push(ex);
+    }
 }
 
 fn syntax_of(s: &SyntaxId) -> Option<Syntax> {
@@ -190,137 +576,11 @@ fn syntax_of(s: &SyntaxId) -> Option<Syntax> {
     }
 }
 
-struct PendingCall<'a> {
-    call: Call,
-    pdu: Pdu<'a>,
-    offset: usize,
-    exchange: Option<ActivationExchange>,
-}
-
-/// Decodes a connection's streams.
+/// Decodes a whole connection's streams.
 pub fn decode(conn: &Connection) -> Conversation {
-    let mut conv = Conversation::default();
-    let (client, client_framed, client_err) = frame(&conn.to_server);
-    let (server, server_framed, server_err) = frame(&conn.to_client);
-    conv.pdus = (client.len(), server.len());
-    conv.framed = (client_framed, server_framed);
-    if let Some(e) = client_err {
-        conv.error = Some((Direction::ToServer, e));
-    } else if let Some(e) = server_err {
-        conv.error = Some((Direction::ToClient, e));
-    }
-
-    // Client side: binds in order, and whole calls (reassembled) in order.
-    let mut binds: Vec<Pdu<'_>> = Vec::new();
-    // Sized up front: a pending call holds a whole exchange, so regrowing would copy them all.
-    let mut calls: Vec<PendingCall<'_>> = Vec::with_capacity(client.len());
-    let mut reassembler = Reassembler::new();
-    let mut first_offset = std::collections::HashMap::new();
-    for &(offset, bytes) in &client {
-        let pdu = match Pdu::parse(bytes) {
-            Ok(p) => p,
-            Err(e) => {
-                conv.error
-                    .get_or_insert((Direction::ToServer, e.at(offset)));
-                break;
-            }
-        };
-        match &pdu.body {
-            Body::Bind(_) | Body::AlterContext(_) => binds.push(pdu),
-            Body::Request(_) => {
-                first_offset.entry(pdu.header.call_id).or_insert(offset);
-                match reassembler.push(&pdu) {
-                    Ok(Some(call)) => calls.push(PendingCall {
-                        offset: first_offset.remove(&call.call_id).unwrap_or(offset),
-                        call,
-                        pdu,
-                        exchange: None,
-                    }),
-                    Ok(None) => {}
-                    Err(e) => {
-                        conv.error.get_or_insert((
-                            Direction::ToServer,
-                            Error::invalid("request fragment", offset, e.to_string()),
-                        ));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-
-    // Server side, in order: answers update the context table before later calls decode.
-    let mut contexts: Vec<(u16, Syntax)> = Vec::new();
-    let mut next_bind = 0;
-    let mut server_reassembler = Reassembler::new();
-    // Calls before this index all have their reply: keeps matching linear in the call count.
-    let mut unanswered = 0;
-    for &(offset, bytes) in &server {
-        let pdu = match Pdu::parse(bytes) {
-            Ok(p) => p,
-            Err(e) => {
-                conv.error
-                    .get_or_insert((Direction::ToClient, e.at(offset)));
-                break;
-            }
-        };
-        match &pdu.body {
-            Body::BindAck(_) | Body::AlterContextResp(_) | Body::BindNak(_) => {
-                let Some(bind) = binds.get(next_bind) else {
-                    continue;
-                };
-                next_bind += 1;
-                let ex = bind_exchange(bind, Some(&pdu));
-                for ((ctx, syntax), res) in ex.offered.iter().zip(&ex.results) {
-                    if let (AckResult::Acceptance, Some(s)) = (res.result, syntax_of(syntax)) {
-                        contexts.retain(|(c, _)| c != ctx);
-                        contexts.push((*ctx, s));
-                    }
-                }
-                conv.binds.push(ex);
-            }
-            Body::Response(_) | Body::Fault(_) => {
-                let reply = match server_reassembler.push(&pdu) {
-                    Ok(Some(call)) => call,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        conv.error.get_or_insert((
-                            Direction::ToClient,
-                            Error::invalid("response fragment", offset, e.to_string()),
-                        ));
-                        continue;
-                    }
-                };
-                while calls.get(unanswered).is_some_and(|p| p.exchange.is_some()) {
-                    unanswered += 1;
-                }
-                let Some(pending) = calls
-                    .iter_mut()
-                    .skip(unanswered)
-                    .find(|p| p.exchange.is_none() && p.call.call_id == reply.call_id)
-                else {
-                    continue;
-                };
-                let replied_at = conn.to_client.segment_at(offset).map(|s| s.ts);
-                let mut ex = activation(conn, &mut *pending, Some((&pdu, &reply)), &contexts);
-                ex.replied_at = replied_at;
-                pending.exchange = Some(ex);
-            }
-            _ => {}
-        }
-    }
-    for bind in binds.iter().skip(next_bind) {
-        conv.binds.push(bind_exchange(bind, None));
-    }
-    conv.activations.reserve_exact(calls.len());
-    for mut pending in calls {
-        let ex = match pending.exchange.take() {
-            Some(ex) => ex,
-            None => activation(conn, &mut pending, None, &contexts),
-        };
-        conv.activations.push(ex);
-    }
-    conv
+    let mut decoder = Decoder::new();
+    decoder.feed(conn);
+    decoder.finish().0
 }
 
 fn bind_exchange(bind: &Pdu<'_>, reply: Option<&Pdu<'_>>) -> BindExchange {
@@ -359,9 +619,8 @@ fn bind_exchange(bind: &Pdu<'_>, reply: Option<&Pdu<'_>>) -> BindExchange {
 /// The exchange of a whole call; the call's stub moves into it (the plan of a capture sends it
 /// again), so `pending` is left without one.
 fn activation(
-    conn: &Connection,
-    pending: &mut PendingCall<'_>,
-    reply: Option<(&Pdu<'_>, &Call)>,
+    pending: &mut PendingCall,
+    reply: Option<(&ReplyHead, &Call)>,
     contexts: &[(u16, Syntax)],
 ) -> ActivationExchange {
     let call = &pending.call;
@@ -373,7 +632,7 @@ fn activation(
     // NDR64 counts have different widths, and only the right one agrees with the stub length.
     let syntax = negotiated.or_else(|| ActivationRequest::infer_syntax(&call.stub));
     let syntax_inferred = negotiated.is_none() && syntax.is_some();
-    let sent_at = conn.to_server.segment_at(pending.offset).map(|s| s.ts);
+    let sent_at = pending.sent_at;
     let now = sent_at.map(|t| FileTime::from_unix_secs(t.secs));
     let stub = ActivationRequest::parse(syntax.unwrap_or(Syntax::Ndr32), &call.stub);
     let body_at = stub.as_ref().ok().map(|s| call.stub.len() - s.body.len());
@@ -385,23 +644,20 @@ fn activation(
         Err(e) => (Err(e), 0, Checks::new()),
     };
     let mut rpc_checks = Checks::new();
-    let reply = match (reply, &request) {
-        (None, _) => Reply::Missing,
-        (Some((pdu, reply_call)), request) => {
+    // The request was parsed once when it was framed; the same bytes parse again.
+    let request_pdu = Pdu::parse(&pending.pdu).ok();
+    let reply = match (reply, &request, &request_pdu) {
+        (None, _, _) | (_, _, None) => Reply::Missing,
+        (Some((head, reply_call)), request, Some(request_pdu)) => {
             if let Some(status) = reply_call.fault {
-                rpc_checks =
-                    check_response(&pending.pdu, &ReplyHead::of(pdu), reply_call.flags, None);
+                rpc_checks = check_response(request_pdu, head, reply_call.flags, None);
                 Reply::Fault(status)
             } else {
                 match ActivationResponse::parse(syntax.unwrap_or(Syntax::Ndr32), &reply_call.stub) {
                     Err(e) => Reply::Undecodable(e),
                     Ok(stub) => {
-                        rpc_checks = check_response(
-                            &pending.pdu,
-                            &ReplyHead::of(pdu),
-                            reply_call.flags,
-                            Some(&stub),
-                        );
+                        rpc_checks =
+                            check_response(request_pdu, head, reply_call.flags, Some(&stub));
                         if stub.max_count.is_none() {
                             Reply::Refused(stub.hresult)
                         } else {

@@ -39,7 +39,7 @@ use serde::Serialize;
 
 pub use file::Format;
 pub use packet::linktype;
-pub use tcp::{Conflict, Connection, Direction, Event, Gap, SegmentInfo, Stream};
+pub use tcp::{Conflict, Connection, Direction, Event, Gap, Part, SegmentInfo, Stream};
 
 /// Nanoseconds in one second.
 const NANOS_PER_SEC: u32 = 1_000_000_000;
@@ -320,6 +320,19 @@ impl<R: Read> Reader<R> {
         self
     }
 
+    /// Hands each connection on in parts, so that memory does not grow with a connection's
+    /// length either: whenever its two directions hold `bytes` of payload, the bytes laid out so
+    /// far (each direction up to its first hole) go on as a [`Part`], and the rest when it ends.
+    /// Read them with [`Reader::next_part`] or [`Reader::parts`]; a connection shorter than
+    /// `bytes` comes as one part, laid out exactly as without this.
+    ///
+    /// A retransmission of bytes already handed on counts as duplicate without being compared,
+    /// and a hole with more than `bytes / 2` waiting behind it is handed on as a [`Gap`].
+    pub fn in_parts(mut self, bytes: usize) -> Reader<R> {
+        self.tracker.part_bytes = bytes.max(1);
+        self
+    }
+
     /// Only counts connections, keeping no payload: the iterator yields nothing and
     /// [`Reader::connections`] says how many there were. For a first pass that learns the
     /// file's facts before any connection is reported.
@@ -346,10 +359,16 @@ impl<R: Read> Reader<R> {
     /// Reads the rest of the file (dropping connections not yet taken) and returns its facts:
     /// everything but [`Capture::connections`], which is left empty.
     pub fn into_capture(mut self) -> Capture {
+        self.take_capture()
+    }
+
+    /// [`Reader::into_capture`] through a reference, for a reader an iterator adapter holds;
+    /// the reader is left ended and empty.
+    pub fn take_capture(&mut self) -> Capture {
         while !self.ended {
             self.step();
         }
-        let mut capture = self.capture;
+        let mut capture = std::mem::take(&mut self.capture);
         capture.skipped = capture.skipped.max(capture.skips.len());
         capture
     }
@@ -397,19 +416,45 @@ impl<R: Read> Reader<R> {
     }
 }
 
-impl<R: Read> Iterator for Reader<R> {
-    type Item = Connection;
-
-    fn next(&mut self) -> Option<Connection> {
+impl<R: Read> Reader<R> {
+    /// The next connection or part of one (see [`Reader::in_parts`]).
+    pub fn next_part(&mut self) -> Option<Part> {
         loop {
-            if let Some(c) = self.tracker.pop() {
-                return Some(c);
+            if let Some(p) = self.tracker.pop() {
+                return Some(p);
             }
             if self.ended {
                 return None;
             }
             self.step();
         }
+    }
+
+    /// The reader as an iterator of [`Part`]s.
+    pub fn parts(self) -> Parts<R> {
+        Parts(self)
+    }
+}
+
+/// A [`Reader`] yielding [`Part`]s; see [`Reader::parts`].
+#[derive(Debug)]
+pub struct Parts<R>(pub Reader<R>);
+
+impl<R: Read> Iterator for Parts<R> {
+    type Item = Part;
+
+    fn next(&mut self) -> Option<Part> {
+        self.0.next_part()
+    }
+}
+
+/// Whole connections; in parts mode ([`Reader::in_parts`]) each part comes as if it were a
+/// connection, so read parts with [`Reader::next_part`] there.
+impl<R: Read> Iterator for Reader<R> {
+    type Item = Connection;
+
+    fn next(&mut self) -> Option<Connection> {
+        self.next_part().map(|p| p.conn)
     }
 }
 

@@ -63,6 +63,12 @@ pub struct Conflict {
 /// One direction of a connection, rebuilt.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Stream {
+    /// Stream offset of `data`'s first byte: 0 for a whole stream, where an earlier part ended
+    /// for a later part of a connection handed on in parts ([`Reader::in_parts`]). Every offset
+    /// below (gaps, segments, conflicts) is a stream offset, so it means the same in any part.
+    ///
+    /// [`Reader::in_parts`]: super::Reader::in_parts
+    pub base: usize,
     /// The bytes, in sequence order, with no filler for [`Stream::gaps`].
     pub data: Vec<u8>,
     /// Holes, in offset order.
@@ -85,6 +91,11 @@ impl Stream {
             .segments
             .partition_point(|s| s.offset + s.len <= offset);
         self.segments.get(i).filter(|s| s.offset <= offset)
+    }
+
+    /// Stream offset just past `data`.
+    pub fn end(&self) -> usize {
+        self.base + self.data.len()
     }
 
     /// Whether `range` of `data` is free of holes, i.e. no [`Gap`] lies strictly inside it.
@@ -191,6 +202,21 @@ impl Connection {
     }
 }
 
+/// A connection, or a part of one handed on before it ended ([`Reader::in_parts`]): its
+/// streams hold the bytes laid out since the previous part (see [`Stream::base`]), its flags and
+/// times what was known when the part was cut.
+///
+/// [`Reader::in_parts`]: super::Reader::in_parts
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    /// Which connection (first-packet order, from 0); the same in each of its parts.
+    pub id: u64,
+    /// Its addresses, flags and the bytes of this part.
+    pub conn: Connection,
+    /// The connection ended with this part; no more parts of it follow.
+    pub last: bool,
+}
+
 /// How many packet records a closed connection (both FINs, or a RST) is kept open after closing
 /// before it is laid out and handed on: the last ACK and retransmitted FINs follow within a few
 /// records, and they still count as the connection's own.
@@ -204,6 +230,11 @@ pub(crate) const MAX_STREAM_BYTES: usize = 64 << 20;
 /// Segments of one direction kept for layout (their bookkeeping costs memory even when they
 /// carry no captured bytes); later ones are dropped like bytes past [`MAX_STREAM_BYTES`].
 pub(crate) const MAX_STREAM_SEGMENTS: usize = 1 << 18;
+
+/// In parts mode, a side still holding this share of [`Tracker::part_bytes`] after its
+/// contiguous prefix was handed on (a hole no retransmission filled, with bytes piling up
+/// behind it) is handed on through the hole, which becomes a [`Gap`].
+const FORCE_THROUGH_HOLE_DIVISOR: usize = 2;
 
 /// Address pairs of finished connections remembered so that a straggler (a last ACK or a retransmitted FIN)
 /// arriving after its connection was handed on does not open a phantom connection.
@@ -232,8 +263,11 @@ pub(crate) struct Tracker {
     pub max_waiting: usize,
     /// Keep payload bytes and lay connections out; when false, connections are only counted.
     pub keep_bytes: bool,
+    /// Hand a connection on in parts whenever its two sides hold this many payload bytes
+    /// (`usize::MAX`: never, each connection whole).
+    pub part_bytes: usize,
     /// Laid out, not yet taken.
-    ready: VecDeque<Connection>,
+    ready: VecDeque<Part>,
     /// Connections handed on (or, without `keep_bytes`, counted) so far.
     pub emitted: usize,
     /// Address pairs of finished connections, oldest first.
@@ -253,6 +287,7 @@ impl Default for Tracker {
             done: BTreeSet::new(),
             max_waiting: usize::MAX,
             keep_bytes: true,
+            part_bytes: usize::MAX,
             ready: VecDeque::new(),
             emitted: 0,
             emitted_pairs: VecDeque::new(),
@@ -265,8 +300,12 @@ impl Default for Tracker {
 /// A connection before layout. Side 0 sent the first packet seen.
 #[derive(Debug)]
 struct Pending {
+    id: u64,
     addrs: [SocketAddr; 2],
     sides: [Side; 2],
+    /// (side 0 is the client, a SYN was seen), fixed when the first part was handed on so that
+    /// every part agrees.
+    roles: Option<(bool, bool)>,
     rst_seen: bool,
     first_ts: Timestamp,
     last_ts: Timestamp,
@@ -288,6 +327,19 @@ struct Side {
     bytes: Vec<u8>,
     /// Furthest position any segment reached on the wire (snap length may have cut the bytes).
     wire_end: Option<i64>,
+    /// Where the next part starts, once one was handed on.
+    cursor: Option<Cursor>,
+}
+
+/// Where a side's next part starts.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    /// Sequence position of its first byte.
+    pos: i64,
+    /// Its stream offset.
+    offset: usize,
+    /// The stream's first position, as fixed by the first part.
+    origin: i64,
 }
 
 /// Bytes at a 64-bit sequence position, and the packet that carried them.
@@ -399,8 +451,10 @@ impl Tracker {
                 self.pending.insert(
                     id,
                     Pending {
+                        id,
                         addrs: [seg.src, seg.dst],
                         sides: [Side::default(), Side::default()],
+                        roles: None,
                         rst_seen: false,
                         first_ts: ts,
                         last_ts: ts,
@@ -416,6 +470,11 @@ impl Tracker {
             add_segment(conn, seg, ts, record, keep_bytes);
             if !was_closed && conn.closed() {
                 self.closing.push_back((record, id));
+            }
+            let held = conn.sides.iter().map(|s| s.bytes.len()).sum::<usize>();
+            if keep_bytes && held >= self.part_bytes {
+                let part = conn.part(self.part_bytes / FORCE_THROUGH_HOLE_DIVISOR);
+                self.ready.push_back(part);
             }
         }
         self.peak_held = self.peak_held.max(self.pending.len() + self.ready.len());
@@ -476,13 +535,18 @@ impl Tracker {
         };
         self.emitted += 1;
         if self.keep_bytes {
-            self.ready.push_back(conn.finish());
+            self.ready.push_back(Part {
+                id,
+                last: true,
+                conn: conn.finish(),
+            });
         }
     }
 
     /// A connection laid out and ready, in first-packet order (unless more than
-    /// [`Tracker::max_waiting`] waited behind an older one still open).
-    pub fn pop(&mut self) -> Option<Connection> {
+    /// [`Tracker::max_waiting`] waited behind an older one still open); in parts mode, also
+    /// the parts of connections still open, as they are cut.
+    pub fn pop(&mut self) -> Option<Part> {
         self.ready.pop_front()
     }
 
@@ -557,12 +621,16 @@ fn add_segment(
 }
 
 impl Pending {
-    fn finish(self) -> Connection {
+    /// (side 0 is the client, a SYN without ACK was seen).
+    fn roles(&self) -> (bool, bool) {
+        if let Some(roles) = self.roles {
+            return roles;
+        }
         let [a, b] = self.addrs;
         let pure_syn = |s: &Side| matches!(s.syn, Some((_, _, false)));
         let syn_ack = |s: &Side| matches!(s.syn, Some((_, _, true)));
         let [side_a, side_b] = &self.sides;
-        let (a_is_client, syn_seen) = if pure_syn(side_a) {
+        if pure_syn(side_a) {
             (true, true)
         } else if pure_syn(side_b) {
             (false, true)
@@ -576,23 +644,126 @@ impl Pending {
             (a.port() > b.port(), false)
         } else {
             (true, false)
-        };
-        let [client_side, server_side] = if a_is_client {
-            self.sides
+        }
+    }
+
+    /// The connection's facts so far, around the two streams given as (side 0, side 1).
+    fn connection(&self, streams: [Stream; 2]) -> Connection {
+        let (a_is_client, syn_seen) = self.roles();
+        let [a, b] = self.addrs;
+        let [sa, sb] = streams;
+        let [fa, fb] = [self.sides[0].fin.is_some(), self.sides[1].fin.is_some()];
+        let (to_server, to_client, fin_seen) = if a_is_client {
+            (sa, sb, (fa, fb))
         } else {
-            let [x, y] = self.sides;
-            [y, x]
+            (sb, sa, (fb, fa))
         };
         Connection {
             client: if a_is_client { a } else { b },
             server: if a_is_client { b } else { a },
             syn_seen,
-            fin_seen: (client_side.fin.is_some(), server_side.fin.is_some()),
+            fin_seen,
             rst_seen: self.rst_seen,
             first_ts: self.first_ts,
             last_ts: self.last_ts,
-            to_server: layout(&client_side),
-            to_client: layout(&server_side),
+            to_server,
+            to_client,
+        }
+    }
+
+    /// Cuts a part of a connection still open: each side's bytes up to its first hole (and
+    /// through it, when more than `force_above` bytes wait behind it). The roles are fixed
+    /// here for every later part.
+    fn part(&mut self, force_above: usize) -> Part {
+        self.roles = Some(self.roles());
+        let streams = [
+            self.sides[0].take_part(force_above),
+            self.sides[1].take_part(force_above),
+        ];
+        Part {
+            id: self.id,
+            conn: self.connection(streams),
+            last: false,
+        }
+    }
+
+    fn finish(self) -> Connection {
+        let streams = [self.sides[0].take_rest(), self.sides[1].take_rest()];
+        self.connection(streams)
+    }
+}
+
+impl Side {
+    /// Lays out and forgets the bytes from the cursor up to the first hole, or, when more than
+    /// `force_above` bytes would still be held, every byte held (holes becoming gaps).
+    fn take_part(&mut self, force_above: usize) -> Stream {
+        let Some(from) = self.cursor.or_else(|| {
+            self.start().map(|origin| Cursor {
+                pos: origin,
+                offset: 0,
+                origin,
+            })
+        }) else {
+            return Stream::default();
+        };
+        let mut order: Vec<(i64, i64)> = self
+            .segments
+            .iter()
+            .map(|p| (p.at, p.at + p.len as i64))
+            .collect();
+        order.sort_unstable();
+        let mut contiguous = from.pos;
+        for (at, end) in order {
+            if at > contiguous {
+                break;
+            }
+            contiguous = contiguous.max(end);
+        }
+        let held_after = self
+            .segments
+            .iter()
+            .filter(|p| p.at >= contiguous)
+            .map(|p| p.len)
+            .sum::<usize>();
+        let limit = if held_after > force_above {
+            i64::MAX
+        } else {
+            contiguous
+        };
+        let (stream, next) = layout(self, from, |p| p.at < limit, false);
+        self.cursor = Some(next);
+        // What stays: the pieces past the limit, their bytes moved to the front of the buffer
+        // (which keeps its capacity, so the next part fills memory already mapped).
+        let mut kept: Vec<Piece> = self
+            .segments
+            .iter()
+            .filter(|p| p.at >= limit)
+            .copied()
+            .collect();
+        let mut bytes = Vec::with_capacity(kept.iter().map(|p| p.len).sum());
+        for p in &mut kept {
+            let start = bytes.len();
+            bytes.extend_from_slice(self.piece_bytes(p));
+            p.start = start;
+        }
+        self.segments = kept;
+        self.bytes.clear();
+        self.bytes.extend_from_slice(&bytes);
+        stream
+    }
+
+    /// Lays out everything still held, as the connection's last part.
+    fn take_rest(&self) -> Stream {
+        let from = self.cursor.or_else(|| {
+            self.start().map(|origin| Cursor {
+                pos: origin,
+                offset: 0,
+                origin,
+            })
+        });
+        match from {
+            Some(from) => layout(self, from, |_| true, true).0,
+            None => Stream::default(),
         }
     }
 }
@@ -605,26 +776,43 @@ struct Run<'a> {
     record: usize,
 }
 
-/// Lays out one direction: first copy of every byte wins, holes become [`Gap`]s.
-fn layout(side: &Side) -> Stream {
-    let mut stream = Stream::default();
-    let Some(start) = side.start() else {
-        return stream;
+/// Lays out the pieces of one direction that `take` selects, from `from` on: first copy of
+/// every byte wins, holes become [`Gap`]s. `last`: no part follows, so bytes known to exist past
+/// the last run (up to the FIN, or cut by the snap length) are a gap. Returns the stream and
+/// where the next part would start.
+///
+/// Bytes before `from` are stray when they lie before the stream's start, and duplicates when
+/// an earlier part already handed them on (their content can no longer be compared).
+fn layout(
+    side: &Side,
+    from: Cursor,
+    take: impl Fn(&Piece) -> bool,
+    last: bool,
+) -> (Stream, Cursor) {
+    let mut stream = Stream {
+        base: from.offset,
+        ..Stream::default()
     };
+    let start = from.pos;
     let end_limit = side.fin;
     let mut runs: BTreeMap<i64, Run<'_>> = BTreeMap::new();
     // (position, length, record) of disagreeing overlaps; mapped to data offsets at the end.
     let mut conflicts: Vec<(i64, usize, usize)> = Vec::new();
 
-    for piece in &side.segments {
+    for piece in side.segments.iter().filter(|p| take(p)) {
         let mut at = piece.at;
         let mut bytes = side.piece_bytes(piece);
-        // Bytes before the stream start (only possible once a SYN fixed it) or past the FIN.
+        // Bytes before the stream start (only possible once a SYN fixed it), handed on in an
+        // earlier part, or past the FIN.
         if at < start {
             let cut = usize::try_from(start - at)
                 .unwrap_or(usize::MAX)
                 .min(bytes.len());
-            stream.stray_bytes += cut as u64;
+            let stray = usize::try_from(from.origin.saturating_sub(at).max(0))
+                .unwrap_or(usize::MAX)
+                .min(cut);
+            stream.stray_bytes += stray as u64;
+            stream.duplicate_bytes += (cut - stray) as u64;
             bytes = bytes.get(cut..).unwrap_or_default();
             at = start;
         }
@@ -651,13 +839,13 @@ fn layout(side: &Side) -> Stream {
     for (&at, run) in &runs {
         if at > expected {
             stream.gaps.push(Gap {
-                offset: stream.data.len(),
+                offset: stream.end(),
                 len: (at - expected).unsigned_abs(),
             });
         }
-        starts.push((at, stream.data.len()));
+        starts.push((at, stream.end()));
         stream.segments.push(SegmentInfo {
-            offset: stream.data.len(),
+            offset: stream.end(),
             len: run.bytes.len(),
             ts: run.ts,
             record: run.record,
@@ -667,9 +855,9 @@ fn layout(side: &Side) -> Stream {
     }
     // Bytes known to exist past the last run: up to the FIN, or up to what the snap length cut.
     let known_end = end_limit.or(side.wire_end).unwrap_or(expected);
-    if known_end > expected {
+    if last && known_end > expected {
         stream.gaps.push(Gap {
-            offset: stream.data.len(),
+            offset: stream.end(),
             len: (known_end - expected).unsigned_abs(),
         });
     }
@@ -684,7 +872,12 @@ fn layout(side: &Side) -> Stream {
         }
     }
     stream.conflicts.sort_by_key(|c| (c.offset, c.record));
-    stream
+    let next = Cursor {
+        pos: expected,
+        offset: stream.end(),
+        origin: from.origin,
+    };
+    (stream, next)
 }
 
 /// Adds the parts of `bytes` (at position `at`) that no earlier run covers; compares the parts

@@ -954,3 +954,157 @@ fn without_the_binds_each_request_decodes_in_its_inferred_syntax() {
     };
     assert_eq!(bodies(&pp), bodies(&fp));
 }
+
+/// A long connection: a SYN, then `segments` client segments of `len` bytes each (adjacent
+/// pairs swapped every `swap_every`, one retransmitted every `again_every`), a server byte
+/// answering every tenth, and FINs.
+fn long_connection(segments: usize, len: usize, swap_every: usize, again_every: usize) -> Vec<Tcp> {
+    let client: SocketAddr = "127.0.0.1:50000".parse().unwrap();
+    let server: SocketAddr = "127.0.0.2:1688".parse().unwrap();
+    let mut out = Vec::new();
+    let mut ts = Timestamp::new(1_700_000_000, 0);
+    let mut tick = || {
+        ts = Timestamp::new(ts.secs, ts.nanos + 1000);
+        ts
+    };
+    let syn = |ts, src, dst, seq, flags| Tcp {
+        ts,
+        src,
+        dst,
+        seq,
+        flags,
+        payload: Vec::new(),
+    };
+    let (client_isn, server_isn) = (0xffff_0000u32, 77u32);
+    out.push(syn(tick(), client, server, client_isn, flags::SYN));
+    out.push(syn(
+        tick(),
+        server,
+        client,
+        server_isn,
+        flags::SYN | flags::ACK,
+    ));
+    let mut data = Vec::new();
+    for i in 0..segments {
+        let seq = client_isn.wrapping_add(1 + (i * len) as u32);
+        let payload: Vec<u8> = (0..len).map(|j| (i * 31 + j) as u8).collect();
+        data.push(Tcp {
+            ts: Timestamp::default(),
+            src: client,
+            dst: server,
+            seq,
+            flags: flags::ACK,
+            payload,
+        });
+    }
+    for i in (0..segments.saturating_sub(1)).step_by(swap_every) {
+        data.swap(i, i + 1);
+    }
+    let mut answered = 0u32;
+    for (i, mut t) in data.into_iter().enumerate() {
+        t.ts = tick();
+        let again = (i % again_every == again_every - 1).then(|| t.clone());
+        out.push(t);
+        if let Some(mut t) = again {
+            t.ts = tick();
+            out.push(t);
+        }
+        if i % 10 == 9 {
+            out.push(Tcp {
+                ts: tick(),
+                src: server,
+                dst: client,
+                seq: server_isn.wrapping_add(1 + answered),
+                flags: flags::ACK,
+                payload: vec![answered as u8],
+            });
+            answered += 1;
+        }
+    }
+    let end = client_isn.wrapping_add(1 + (segments * len) as u32);
+    out.push(syn(tick(), client, server, end, flags::FIN | flags::ACK));
+    out.push(syn(
+        tick(),
+        server,
+        client,
+        server_isn.wrapping_add(1 + answered),
+        flags::FIN | flags::ACK,
+    ));
+    out
+}
+
+#[test]
+fn a_long_connection_in_parts_is_the_whole_one_cut_and_each_part_is_bounded() {
+    const LEN: usize = 1000;
+    const PART: usize = 64 << 10;
+    let bytes = pcap_of(&long_connection(3000, LEN, 7, 13));
+    let whole = read_ok(&bytes);
+    let whole = &whole.connections[0];
+    assert!(whole.to_server.data.len() == 3000 * LEN && whole.to_server.gaps.is_empty());
+    let mut reader = Reader::new(&bytes[..]).in_parts(PART);
+    let mut parts = Vec::new();
+    while let Some(p) = reader.next_part() {
+        parts.push(p);
+    }
+    assert!(parts.len() > 40, "{} parts", parts.len());
+    assert!(parts.iter().all(|p| p.id == 0));
+    assert!(parts.last().unwrap().last && parts.iter().rev().skip(1).all(|p| !p.last));
+    for (dir, want) in [
+        (Direction::ToServer, &whole.to_server),
+        (Direction::ToClient, &whole.to_client),
+    ] {
+        let mut data = Vec::new();
+        let mut segments = Vec::new();
+        let (mut duplicates, mut stray) = (0, 0);
+        for p in &parts {
+            let s = p.conn.stream(dir);
+            // Each part starts where the previous one ended, and holds what one part may hold.
+            assert_eq!(s.base, data.len());
+            assert!(s.data.len() <= PART + LEN, "{}", s.data.len());
+            assert!(s.gaps.is_empty() && s.conflicts.is_empty());
+            data.extend_from_slice(&s.data);
+            segments.extend_from_slice(&s.segments);
+            duplicates += s.duplicate_bytes;
+            stray += s.stray_bytes;
+        }
+        assert_eq!(data, want.data, "{dir:?}");
+        assert_eq!(segments, want.segments, "{dir:?}");
+        assert_eq!(
+            (duplicates, stray),
+            (want.duplicate_bytes, want.stray_bytes)
+        );
+    }
+    let last = &parts.last().unwrap().conn;
+    assert_eq!(
+        (last.client, last.server, last.syn_seen, last.fin_seen),
+        (whole.client, whole.server, whole.syn_seen, whole.fin_seen)
+    );
+}
+
+#[test]
+fn a_hole_no_retransmission_fills_is_handed_on_as_a_gap() {
+    const LEN: usize = 1000;
+    let mut segments = long_connection(400, LEN, 1000, 1000);
+    // Drop the client's 100th data segment (after SYN, SYN-ACK and the server's 9 bytes).
+    let lost = segments
+        .iter()
+        .position(|t| t.payload.first() == Some(&((99 * 31) as u8)) && t.payload.len() == LEN)
+        .unwrap();
+    segments.remove(lost);
+    let bytes = pcap_of(&segments);
+    let mut reader = Reader::new(&bytes[..]).in_parts(16 << 10);
+    let mut gaps = Vec::new();
+    let mut data = 0;
+    while let Some(p) = reader.next_part() {
+        gaps.extend(p.conn.to_server.gaps.iter().copied());
+        data += p.conn.to_server.data.len();
+    }
+    assert_eq!(
+        gaps,
+        vec![Gap {
+            offset: 99 * LEN,
+            len: LEN as u64
+        }]
+    );
+    assert_eq!(data, 399 * LEN);
+}

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::Error;
-use crate::capture::{Connection, Reader};
+use crate::capture::{Capture, Part, Parts, Reader};
 use crate::exit::Exit;
 use crate::inspect::{FileErrorKind, InspectConfig, Inspection, Summary};
 use crate::report::inspect::{JsonWriter, text_connection, text_footer, text_header};
@@ -38,6 +38,11 @@ const READ_BUFFER: usize = 1 << 16;
 /// connection open for the whole capture does not make every later one stay in memory.
 const MAX_WAITING: usize = 256;
 
+/// Payload bytes a connection holds before what is laid out of it is decoded and forgotten:
+/// large enough that ordinary connections come whole, small enough that a connection open for
+/// the whole capture does not hold it.
+const PART_BYTES: usize = 64 << 10;
+
 /// Options of `inspect`.
 #[derive(Debug, Clone, Args)]
 #[command(after_help = INSPECT_HELP)]
@@ -53,7 +58,8 @@ pub struct InspectOpts {
     #[arg(long)]
     pub json: bool,
     /// Text: print only the capture header and the summary table (every exchange is still
-    /// decoded and verified); for large captures.
+    /// decoded and verified); for large captures: one pass over the file, in memory that does
+    /// not grow with its length or with any connection's.
     #[arg(long, conflicts_with = "json")]
     pub summary: bool,
     /// Also write the report as a self-contained HTML page to FILE: connections, exchanges
@@ -76,17 +82,37 @@ pub fn main(opts: &InspectOpts) -> Result<Exit, Error> {
                 source: e,
             })
     };
-    // Two passes over the file, so that memory does not grow with its length and the header
-    // (records, connections, skips, damage) still comes before the first connection: the first
-    // only counts, keeping no payload; the second decodes each connection as it finishes and
-    // forgets it once printed.
-    let mut first = Reader::new(open()?).count_only().max_waiting(0);
-    for _ in first.by_ref() {}
-    let count = first.connections();
-    let facts = first.into_capture();
-    let connections = Reader::new(open()?).max_waiting(MAX_WAITING);
-    let inspection =
-        Inspection::streaming(facts, count, connections, InspectConfig { port: opts.port });
+    let config = InspectConfig {
+        port: opts.port,
+        summary_only: opts.summary && opts.html.is_none(),
+    };
+    let mut page = opts.html.as_ref().map(|_| Page::default());
+    let inspection = if opts.summary {
+        // Nothing is printed before the summary, so one pass does: the file's facts are taken
+        // from the reader once it ran dry.
+        let mut inspection =
+            Inspection::streaming(Capture::default(), 0, parts(open()?, config), config);
+        for c in inspection.by_ref() {
+            if let Some(page) = page.as_mut() {
+                page.keep(&c).map_err(Error::Print)?;
+            }
+        }
+        let reader = &mut inspection.source().0;
+        let count = reader.connections();
+        let facts = reader.take_capture();
+        inspection.set_capture(facts, count);
+        inspection
+    } else {
+        // Two passes over the file, so that memory does not grow with its length and the
+        // header (records, connections, skips, damage) still comes before the first
+        // connection: the first only counts, keeping no payload; the second decodes each
+        // connection as it comes and forgets it once printed.
+        let mut first = Reader::new(open()?).count_only().max_waiting(0);
+        for _ in first.by_ref() {}
+        let count = first.connections();
+        let facts = first.into_capture();
+        Inspection::streaming(facts, count, parts(open()?, config), config)
+    };
     if let Some(e) = &inspection.capture().error {
         match (e.kind, e.record) {
             (FileErrorKind::NotACapture, _) => {
@@ -106,7 +132,6 @@ pub fn main(opts: &InspectOpts) -> Result<Exit, Error> {
     }
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    let mut page = opts.html.as_ref().map(|_| Page::default());
     let (exit, summary) = print(
         &mut out,
         &file,
@@ -143,6 +168,21 @@ pub fn main(opts: &InspectOpts) -> Result<Exit, Error> {
     Ok(exit)
 }
 
+/// The capture's connections: in parts of at most [`PART_BYTES`] when only the summary is
+/// wanted (each part decoded, tallied and forgotten), else whole, since a connection's
+/// exchanges print together and its payload is far smaller than their reports.
+fn parts(file: BufReader<std::fs::File>, config: InspectConfig) -> Parts<BufReader<std::fs::File>> {
+    let part_bytes = if config.summary_only {
+        PART_BYTES
+    } else {
+        usize::MAX
+    };
+    Reader::new(file)
+        .max_waiting(MAX_WAITING)
+        .in_parts(part_bytes)
+        .parts()
+}
+
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
@@ -171,7 +211,7 @@ struct Output<'a> {
     page: Option<&'a mut Page>,
 }
 
-fn print<I: Iterator<Item = Connection>>(
+fn print<I: Iterator<Item = Part>>(
     w: &mut dyn Write,
     file: &str,
     mut inspection: Inspection<I>,

@@ -23,7 +23,7 @@ pub use model::{
     InspectDocument, InspectReport, NamedCount, OutcomeCounts, ProductCount, Recognition, Side,
     Sides, SkippedRecord, Summary, TcpInfo, Utc, hex,
 };
-pub use work::{Inspection, inspect};
+pub use work::{Inspection, inspect, inspect_in_parts};
 
 /// Format identifier of the `--json` document.
 pub const REPORT_FORMAT: &str = "kmsharness-inspect/1";
@@ -38,4 +38,8 @@ pub struct InspectConfig {
     /// Decode connections with this port at either end as KMS even when their client stream
     /// does not start with a KMS bind or a KMS activation request.
     pub port: Option<u16>,
+    /// Only the summary is wanted: connection reports come without their binds and exchanges
+    /// (each is still decoded, checked and tallied), so that memory does not grow with a
+    /// connection's length.
+    pub summary_only: bool,
 }

@@ -87,7 +87,7 @@ pub struct SkippedRecord {
 }
 
 /// How the file was read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct CaptureInfo {
     /// `pcap` or `pcapng`; null when the file was not recognised.
     pub format: Option<&'static str>,

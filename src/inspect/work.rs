@@ -3,8 +3,10 @@
 
 use std::net::IpAddr;
 
-use crate::capture::conversation::{self, ActivationExchange, BindExchange, Reply};
-use crate::capture::{self, Capture, CaptureError, Connection, Format, Stream};
+use std::collections::HashMap;
+
+use crate::capture::conversation::{ActivationExchange, BindExchange, Decoder, Reply};
+use crate::capture::{self, Capture, CaptureError, Connection, Format, Part, Stream};
 use crate::catalog;
 use crate::exit::Exit;
 use crate::proto::check::Checks;
@@ -34,14 +36,36 @@ pub fn inspect(bytes: &[u8], config: InspectConfig) -> InspectReport {
     }
 }
 
+/// Reads and inspects a whole capture into one report, handing each connection on in parts of
+/// `part_bytes` ([`capture::Reader::in_parts`]) as `inspect` on the command line does: the same
+/// report as [`inspect`], in memory bounded by the connections open at once.
+pub fn inspect_in_parts(bytes: &[u8], config: InspectConfig, part_bytes: usize) -> InspectReport {
+    let parts = capture::Reader::new(bytes).in_parts(part_bytes).parts();
+    let mut inspection = Inspection::streaming(Capture::default(), 0, parts, config);
+    let connections: Vec<ConnectionReport> = inspection.by_ref().collect();
+    let reader = &mut inspection.source().0;
+    let count = reader.connections();
+    let facts = reader.take_capture();
+    inspection.set_capture(facts, count);
+    let (capture, summary, exit) = inspection.finish();
+    InspectReport {
+        capture,
+        connections,
+        summary,
+        exit,
+    }
+}
+
 /// A capture being inspected: an iterator of connection reports, then [`Inspection::finish`]
 /// for the summary and exit status.
 ///
 /// The connections come from `I`: a capture already read ([`Inspection::new`]) or a
 /// [`capture::Reader`] streaming them from a file ([`Inspection::streaming`]), in which case
-/// each connection is forgotten once its report is taken.
+/// each connection is forgotten once its report is taken. From a reader in parts
+/// ([`capture::Reader::in_parts`]) each part is decoded as it comes and forgotten, and the
+/// connection is reported with its last part.
 #[derive(Debug)]
-pub struct Inspection<I = std::vec::IntoIter<Connection>> {
+pub struct Inspection<I = WholeConnections> {
     config: InspectConfig,
     info: CaptureInfo,
     connections: I,
@@ -50,6 +74,27 @@ pub struct Inspection<I = std::vec::IntoIter<Connection>> {
     tally: Tally,
     exit: Exit,
     sku_cache: Option<(Guid, Option<&'static catalog::Sku>)>,
+    /// Connections some parts of which were decoded, by [`Part::id`].
+    open: HashMap<u64, Open>,
+}
+
+/// Connections already read, each one whole part.
+pub type WholeConnections = std::iter::Map<
+    std::iter::Zip<std::ops::RangeFrom<u64>, std::vec::IntoIter<Connection>>,
+    fn((u64, Connection)) -> Part,
+>;
+
+/// A connection being decoded part by part.
+#[derive(Debug)]
+struct Open {
+    report: ConnectionReport,
+    /// None when it was not recognised as KMS.
+    decoder: Option<Decoder>,
+    /// Recognition found the roles the other way round; later parts are swapped too.
+    swapped: bool,
+    /// The last run of each direction's previous part: (stream offset just past it, its
+    /// record), for the record before a gap at the start of a part.
+    previous: [Option<(usize, usize)>; 2],
 }
 
 impl Inspection {
@@ -57,11 +102,17 @@ impl Inspection {
     pub fn new(mut capture: Capture, config: InspectConfig) -> Inspection {
         let connections = std::mem::take(&mut capture.connections);
         let count = connections.len();
-        Inspection::streaming(capture, count, connections.into_iter(), config)
+        let whole: fn((u64, Connection)) -> Part = |(id, conn)| Part {
+            id,
+            conn,
+            last: true,
+        };
+        let parts = (0..).zip(connections).map(whole);
+        Inspection::streaming(capture, count, parts, config)
     }
 }
 
-impl<I: Iterator<Item = Connection>> Inspection<I> {
+impl<I: Iterator<Item = Part>> Inspection<I> {
     /// Starts inspecting `connections` (`count` of them), of a file whose facts (format,
     /// records, skips, error; its `connections` are ignored) are already known, e.g. from a
     /// first [`capture::Reader::count_only`] pass, so that they can be reported first.
@@ -71,25 +122,39 @@ impl<I: Iterator<Item = Connection>> Inspection<I> {
         connections: I,
         config: InspectConfig,
     ) -> Inspection<I> {
+        let mut inspection = Inspection {
+            config,
+            info: CaptureInfo::default(),
+            connections,
+            index: 0,
+            exchanges: 0,
+            tally: Tally::default(),
+            exit: Exit::Success,
+            sku_cache: None,
+            open: HashMap::new(),
+        };
+        inspection.set_capture(capture, count);
+        inspection
+    }
+
+    /// Sets the file's facts (format, records, skips, error) and its connection count: for a
+    /// single pass, once the reader has read the whole file and the connections were taken.
+    pub fn set_capture(&mut self, capture: Capture, count: usize) {
         let (format, linktype) = match capture.format {
             Some(Format::Pcap { linktype, .. }) => (Some("pcap"), Some(linktype)),
             Some(Format::PcapNg) => (Some("pcapng"), None),
             None => (None, None),
         };
         let error = capture.error.as_ref().map(file_error);
-        let exit = match error.as_ref().map(|e| e.kind) {
-            None => Exit::Success,
-            Some(FileErrorKind::NotACapture) => Exit::Usage,
-            Some(FileErrorKind::Damaged) => Exit::Rpc,
-        };
-        let mut tally = Tally::default();
-        if error
-            .as_ref()
-            .is_some_and(|e| e.kind == FileErrorKind::Damaged)
-        {
-            tally.problem("capture_file");
+        match error.as_ref().map(|e| e.kind) {
+            None => {}
+            Some(FileErrorKind::NotACapture) => self.fail(Exit::Usage),
+            Some(FileErrorKind::Damaged) => {
+                self.tally.problem("capture_file");
+                self.fail(Exit::Rpc);
+            }
         }
-        let info = CaptureInfo {
+        self.info = CaptureInfo {
             format,
             linktype,
             packets: capture.packets,
@@ -107,16 +172,11 @@ impl<I: Iterator<Item = Connection>> Inspection<I> {
             connections: count,
             error,
         };
-        Inspection {
-            config,
-            info,
-            connections,
-            index: 0,
-            exchanges: 0,
-            tally,
-            exit,
-            sku_cache: None,
-        }
+    }
+
+    /// The source of the connections, e.g. to read a single-pass reader's facts once it ran dry.
+    pub fn source(&mut self) -> &mut I {
+        &mut self.connections
     }
 
     /// How the file was read (known before any connection is reported).
@@ -153,89 +213,223 @@ impl<I: Iterator<Item = Connection>> Inspection<I> {
         }
     }
 
-    fn connection(&mut self, mut conn: Connection) -> ConnectionReport {
-        self.index += 1;
-        let recognition = recognise(&mut conn, self.config.port);
-        let mut report = ConnectionReport {
-            index: self.index,
+    /// Decodes one part; the connection's report once its last part came.
+    fn part(&mut self, part: Part) -> Option<ConnectionReport> {
+        let Part { id, mut conn, last } = part;
+        let mut open = match self.open.remove(&id) {
+            Some(mut open) => {
+                if open.swapped {
+                    swap_roles(&mut conn);
+                }
+                open.report.last = conn.last_ts;
+                open
+            }
+            None => self.first_part(&mut conn),
+        };
+        self.add_part(&mut open, &conn);
+        if !last {
+            self.open.insert(id, open);
+            return None;
+        }
+        Some(self.last_part(open, &conn))
+    }
+
+    /// Recognises a connection from its first part and starts its report.
+    fn first_part(&mut self, conn: &mut Connection) -> Open {
+        let before = (conn.client, conn.server);
+        let recognition = recognise(conn, self.config.port);
+        let report = ConnectionReport {
+            index: 0,
             client: conn.client,
             server: conn.server,
             kms: recognition.as_ref().ok().copied(),
             skip_reason: recognition.as_ref().err().cloned(),
             first: conn.first_ts,
             last: conn.last_ts,
-            duration_secs: conn.last_ts.saturating_since(conn.first_ts).as_secs_f64(),
+            duration_secs: 0.0,
             tcp: TcpInfo {
                 syn_seen: conn.syn_seen,
-                fin_seen: Sides {
-                    from_client: conn.fin_seen.0,
-                    from_server: conn.fin_seen.1,
-                },
-                rst_seen: conn.rst_seen,
-                bytes: sides(&conn, |s| s.data.len()),
-                duplicate_bytes: sides(&conn, |s| s.duplicate_bytes),
-                conflicts: sides(&conn, |s| s.conflicts.len()),
+                fin_seen: Sides::default(),
+                rst_seen: false,
+                bytes: Sides::default(),
+                duplicate_bytes: Sides::default(),
+                conflicts: Sides::default(),
             },
             pdus: Sides::default(),
-            undecoded_bytes: sides(&conn, |s| s.data.len()),
-            gaps: gaps(&conn),
+            undecoded_bytes: Sides::default(),
+            gaps: Vec::new(),
             binds: Vec::new(),
             exchanges: Vec::new(),
             error: None,
         };
         self.tally.connections += 1;
-        if recognition.is_err() {
+        let decoder = if recognition.is_ok() {
+            self.tally.kms_connections += 1;
+            self.tally.hosts.entry(conn.server).or_default().connections += 1;
+            self.tally
+                .clients
+                .entry(conn.client.ip())
+                .or_default()
+                .connections += 1;
+            Some(Decoder::new())
+        } else {
             self.tally.skipped += 1;
-            return report;
+            None
+        };
+        Open {
+            report,
+            decoder,
+            swapped: (conn.client, conn.server) != before,
+            previous: [None, None],
         }
-        self.tally.kms_connections += 1;
-        let conv = conversation::decode(&conn);
-        report.pdus = Sides {
+    }
+
+    /// Counts one part's bytes and gaps, and decodes and tallies what it completes.
+    fn add_part(&mut self, open: &mut Open, conn: &Connection) {
+        let tcp = &mut open.report.tcp;
+        tcp.bytes.from_client += conn.to_server.data.len();
+        tcp.bytes.from_server += conn.to_client.data.len();
+        tcp.duplicate_bytes.from_client += conn.to_server.duplicate_bytes;
+        tcp.duplicate_bytes.from_server += conn.to_client.duplicate_bytes;
+        tcp.conflicts.from_client += conn.to_server.conflicts.len();
+        tcp.conflicts.from_server += conn.to_client.conflicts.len();
+        for (i, (side, stream)) in [
+            (Side::Client, &conn.to_server),
+            (Side::Server, &conn.to_client),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let previous = open.previous.get(i).copied().flatten();
+            for g in &stream.gaps {
+                open.report.gaps.push(GapReport {
+                    from: side,
+                    offset: g.offset,
+                    len: g.len,
+                    record_before: g.offset.checked_sub(1).and_then(|o| {
+                        stream
+                            .segment_at(o)
+                            .map(|s| s.record)
+                            .or_else(|| previous.filter(|&(end, _)| end == g.offset).map(|p| p.1))
+                    }),
+                    record_after: stream.segment_at(g.offset).map(|s| s.record),
+                });
+            }
+            if let Some(s) = stream.segments.last()
+                && let Some(p) = open.previous.get_mut(i)
+            {
+                *p = Some((s.offset + s.len, s.record));
+            }
+        }
+        let Some(decoder) = open.decoder.as_mut() else {
+            return;
+        };
+        decoder.feed(conn);
+        let conv = decoder.conversation();
+        // Taken, not drained: a buffer kept per open connection would hold its largest part's
+        // exchanges for as long as the connection lasts.
+        let mut binds = std::mem::take(&mut conv.binds);
+        let mut activations = std::mem::take(&mut conv.activations);
+        self.decoded(&mut open.report, conn, &mut binds, &mut activations);
+    }
+
+    /// Tallies (and, unless only the summary is wanted, keeps) decoded binds and exchanges.
+    fn decoded(
+        &mut self,
+        report: &mut ConnectionReport,
+        conn: &Connection,
+        binds: &mut Vec<BindExchange>,
+        activations: &mut Vec<ActivationExchange>,
+    ) {
+        let keep = !self.config.summary_only;
+        for b in binds.drain(..) {
+            let r = self.bind(&b);
+            if keep {
+                report.binds.push(r);
+            }
+        }
+        if activations.is_empty() {
+            return;
+        }
+        // Taken out of the table for the part's calls, so that ePIDs already seen are not
+        // copied again.
+        let mut host = self.tally.hosts.remove(&conn.server).unwrap_or_default();
+        if keep {
+            report.exchanges.reserve(activations.len());
+        }
+        for ex in activations.drain(..) {
+            let r = self.exchange(ex, &mut host, conn.client.ip());
+            if keep {
+                report.exchanges.push(r);
+            }
+        }
+        self.tally.hosts.insert(conn.server, host);
+    }
+
+    /// Finishes a connection with its last part: what is still undecided (unanswered calls,
+    /// the error that stopped decoding), and the report.
+    fn last_part(&mut self, mut open: Open, conn: &Connection) -> ConnectionReport {
+        self.index += 1;
+        let r = &mut open.report;
+        r.index = self.index;
+        r.last = conn.last_ts;
+        r.duration_secs = r.last.saturating_since(r.first).as_secs_f64();
+        r.tcp.syn_seen = conn.syn_seen;
+        r.tcp.fin_seen = Sides {
+            from_client: conn.fin_seen.0,
+            from_server: conn.fin_seen.1,
+        };
+        r.tcp.rst_seen = conn.rst_seen;
+        r.undecoded_bytes = r.tcp.bytes;
+        let Some(decoder) = open.decoder.take() else {
+            return open.report;
+        };
+        let (conv, record) = decoder.finish();
+        let r = &mut open.report;
+        r.pdus = Sides {
             from_client: conv.pdus.0,
             from_server: conv.pdus.1,
         };
-        report.undecoded_bytes = Sides {
-            from_client: conn.to_server.data.len().saturating_sub(conv.framed.0),
-            from_server: conn.to_client.data.len().saturating_sub(conv.framed.1),
+        r.undecoded_bytes = Sides {
+            from_client: r.tcp.bytes.from_client.saturating_sub(conv.framed.0),
+            from_server: r.tcp.bytes.from_server.saturating_sub(conv.framed.1),
         };
-        for _ in &report.gaps {
+        for _ in &r.gaps {
             self.tally.problem("gap");
         }
-        if !report.gaps.is_empty() {
+        if !r.gaps.is_empty() {
             self.fail(Exit::Rpc);
         }
         if let Some((direction, e)) = &conv.error {
-            let stream = conn.stream(*direction);
             let offset = e.offset();
-            let gap = stream.gaps.iter().any(|g| g.offset == offset) && e.field() == "stream";
+            let side = Side::of(*direction);
+            let gap = e.field() == "stream"
+                && open
+                    .report
+                    .gaps
+                    .iter()
+                    .any(|g| g.from == side && g.offset == offset);
             if !gap {
                 self.tally.problem("stream");
             }
             self.fail(Exit::Rpc);
-            report.error = Some(DecodeProblem {
-                from: Side::of(*direction),
+            open.report.error = Some(DecodeProblem {
+                from: side,
                 offset,
-                record: stream
-                    .segment_at(offset)
-                    .or_else(|| offset.checked_sub(1).and_then(|o| stream.segment_at(o)))
-                    .map(|s| s.record),
+                record,
                 gap,
                 message: e.to_string(),
             });
         }
-        report.binds = conv.binds.iter().map(|b| self.bind(b)).collect();
-        // Taken out of the table for the connection's calls, so that ePIDs already seen are
-        // not copied again.
-        let mut host = self.tally.hosts.remove(&conn.server).unwrap_or_default();
-        host.connections += 1;
-        let client = self.tally.clients.entry(conn.client.ip()).or_default();
-        client.connections += 1;
-        report.exchanges.reserve_exact(conv.activations.len());
-        for ex in conv.activations {
-            let r = self.exchange(ex, &mut host, conn.client.ip());
-            report.exchanges.push(r);
+        let (mut binds, mut activations) = (conv.binds, conv.activations);
+        self.decoded(&mut open.report, conn, &mut binds, &mut activations);
+        // Numbered as reported, so that the numbers follow the report's order even when the
+        // parts of several connections were decoded interleaved.
+        let mut report = open.report;
+        for ex in &mut report.exchanges {
+            self.exchanges += 1;
+            ex.index = self.exchanges;
         }
-        self.tally.hosts.insert(conn.server, host);
         report
     }
 
@@ -296,7 +490,6 @@ impl<I: Iterator<Item = Connection>> Inspection<I> {
         host: &mut HostTally,
         client: IpAddr,
     ) -> ExchangeReport {
-        self.exchanges += 1;
         self.tally.exchanges += 1;
         host.exchanges += 1;
         let request = match &ex.request {
@@ -331,7 +524,8 @@ impl<I: Iterator<Item = Connection>> Inspection<I> {
             outcome = Outcome::Undecodable;
         }
         let mut report = ExchangeReport {
-            index: self.exchanges,
+            // Set when the connection is reported.
+            index: 0,
             call_id: ex.call_id,
             context_id: ex.context_id,
             syntax: ex.syntax,
@@ -410,43 +604,17 @@ impl<I: Iterator<Item = Connection>> Inspection<I> {
     }
 }
 
-impl<I: Iterator<Item = Connection>> Iterator for Inspection<I> {
+impl<I: Iterator<Item = Part>> Iterator for Inspection<I> {
     type Item = ConnectionReport;
 
     fn next(&mut self) -> Option<ConnectionReport> {
-        let conn = self.connections.next()?;
-        Some(self.connection(conn))
-    }
-}
-
-fn sides<T>(conn: &Connection, f: impl Fn(&Stream) -> T) -> Sides<T> {
-    Sides {
-        from_client: f(&conn.to_server),
-        from_server: f(&conn.to_client),
-    }
-}
-
-fn gaps(conn: &Connection) -> Vec<GapReport> {
-    let mut out = Vec::new();
-    for (side, stream) in [
-        (Side::Client, &conn.to_server),
-        (Side::Server, &conn.to_client),
-    ] {
-        for g in &stream.gaps {
-            out.push(GapReport {
-                from: side,
-                offset: g.offset,
-                len: g.len,
-                record_before: g
-                    .offset
-                    .checked_sub(1)
-                    .and_then(|o| stream.segment_at(o))
-                    .map(|s| s.record),
-                record_after: stream.segment_at(g.offset).map(|s| s.record),
-            });
+        loop {
+            let part = self.connections.next()?;
+            if let Some(report) = self.part(part) {
+                return Some(report);
+            }
         }
     }
-    out
 }
 
 /// What the first PDU of a stream is, for recognition.
