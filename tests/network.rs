@@ -1261,6 +1261,51 @@ async fn robust_pipelined_calls_are_bounded() {
     host.stop().await.unwrap();
 }
 
+/// Clients that wait for every reply are never taken for pipelining ones, however busy the host
+/// and however fast they answer: 64 of them replaying a captured call back to back, 300 times
+/// each, all get every reply. (The host once judged a call "ahead" if it was there just after
+/// the reply was written: on a busy host a fast waiting client's next call often is, and 17 in
+/// a row cut it — found by the bare replayer of `tests/figures.rs`.)
+///
+/// The host is a `serve` process and the clients run on more threads than there are cores, so
+/// that the host's threads are preempted between a reply and what follows it, as on a loaded
+/// machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn robust_waiting_clients_on_a_busy_host_are_not_cut_as_pipelining() {
+    const CLIENTS: usize = 64;
+    const CALLS: usize = 300;
+    let (host, addr) = crate::process::serve(&[]);
+    let addr: SocketAddr = addr.parse().unwrap();
+    let ex = crate::support::bare::exchange();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..CLIENTS {
+        let ex = ex.clone();
+        tasks.spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            for pdu in &ex.setup {
+                stream.write_all(pdu).await.unwrap();
+                assert!(crate::support::bare::read_pdu(&mut stream).await, "setup");
+            }
+            for call in 0..CALLS {
+                stream.write_all(&ex.request).await.unwrap();
+                if !crate::support::bare::read_pdu(&mut stream).await {
+                    return Some(call);
+                }
+            }
+            None
+        });
+    }
+    let mut cut = Vec::new();
+    while let Some(r) = bounded("64 clients", tasks.join_next()).await {
+        if let Some(call) = r.unwrap() {
+            cut.push(call);
+        }
+    }
+    assert!(cut.is_empty(), "connections cut after these calls: {cut:?}");
+    drop(host);
+}
+
 /// Before a bind, a PDU larger than a bind is refused at once (not buffered until the idle
 /// timeout), and fragments are answered with a fault instead of being reassembled; a bind
 /// afterwards still works.

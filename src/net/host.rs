@@ -310,6 +310,16 @@ async fn serve_connection<S: KmsService>(
         if let Some(f) = &mut flow {
             f.data(Direction::ToClient, &out, record::now());
         }
+        // Whether the next call is already here (in the buffer, or readable at once) before
+        // this reply is written: then it was sent ahead of the reply, for certain. Looked at
+        // after the write, a waiting client that got the reply and answered at once would look
+        // the same, and a busy host would cut fast clients that never pipeline. For a waiting
+        // client the non-blocking read costs no system call: its call came in a read that did
+        // not fill the buffer, after which tokio knows the socket is empty until the reactor
+        // says otherwise.
+        let answered = matches!(step.reply, Some(PacketType::Response | PacketType::Fault));
+        let ahead =
+            answered && (reader.holds_whole_pdu() || reader.fill_now(|b| stream.try_read_buf(b)));
         if !out.is_empty() {
             match tokio::time::timeout(config.pdu_timeout, stream.write_all(&out)).await {
                 Ok(Ok(())) => {}
@@ -321,13 +331,8 @@ async fn serve_connection<S: KmsService>(
                 }
             }
         }
-        if matches!(step.reply, Some(PacketType::Response | PacketType::Fault)) {
-            // A client waiting for this reply has sent nothing since its call: the next call
-            // already here (in the buffer, or readable at once) was sent ahead of it. For a
-            // waiting client the non-blocking read costs no system call: its call came in a
-            // read that did not fill the buffer, after which tokio knows the socket is empty
-            // until the reactor says otherwise.
-            if reader.holds_whole_pdu() || reader.fill_now(|b| stream.try_read_buf(b)) {
+        if answered {
+            if ahead {
                 pipelined += 1;
             } else {
                 pipelined = 0;
