@@ -8,6 +8,7 @@ mod captures;
 mod command_line;
 mod conform;
 mod conventions;
+mod figures;
 mod fuzz;
 mod fuzz_corpus;
 mod hostile_client;

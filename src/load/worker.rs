@@ -47,6 +47,11 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
         let source = (addr_index / addrs.len()) % shared.sources.len();
         client.source = Some(shared.sources[source]);
     }
+    // The run's cutoff as one timer, registered once: a timeout around every call would insert
+    // into and remove from the runtime's timer wheel on each.
+    let mut cutoff = shared
+        .cutoff()
+        .map(|at| (at, Box::pin(tokio::time::sleep_until(at.into()))));
     while let Some(Ticket {
         index,
         machine: machine_index,
@@ -105,16 +110,23 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
             &kms,
             &mut out.reconnects,
         );
-        let outcome = match shared.cutoff() {
-            None => call.await,
-            Some(at) => match tokio::time::timeout_at(at.into(), call).await {
-                Ok(r) => r,
-                Err(_) => Err(NetError::Timeout {
-                    addr,
-                    phase: conn.as_ref().map_or(NetPhase::Connect, |_| NetPhase::Call),
-                    after: at.saturating_duration_since(begin),
-                }),
+        let outcome = match cutoff.as_mut() {
+            None => Some(call.await),
+            Some((_, sleep)) => tokio::select! {
+                biased;
+                r = call => Some(r),
+                () = sleep.as_mut() => None,
             },
+        };
+        let outcome = match (outcome, &cutoff) {
+            (Some(r), _) => r,
+            (None, cut) => Err(NetError::Timeout {
+                addr,
+                phase: conn.as_ref().map_or(NetPhase::Connect, |_| NetPhase::Call),
+                after: cut.as_ref().map_or(Default::default(), |(at, _)| {
+                    at.saturating_duration_since(begin)
+                }),
+            }),
         };
         let outcome = outcome.map(|(o, times)| {
             if let (true, Some((connect, bind))) = (recorded, times.opened) {
@@ -182,9 +194,11 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
                 None => {
                     let total = now.saturating_duration_since(begin);
                     stats.record(Phase::Total, total);
-                    interval.saturating_record(
-                        (total.as_micros() as u64).clamp(1, super::stats::MAX_MICROS),
-                    );
+                    if shared.intervals {
+                        interval.saturating_record(
+                            (total.as_micros() as u64).clamp(1, super::stats::MAX_MICROS),
+                        );
+                    }
                 }
                 Some(Some(f)) => stats.error(f),
                 Some(None) => {}

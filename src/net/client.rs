@@ -2,6 +2,7 @@
 //! timeouts on every step.
 
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -163,6 +164,10 @@ pub struct Connection {
     config: ClientConfig,
     /// Where this connection's traffic is recorded, if it is (`--record`).
     flow: Option<Flow>,
+    /// The read timeout, one timer for the connection's life: moving a registered timer later
+    /// only updates its deadline, where a new timeout per read would insert into and remove
+    /// from the runtime's timer wheel on every call.
+    timer: Pin<Box<tokio::time::Sleep>>,
 }
 
 /// How the bind went, over both bind and alter_context.
@@ -236,6 +241,7 @@ impl Connection {
             session: ClientSession::with_call_id(config.rpc, first_call_id),
             reader: PduReader::new(),
             out: Vec::with_capacity(512),
+            timer: Box::pin(tokio::time::sleep(config.read_timeout)),
             config,
             flow: None,
         })
@@ -303,6 +309,7 @@ impl Connection {
             &mut self.reader,
             &mut self.stream,
             &mut self.flow,
+            &mut self.timer,
             addr,
             phase,
             deadline,
@@ -350,6 +357,7 @@ impl Connection {
                 &mut self.reader,
                 &mut self.stream,
                 &mut self.flow,
+                &mut self.timer,
                 addr,
                 Phase::Call,
                 deadline,
@@ -397,14 +405,18 @@ async fn read_pdu<'r>(
     reader: &'r mut PduReader,
     stream: &mut TcpStream,
     flow: &mut Option<Flow>,
+    timer: &mut Pin<Box<tokio::time::Sleep>>,
     addr: SocketAddr,
     phase: Phase,
     deadline: Deadline,
 ) -> Result<&'r [u8], NetError> {
     let after = deadline.after;
-    let read = tokio::time::timeout_at(deadline.at, reader.next(stream))
-        .await
-        .map_err(|_| NetError::Timeout { addr, phase, after })?;
+    timer.as_mut().reset(deadline.at);
+    let read = tokio::select! {
+        biased;
+        read = reader.next(stream) => read,
+        () = timer.as_mut() => return Err(NetError::Timeout { addr, phase, after }),
+    };
     if let Some(f) = flow {
         match &read {
             Ok(pdu) => f.data(Direction::ToClient, pdu, record::now()),

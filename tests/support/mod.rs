@@ -1,5 +1,6 @@
 //! Helpers the integration test modules share: none of them is a test itself.
 
+pub mod bare;
 pub mod common;
 pub mod dns;
 pub mod junit;

@@ -1,0 +1,128 @@
+//! Measurements for the README's performance section, each against a limit measured in the same
+//! run: `load` beside the bare loopback replayer (`support::bare`). Ignored by default (they
+//! take minutes and need the machine to themselves); nothing is asserted about speed, only that
+//! every run completed. Run with
+//! `cargo test --release --test tests figures_ -- --ignored --nocapture --test-threads 1`.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::bare;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kmsharness");
+
+/// Interleaved rounds of every contender.
+const ROUNDS: usize = 5;
+/// Measured time per run, after `load`'s default one-second warm-up.
+const MEASURE: Duration = Duration::from_secs(5);
+const WARMUP: Duration = Duration::from_secs(1);
+/// Connections, as in the issue's `load --mode reuse -c 64`.
+const CONNECTIONS: usize = 64;
+
+/// (activations/s, CPU µs per activation) of one `kmsharness load` run, from its JSON report.
+fn load(args: &[&str]) -> (f64, f64) {
+    let json = std::env::temp_dir().join(format!("kmsharness-figures-{}.json", std::process::id()));
+    let c = CONNECTIONS.to_string();
+    let d = format!("{}s", MEASURE.as_secs());
+    let mut full = vec!["load", "--mode", "reuse", "-c", &c, "-d", &d, "--json"];
+    let json_arg = json.display().to_string();
+    full.push(&json_arg);
+    full.extend_from_slice(args);
+    let out = Command::new(BIN).args(&full).output().unwrap();
+    assert!(out.status.success(), "load {full:?}: {out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json);
+    (
+        report["throughput"].as_f64().unwrap(),
+        report["cpu"]["micros_per_activation"].as_f64().unwrap(),
+    )
+}
+
+/// (activations/s, CPU µs per activation) of the bare replayer's clients against `addr`, or,
+/// without one, against its own bare host in the same process (the embedded shape).
+fn bare_run(addr: Option<SocketAddr>) -> (f64, f64) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .enable_all()
+        .build()
+        .unwrap();
+    let ex = bare::exchange();
+    runtime.block_on(async {
+        let (addr, host) = match addr {
+            Some(a) => (a, None),
+            None => {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let a = listener.local_addr().unwrap();
+                (a, Some(tokio::spawn(bare::serve(listener, ex.clone()))))
+            }
+        };
+        let (n, cpu) = bare::drive(addr, CONNECTIONS, &ex, WARMUP, MEASURE).await;
+        if let Some(h) = host {
+            h.abort();
+        }
+        assert!(n > 0);
+        (n as f64 / MEASURE.as_secs_f64(), cpu * 1e6 / n as f64)
+    })
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// (max - min) / median.
+fn spread(v: &[f64]) -> f64 {
+    let (lo, hi) = v
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    (hi - lo) / median(v)
+}
+
+fn line(name: &str, rates: &[f64], cpus: &[f64]) {
+    let shown: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
+    println!(
+        "{name:<34} {:>9.0}/s  spread {:>5.1}%  {:>6.2} µs CPU/activation  [{}]",
+        median(rates),
+        spread(rates) * 100.0,
+        median(cpus),
+        shown.join(", ")
+    );
+}
+
+#[test]
+#[ignore = "a measurement for the README: five interleaved rounds of 6 s runs"]
+fn figures_reuse_against_the_bare_loopback_limit() {
+    let (host, addr) = crate::process::serve(&[]);
+    let external: SocketAddr = addr.parse().unwrap();
+    let mut runs: [(Vec<f64>, Vec<f64>); 4] = Default::default();
+    for _ in 0..ROUNDS {
+        let results = [
+            bare_run(None),
+            load(&[]),
+            bare_run(Some(external)),
+            load(&["-t", &addr]),
+        ];
+        for (run, (rate, cpu)) in runs.iter_mut().zip(results) {
+            run.0.push(rate);
+            run.1.push(cpu);
+        }
+    }
+    drop(host);
+    let names = [
+        "bare replayer, embedded",
+        "load --mode reuse -c 64, embedded",
+        "bare replayer -> serve",
+        "load --mode reuse -c 64 -> serve",
+    ];
+    for (name, (rates, cpus)) in names.iter().zip(&runs) {
+        line(name, rates, cpus);
+    }
+    println!(
+        "embedded: load / bare = {:.2} of the limit; against serve, generator CPU per \
+         activation load / bare = {:.2}",
+        median(&runs[1].0) / median(&runs[0].0),
+        median(&runs[3].1) / median(&runs[2].1),
+    );
+}
