@@ -93,6 +93,15 @@ impl Stream {
         self.segments.get(i).filter(|s| s.offset <= offset)
     }
 
+    /// Holds nothing: no bytes, gaps, conflicts, duplicates or stray bytes.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+            && self.gaps.is_empty()
+            && self.conflicts.is_empty()
+            && self.duplicate_bytes == 0
+            && self.stray_bytes == 0
+    }
+
     /// Stream offset just past `data`.
     pub fn end(&self) -> usize {
         self.base + self.data.len()
@@ -474,7 +483,10 @@ impl Tracker {
             let held = conn.sides.iter().map(|s| s.bytes.len()).sum::<usize>();
             if keep_bytes && held >= self.part_bytes {
                 let part = conn.part(self.part_bytes / FORCE_THROUGH_HOLE_DIVISOR);
-                self.ready.push_back(part);
+                // Both sides waiting behind holes give nothing yet.
+                if !part.conn.to_server.is_empty() || !part.conn.to_client.is_empty() {
+                    self.ready.push_back(part);
+                }
             }
         }
         self.peak_held = self.peak_held.max(self.pending.len() + self.ready.len());

@@ -27,18 +27,12 @@ use super::tally::{HostTally, Tally};
 pub fn inspect(bytes: &[u8], config: InspectConfig) -> InspectReport {
     let mut inspection = Inspection::new(capture::read(bytes), config);
     let connections: Vec<ConnectionReport> = inspection.by_ref().collect();
-    let (capture, summary, exit) = inspection.finish();
-    InspectReport {
-        capture,
-        connections,
-        summary,
-        exit,
-    }
+    inspection.into_report(connections)
 }
 
 /// Reads and inspects a whole capture into one report, handing each connection on in parts of
-/// `part_bytes` ([`capture::Reader::in_parts`]) as `inspect` on the command line does: the same
-/// report as [`inspect`], in memory bounded by the connections open at once.
+/// `part_bytes` ([`capture::Reader::in_parts`]) as `inspect --summary` does: the same report as
+/// [`inspect`], decoded in memory bounded by the connections open at once.
 pub fn inspect_in_parts(bytes: &[u8], config: InspectConfig, part_bytes: usize) -> InspectReport {
     let parts = capture::Reader::new(bytes).in_parts(part_bytes).parts();
     let mut inspection = Inspection::streaming(Capture::default(), 0, parts, config);
@@ -47,13 +41,7 @@ pub fn inspect_in_parts(bytes: &[u8], config: InspectConfig, part_bytes: usize) 
     let count = reader.connections();
     let facts = reader.take_capture();
     inspection.set_capture(facts, count);
-    let (capture, summary, exit) = inspection.finish();
-    InspectReport {
-        capture,
-        connections,
-        summary,
-        exit,
-    }
+    inspection.into_report(connections)
 }
 
 /// A capture being inspected: an iterator of connection reports, then [`Inspection::finish`]
@@ -200,6 +188,17 @@ impl<I: Iterator<Item = Part>> Inspection<I> {
         }
         let summary = self.tally.summary();
         (self.info, summary, self.exit)
+    }
+
+    /// The whole report, around the connection reports already taken.
+    fn into_report(self, connections: Vec<ConnectionReport>) -> InspectReport {
+        let (capture, summary, exit) = self.finish();
+        InspectReport {
+            capture,
+            connections,
+            summary,
+            exit,
+        }
     }
 
     fn sku(&mut self, id: Guid) -> Option<&'static catalog::Sku> {
