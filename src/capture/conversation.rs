@@ -1,6 +1,8 @@
 //! Decodes one TCP connection's two byte streams as a KMS conversation: PDUs framed and parsed,
 //! fragmented calls reassembled, binds paired with their acks, activation requests with their
-//! responses, and every message decrypted and checked.
+//! responses, and every message decrypted and checked. [`decode`] takes a whole connection;
+//! [`Decoder`] takes it part by part ([`Reader::in_parts`](super::Reader::in_parts)), giving
+//! what each part completes, so that a long connection never has to be held whole.
 
 use crate::proto::check::Checks;
 use crate::proto::client::checks::{ReplyHead, check_bind_reply, check_response};

@@ -2,7 +2,8 @@
 //!
 //! [`Reader`] reads the file from any [`Read`] (a slice, a `BufReader` over a file) one record at
 //! a time and hands on each TCP connection once it is finished, so memory does not grow with
-//! the file's length; [`read`] collects a whole slice into one [`Capture`]. The module opens no
+//! the file's length (and, with [`Reader::in_parts`], in parts as it grows, so that it does not
+//! grow with a connection's either); [`read`] collects a whole slice into one [`Capture`]. The module opens no
 //! files itself. Three layers do the work:
 //!
 //! - `file`: pcap and pcapng framing, giving (timestamp, link type, frame bytes) per packet record;
