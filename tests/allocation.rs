@@ -1,11 +1,15 @@
 //! The message steps allocate nothing once their buffers exist: the host step and the client's
-//! build and verify run with zero heap allocations per message.
+//! build and verify run with zero heap allocations per message, and so does a whole call over
+//! a reused loopback connection, the host's side of it included.
 
 use kmsharness::proto::client::message::{ResponseBuf, decode_response, encode_request};
 use kmsharness::proto::host::message::{
     HostRandom, ResponseParams, decode_request, encode_response,
 };
 use kmsharness::wire::kms::{RequestBase, Version, epid_to_wire};
+
+use kmsharness::host::{HostSetup, start};
+use kmsharness::net::client::{ClientConfig, Connection};
 
 #[test]
 fn message_steps_do_not_allocate() {
@@ -58,4 +62,54 @@ fn message_steps_do_not_allocate() {
         assert_eq!(info.count_total, 0, "{version}: {info:?}");
         assert_eq!(sent.base, base);
     }
+}
+
+/// Calls counted in the network test, after as many to warm up.
+const CALLS: usize = 200;
+
+/// One V6 activation of a new machine over `conn`, every check of both layers passed.
+async fn one_call(conn: &mut Connection, i: usize, request: &mut Vec<u8>, buf: &mut ResponseBuf) {
+    let mut base = RequestBase::example(Version::V6);
+    // A new machine each time: the host's table evicts and inserts, as under load.
+    base.cmid.0[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    base.client_time = kmsharness::clock::now_filetime();
+    request.clear();
+    let sent = encode_request(&base, [7; 16], request);
+    let outcome = conn.call(request).await.unwrap();
+    assert!(outcome.checks.all_passed(), "{:?}", outcome.checks);
+    let (_, checks) = decode_response(&sent, conn.response_body(), buf).unwrap();
+    assert!(checks.all_passed(), "{checks:?}");
+}
+
+#[test]
+fn a_call_over_a_reused_connection_allocates_nothing_on_either_side() {
+    // One thread runs the host and the client, so the counter (which counts the calling
+    // thread's allocations) sees both sides of every call.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut request = Vec::with_capacity(512);
+    let mut buf = ResponseBuf::default();
+    let (host, mut conn) = runtime.block_on(async {
+        let host = start(HostSetup::loopback()).await.unwrap();
+        let mut conn = Connection::connect(host.addrs[0], ClientConfig::default(), 2)
+            .await
+            .unwrap();
+        conn.bind().await.unwrap();
+        // Warm up: key schedules, the host's client table, both sides' buffers and timers.
+        for i in 0..CALLS {
+            one_call(&mut conn, i, &mut request, &mut buf).await;
+        }
+        (host, conn)
+    });
+    let info = allocation_counter::measure(|| {
+        runtime.block_on(async {
+            for i in CALLS..2 * CALLS {
+                one_call(&mut conn, i, &mut request, &mut buf).await;
+            }
+        })
+    });
+    assert_eq!(info.count_total, 0, "{info:?} over {CALLS} calls");
+    runtime.block_on(host.stop()).unwrap();
 }

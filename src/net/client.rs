@@ -2,7 +2,6 @@
 //! timeouts on every step.
 
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +16,7 @@ use crate::proto::client::session::{
 use crate::proto::verdict::Failure;
 
 use super::framing::{PduReader, ReadError};
+use super::timer::LazyTimer;
 
 /// Timeouts and RPC options of a client connection.
 #[derive(Debug, Clone, Copy)]
@@ -164,10 +164,9 @@ pub struct Connection {
     config: ClientConfig,
     /// Where this connection's traffic is recorded, if it is (`--record`).
     flow: Option<Flow>,
-    /// The read timeout, one timer for the connection's life: moving a registered timer later
-    /// only updates its deadline, where a new timeout per read would insert into and remove
-    /// from the runtime's timer wheel on every call.
-    timer: Pin<Box<tokio::time::Sleep>>,
+    /// The read timeout, one timer for the connection's life (a new timeout per read would
+    /// insert into and remove from the runtime's timer wheel on every call).
+    timer: LazyTimer,
 }
 
 /// How the bind went, over both bind and alter_context.
@@ -241,7 +240,7 @@ impl Connection {
             session: ClientSession::with_call_id(config.rpc, first_call_id),
             reader: PduReader::new(),
             out: Vec::with_capacity(512),
-            timer: Box::pin(tokio::time::sleep(config.read_timeout)),
+            timer: LazyTimer::new(),
             config,
             flow: None,
         })
@@ -405,17 +404,17 @@ async fn read_pdu<'r>(
     reader: &'r mut PduReader,
     stream: &mut TcpStream,
     flow: &mut Option<Flow>,
-    timer: &mut Pin<Box<tokio::time::Sleep>>,
+    timer: &mut LazyTimer,
     addr: SocketAddr,
     phase: Phase,
     deadline: Deadline,
 ) -> Result<&'r [u8], NetError> {
     let after = deadline.after;
-    timer.as_mut().reset(deadline.at);
+    timer.set(deadline.at);
     let read = tokio::select! {
         biased;
         read = reader.next(stream) => read,
-        () = timer.as_mut() => return Err(NetError::Timeout { addr, phase, after }),
+        () = timer.expired() => return Err(NetError::Timeout { addr, phase, after }),
     };
     if let Some(f) = flow {
         match &read {

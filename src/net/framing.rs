@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 
+use super::timer::LazyTimer;
 use crate::wire::rpc::frame_len;
 
 /// Largest PDU accepted from a peer. KMS PDUs are a few hundred bytes and Windows caps
@@ -68,6 +69,8 @@ pub struct PduReader {
     last: usize,
     /// Largest PDU accepted.
     max: usize,
+    /// The idle and PDU limits' one timer, made on the first timed read.
+    timer: Option<LazyTimer>,
 }
 
 impl Default for PduReader {
@@ -84,6 +87,7 @@ impl PduReader {
             start: 0,
             last: 0,
             max: MAX_PDU,
+            timer: None,
         }
     }
 
@@ -163,9 +167,6 @@ impl PduReader {
         let mut begun: Option<Instant> = None;
         loop {
             let avail = &self.buf[self.start..];
-            if begun.is_none() && !avail.is_empty() {
-                begun = Some(Instant::now());
-            }
             if let Some(len) = frame_len(avail).map_err(ReadError::NotRpc)? {
                 if len > self.max {
                     return Err(ReadError::TooLarge {
@@ -182,39 +183,37 @@ impl PduReader {
                 self.buf.drain(..self.start);
                 self.start = 0;
             }
-            let old = self.buf.len();
-            self.buf.resize(old + 2048, 0);
-            let read = io.read(&mut self.buf[old..]);
+            // Read into spare capacity: nothing to zero before the read, nothing to cut after.
+            self.buf.reserve(2048);
+            let now = (idle.is_some() || pdu_limit.is_some()).then(Instant::now);
+            if begun.is_none() && !self.buf[self.start..].is_empty() {
+                begun = now;
+            }
             // The wait ends at the idle limit, or sooner at the PDU's deadline.
-            let wait = match (idle, begun.zip(pdu_limit)) {
+            let wait = now.and_then(|now| match (idle, begun.zip(pdu_limit)) {
                 (None, None) => None,
-                (Some(idle), None) => Some((idle, ReadError::Idle(idle))),
-                (idle, Some((begun, limit))) => {
-                    let left = limit.saturating_sub(begun.elapsed());
-                    match idle {
-                        Some(idle) if idle < left => Some((idle, ReadError::Idle(idle))),
-                        _ => Some((left, ReadError::Slow(limit))),
+                (Some(idle), None) => Some((now + idle, ReadError::Idle(idle))),
+                (idle, Some((begun, limit))) => match idle {
+                    Some(idle) if now + idle < begun + limit => {
+                        Some((now + idle, ReadError::Idle(idle)))
                     }
-                }
-            };
-            let n = match wait {
-                Some((limit, error)) => match tokio::time::timeout(limit, read).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        self.buf.truncate(old);
-                        return Err(error);
-                    }
+                    _ => Some((begun + limit, ReadError::Slow(limit))),
                 },
-                None => read.await,
-            };
-            let n = match n {
-                Ok(n) => n,
-                Err(e) => {
-                    self.buf.truncate(old);
-                    return Err(e.into());
+            });
+            let read = io.read_buf(&mut self.buf);
+            let n = match wait {
+                Some((at, error)) => {
+                    let timer = self.timer.get_or_insert_with(LazyTimer::new);
+                    timer.set(at);
+                    let n = tokio::select! {
+                        biased;
+                        n = read => Some(n),
+                        () = timer.expired() => None,
+                    };
+                    n.ok_or(error)?
                 }
-            };
-            self.buf.truncate(old + n);
+                None => read.await,
+            }?;
             if n == 0 {
                 let have = self.buf.len() - self.start;
                 let need = frame_len(&self.buf[self.start..])

@@ -321,7 +321,7 @@ async fn serve_connection<S: KmsService>(
         let ahead =
             answered && (reader.holds_whole_pdu() || reader.fill_now(|b| stream.try_read_buf(b)));
         if !out.is_empty() {
-            match tokio::time::timeout(config.pdu_timeout, stream.write_all(&out)).await {
+            match write_within(&mut stream, &out, config.pdu_timeout).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => break,
                 Err(_) => {
@@ -355,6 +355,25 @@ async fn serve_connection<S: KmsService>(
     }
     if let Some(f) = &mut flow {
         f.close(closer, record::now());
+    }
+}
+
+/// Writes `bytes` whole within `limit`. A reply of a few hundred bytes almost always fits the
+/// socket's buffer at once: that write is made without a timer, and only the rest of a reply
+/// the peer is not taking waits under one.
+async fn write_within(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    limit: Duration,
+) -> Result<std::io::Result<()>, tokio::time::error::Elapsed> {
+    let sent = match stream.try_write(bytes) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Ok(Err(e)),
+    };
+    match bytes.get(sent..) {
+        None | Some([]) => Ok(Ok(())),
+        Some(rest) => tokio::time::timeout(limit, stream.write_all(rest)).await,
     }
 }
 

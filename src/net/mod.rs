@@ -5,3 +5,4 @@ pub mod discovery;
 pub mod framing;
 pub mod host;
 pub mod raw;
+pub mod timer;
