@@ -430,7 +430,9 @@ pub async fn run_on(
             }
             Ok(outcome) => {
                 report.syntax = Some(outcome.syntax);
-                report.checks.extend(outcome.checks.iter().copied());
+                if let Some(c) = &conn {
+                    report.checks.extend(c.reply_checks().iter().copied());
+                }
                 match outcome.reply {
                     CallReply::Fault(status) => {
                         report.outcome = Outcome::Fault;

@@ -37,6 +37,7 @@ use crate::host::{HostSetup, RunningHost};
 use crate::load::stats::{Outcome, Phase, Stats};
 use crate::net::client::call_reconnecting;
 use crate::net::client::{ClientConfig, Connection};
+use crate::proto::check::Checks;
 use crate::proto::client::message::{ResponseBuf, SentRequest, encode_request};
 use crate::proto::verdict::{Failure, Verdict, judge};
 use crate::wire::Guid;
@@ -293,8 +294,10 @@ async fn replay_connection(
                 Verdict::Failed(e.failure())
             }
             Ok((o, call_time)) => {
-                let body = conn.as_ref().map_or(&[][..], |c| c.response_body());
-                let v = judge(&o, sent.as_ref(), body, &mut buf, |id| {
+                let (checks, body) = conn.as_ref().map_or((&Checks::EMPTY, &[][..]), |c| {
+                    (c.reply_checks(), c.response_body())
+                });
+                let v = judge(&o, checks, sent.as_ref(), body, &mut buf, |id| {
                     stats.error(Failure::Check(id));
                 });
                 if matches!(v, Verdict::Validated { .. }) {

@@ -288,6 +288,29 @@ mod test {
     }
 
     #[test]
+    fn test_cbc_decrypt_every_length_matches_block_by_block() {
+        // Whole eight-block groups, a short last group, and none at all.
+        let r = Rijndael::new(&[3u8; 16], &[(64, 0x73)]);
+        let iv = [5u8; 16];
+        for blocks in 0..=17usize {
+            let plain: Vec<u8> = (0..16 * blocks).map(|i| (i * 7) as u8).collect();
+            let mut data = plain.clone();
+            r.cbc_encrypt(&iv, &mut data);
+            let mut chain = iv;
+            let mut by_block = Vec::new();
+            for c in data.chunks_exact(16) {
+                let mut b: [u8; 16] = c.try_into().unwrap();
+                r.decrypt_block(&mut b);
+                by_block.extend(b.iter().zip(&chain).map(|(x, y)| x ^ y));
+                chain = c.try_into().unwrap();
+            }
+            assert_eq!(by_block, plain, "{blocks} blocks, block by block");
+            r.cbc_decrypt(&iv, &mut data);
+            assert_eq!(data, plain, "{blocks} blocks");
+        }
+    }
+
+    #[test]
     fn test_cbc_roundtrip() {
         let r = Rijndael::new(&[7u8; 20], &[(64, 0x73)]);
         let iv = [9u8; 16];

@@ -9,6 +9,7 @@ use rand::RngExt;
 
 use crate::clock::now_filetime;
 use crate::net::client::{Connection, NetError, Phase as NetPhase, call_reconnecting};
+use crate::proto::check::Checks;
 use crate::proto::client::message::{ResponseBuf, encode_request};
 use crate::proto::lifecycle::Answer;
 use crate::proto::verdict::{Failure, Verdict, judge};
@@ -145,9 +146,11 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
                 Answer::Failed(e.failure())
             }
             Ok((o, call_time)) => {
-                let body = conn.as_ref().map_or(&[][..], |c| c.response_body());
+                let (checks, body) = conn.as_ref().map_or((&Checks::EMPTY, &[][..]), |c| {
+                    (c.reply_checks(), c.response_body())
+                });
                 let mut first_check = None;
-                let verdict = judge(&o, Some(&sent), body, &mut buf, |id| {
+                let verdict = judge(&o, checks, Some(&sent), body, &mut buf, |id| {
                     first_check.get_or_insert(id);
                     if recorded {
                         stats.error(Failure::Check(id));

@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 
 use crate::capture::Direction;
 use crate::capture::record::{self, Flow, Recorder};
+use crate::proto::check::Checks;
 use crate::proto::client::session::{
     BindOutcome, CallOutcome, ClientRpcOptions, ClientSession, RpcError,
 };
@@ -278,6 +279,11 @@ impl Connection {
     /// The KMS response body of the last successful call.
     pub fn response_body(&self) -> &[u8] {
         self.session.response_body()
+    }
+
+    /// The RPC checks made on the last call's reply.
+    pub fn reply_checks(&self) -> &Checks {
+        self.session.reply_checks()
     }
 
     /// Sends (and records) what `out` holds, then empties it.

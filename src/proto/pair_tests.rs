@@ -105,7 +105,7 @@ fn exchange(
         }
         let outcome = outcome.expect("a whole reply");
         syntaxes.push(outcome.syntax);
-        all.extend(outcome.checks.iter().copied());
+        all.extend(client.reply_checks().iter().copied());
         if let CallReply::Response = outcome.reply {
             let mut buf = ResponseBuf::default();
             let (_, checks) = decode_response(&sent, client.response_body(), &mut buf).unwrap();

@@ -7,7 +7,7 @@ use core::cmp::Ordering;
 use core::fmt;
 use core::str::FromStr;
 
-use crate::proto::check::CheckId;
+use crate::proto::check::{CheckId, Checks};
 use crate::proto::client::message::{ResponseBuf, SentRequest, decode_response};
 use crate::proto::client::session::{CallOutcome, CallReply};
 use crate::wire::HResult;
@@ -162,16 +162,19 @@ pub enum Verdict {
 
 /// Judges a call's reply with every check `activate` makes. Each failed check is passed to
 /// `failed_check` (a refusal's or fault's non-S_OK return value is its own class, not a second
-/// one). `sent` is the request the response answers, when it is known.
+/// one). `rpc_checks` are the checks made on the reply's RPC layer
+/// ([`ClientSession::reply_checks`](crate::proto::client::session::ClientSession::reply_checks));
+/// `sent` is the request the response answers, when it is known.
 pub fn judge(
     outcome: &CallOutcome,
+    rpc_checks: &Checks,
     sent: Option<&SentRequest>,
     body: &[u8],
     buf: &mut ResponseBuf,
     mut failed_check: impl FnMut(CheckId),
 ) -> Verdict {
     let refused_or_faulted = !matches!(outcome.reply, CallReply::Response);
-    for c in outcome.checks.failed() {
+    for c in rpc_checks.failed() {
         if !(refused_or_faulted && c.id == CheckId::ReturnValue) {
             failed_check(c.id);
         }
@@ -189,7 +192,7 @@ pub fn judge(
                     for c in checks.failed() {
                         failed_check(c.id);
                     }
-                    if checks.all_passed() && outcome.checks.all_passed() {
+                    if checks.all_passed() && rpc_checks.all_passed() {
                         Verdict::Validated {
                             count: resp.base.count,
                         }

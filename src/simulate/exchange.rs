@@ -8,6 +8,7 @@ use crate::catalog::AppKind;
 use crate::host::control::{ControlClient, ControlError};
 use crate::net::client::{ClientConfig, Connection};
 use crate::net::discovery::{IpPreference, Target, resolve};
+use crate::proto::check::Checks;
 use crate::proto::client::message::{ResponseBuf, SentRequest, decode_response};
 use crate::proto::client::session::{
     BindOutcome, CallOutcome, CallReply, ClientRpcOptions, ClientSession, FIRST_CALL_ID,
@@ -39,6 +40,7 @@ fn bind_failure(bound: &BindOutcome) -> Option<Failure> {
 /// every check, else why not.
 fn answer_of(
     outcome: &CallOutcome,
+    rpc_checks: &Checks,
     sent: &SentRequest,
     body: &[u8],
     buf: &mut ResponseBuf,
@@ -47,7 +49,7 @@ fn answer_of(
         CallReply::Refused(h) => Answer::Failed(Failure::HResult(h)),
         CallReply::Fault(f) => Answer::Failed(Failure::Fault(f)),
         CallReply::Response => {
-            if let Some(c) = outcome.checks.failed().next() {
+            if let Some(c) = rpc_checks.failed().next() {
                 return Answer::Failed(Failure::Check(c.id));
             }
             match decode_response(sent, body, buf) {
@@ -144,7 +146,13 @@ pub(super) fn in_process(
     }
     match outcome {
         None => Answer::Failed(Failure::Closed),
-        Some(o) => answer_of(&o, sent, client.response_body(), &mut s.buf),
+        Some(o) => answer_of(
+            &o,
+            client.reply_checks(),
+            sent,
+            client.response_body(),
+            &mut s.buf,
+        ),
     }
 }
 
@@ -267,7 +275,7 @@ impl Remote {
         }
         Some(match conn.call(kms).await {
             Err(e) => Answer::Failed(e.failure()),
-            Ok(o) => answer_of(&o, sent, conn.response_body(), buf),
+            Ok(o) => answer_of(&o, conn.reply_checks(), sent, conn.response_body(), buf),
         })
     }
 }

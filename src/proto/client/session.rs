@@ -107,15 +107,15 @@ pub enum CallReply {
     Fault(FaultStatus),
 }
 
-/// The reply to a call, with its RPC checks.
-#[derive(Debug, Clone, Copy)]
+/// The reply to a call. Its RPC checks stay in the session
+/// ([`ClientSession::reply_checks`]), as its body does: the list is over a kilobyte, and an
+/// outcome is handed up through every layer of a load worker's call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallOutcome {
     /// The reply.
     pub reply: CallReply,
     /// Transfer syntax the call used.
     pub syntax: Syntax,
-    /// RPC checks on the reply.
-    pub checks: Checks,
 }
 
 /// The client's state for one connection.
@@ -142,6 +142,8 @@ pub struct ClientSession {
     stub: Vec<u8>,
     /// The last KMS response body.
     body: Vec<u8>,
+    /// The RPC checks of the last whole reply.
+    reply_checks: Checks,
 }
 
 impl ClientSession {
@@ -166,6 +168,7 @@ impl ClientSession {
             partial_stub: Vec::new(),
             stub: Vec::with_capacity(512),
             body: Vec::with_capacity(512),
+            reply_checks: Checks::new(),
         }
     }
 
@@ -337,6 +340,11 @@ impl ClientSession {
         &self.body
     }
 
+    /// The RPC checks made on the last whole reply to a call.
+    pub fn reply_checks(&self) -> &Checks {
+        &self.reply_checks
+    }
+
     /// Handles one PDU of the reply to the last request: `Ok(None)` while more fragments are
     /// due.
     pub fn handle_reply(&mut self, bytes: &[u8]) -> Result<Option<CallOutcome>, RpcError> {
@@ -425,10 +433,10 @@ impl ClientSession {
             call: Some((first_ctx, first_cancel)),
         };
         let outcome = if let Some(status) = fault {
+            self.reply_checks = check_response(&sent, &as_received, combined, None);
             CallOutcome {
                 reply: CallReply::Fault(status),
                 syntax: self.pending_syntax,
-                checks: check_response(&sent, &as_received, combined, None),
             }
         } else {
             let stub = ActivationResponse::parse(self.pending_syntax, whole).map_err(|source| {
@@ -437,7 +445,7 @@ impl ClientSession {
                     source,
                 }
             })?;
-            let checks = check_response(&sent, &as_received, combined, Some(&stub));
+            self.reply_checks = check_response(&sent, &as_received, combined, Some(&stub));
             let reply = if stub.max_count.is_none() {
                 CallReply::Refused(stub.hresult)
             } else {
@@ -448,7 +456,6 @@ impl ClientSession {
             CallOutcome {
                 reply,
                 syntax: self.pending_syntax,
-                checks,
             }
         };
         gathered.clear();
