@@ -129,8 +129,10 @@ impl Rijndael {
         self.enc[i].into()
     }
 
-    /// Encrypts one block in place.
-    #[inline]
+    /// Encrypts one block in place. Always inlined: CBC encryption calls it once per block,
+    /// and whether LLVM inlined it moved the count by 900 instructions per activation from one
+    /// build to the next (callgrind).
+    #[inline(always)]
     pub fn encrypt_block(&self, block: &mut [u8; 16]) {
         let mut s = Block::from(*block);
         xor_into(&mut s, &self.enc[0]);

@@ -445,6 +445,23 @@ pub struct CallTimes {
     pub call: Duration,
 }
 
+/// Connects and binds, recording the connection when `attach` says: the connection, and how
+/// long the connect and the bind took.
+async fn open_and_bind(
+    addr: SocketAddr,
+    client: ClientConfig,
+    attach: Option<&Arc<Recorder>>,
+) -> Result<(Connection, (Duration, Duration)), NetError> {
+    let t0 = Instant::now();
+    let mut c = Connection::connect(addr, client, 2).await?;
+    let t1 = Instant::now();
+    if let Some(r) = attach {
+        c.record(r.clone());
+    }
+    c.bind().await?;
+    Ok((c, (t1 - t0, t1.elapsed())))
+}
+
 /// Sends `kms` over `conn`, opening a connection (connect and bind) first when there is none,
 /// and once more over a new one when a reused connection turns out to have been closed by the
 /// host (py-kms closes after each response; Windows and vlmcs then simply reconnect).
@@ -465,14 +482,11 @@ pub async fn call_reconnecting(
         let c = match conn.as_mut() {
             Some(c) => c,
             None => {
-                let t0 = Instant::now();
-                let mut c = Connection::connect(addr, client, 2).await?;
-                let t1 = Instant::now();
-                if let Some(r) = attach {
-                    c.record(r.clone());
-                }
-                c.bind().await?;
-                opened = Some((t1 - t0, t1.elapsed()));
+                // Boxed: opening is the rare step on a reused connection, and its state, kept
+                // inline, would make this future (moved into the caller's select on every
+                // call) several times larger.
+                let (c, times) = Box::pin(open_and_bind(addr, client, attach)).await?;
+                opened = Some(times);
                 conn.insert(c)
             }
         };

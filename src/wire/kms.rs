@@ -428,9 +428,12 @@ impl RequestBase {
         out.put_u32(self.required_clients);
         out.put_u64(self.client_time.0);
         out.put_guid(&self.previous_cmid);
-        for u in self.workstation.0 {
-            out.put_u16(u);
+        // The name's 128 bytes in one append, not 64 of two bytes each.
+        let mut name = [0u8; 2 * WORKSTATION_UNITS];
+        for (b, u) in name.chunks_exact_mut(2).zip(self.workstation.0) {
+            b.copy_from_slice(&u.to_le_bytes());
         }
+        out.put(&name);
     }
 }
 
