@@ -381,3 +381,57 @@ async fn write_within(
 async fn stall() -> &'static [u8] {
     std::future::pending().await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connected loopback pair: the host's end, and a peer that is never read from here.
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (host, _) = listener.accept().await.unwrap();
+        (host, peer)
+    }
+
+    #[tokio::test]
+    async fn a_reply_that_fits_is_written_whole_and_one_nobody_takes_times_out() {
+        let (mut host, mut peer) = pair().await;
+        let reply = [7u8; 300];
+        let r = write_within(&mut host, &reply, Duration::from_secs(5)).await;
+        assert!(matches!(r, Ok(Ok(()))), "{r:?}");
+        let mut got = [0u8; 300];
+        tokio::io::AsyncReadExt::read_exact(&mut peer, &mut got)
+            .await
+            .unwrap();
+        assert_eq!(got, reply);
+        // Far more than the two sockets' buffers hold, and the peer reads none of it: the
+        // first write takes what fits, the rest waits under the limit and gives up.
+        let flood = vec![1u8; 64 << 20];
+        let r = tokio::time::timeout(
+            Duration::from_secs(10),
+            write_within(&mut host, &flood, Duration::from_millis(200)),
+        )
+        .await
+        .expect("the write's own limit, not this test's, ends it");
+        assert!(r.is_err(), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn a_write_to_a_closed_peer_fails_as_an_error_not_a_timeout() {
+        let (mut host, peer) = pair().await;
+        drop(peer);
+        // The first write after the peer's close may still be taken; the reset follows.
+        let mut last = Ok(Ok(()));
+        for _ in 0..100 {
+            last = write_within(&mut host, &[0u8; 300], Duration::from_secs(5)).await;
+            if !matches!(last, Ok(Ok(()))) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(matches!(last, Ok(Err(_))), "{last:?}");
+    }
+}
