@@ -106,9 +106,49 @@ pub async fn serve(listener: TcpListener, ex: Exchange) {
     }
 }
 
-/// `connections` clients, each binding once (as the capture did) and then sending the request and reading one
-/// whole PDU back in turn on one connection, for `warmup` and then `measure`: the exchanges
-/// completed in `measure`, and the process CPU seconds it took.
+/// Runs `connections` clients, client `i` made by `client(i, window)`, each counting the
+/// exchanges it completes inside the measured window (after `warmup`, for `measure`) and
+/// stopping at its end: the count, and the process CPU seconds the window took.
+async fn measured<F, C>(
+    connections: usize,
+    warmup: Duration,
+    measure: Duration,
+    client: C,
+) -> (u64, f64)
+where
+    C: Fn(usize, Window) -> F,
+    F: std::future::Future<Output = u64> + Send + 'static,
+{
+    let from = Instant::now() + warmup;
+    let window = Window {
+        from,
+        until: from + measure,
+    };
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..connections {
+        let (run, done) = (client(i, window), done.clone());
+        tasks.spawn(async move {
+            done.fetch_add(run.await, Ordering::Relaxed);
+        });
+    }
+    tokio::time::sleep_until(window.from.into()).await;
+    let cpu_start = kmsharness::load::cpu::process_cpu_secs().unwrap_or(0.0);
+    while tasks.join_next().await.is_some() {}
+    let cpu = kmsharness::load::cpu::process_cpu_secs().unwrap_or(0.0) - cpu_start;
+    (done.load(Ordering::Relaxed), cpu)
+}
+
+/// The measured part of a run.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    from: Instant,
+    until: Instant,
+}
+
+/// `connections` clients, each binding once (as the capture did) and then sending the request
+/// and reading one whole PDU back in turn on one connection, for `warmup` and then `measure`:
+/// the exchanges completed in `measure`, and the process CPU seconds it took.
 pub async fn drive(
     addr: SocketAddr,
     connections: usize,
@@ -116,14 +156,9 @@ pub async fn drive(
     warmup: Duration,
     measure: Duration,
 ) -> (u64, f64) {
-    let start = Instant::now();
-    let measure_from = start + warmup;
-    let until = measure_from + measure;
-    let done = Arc::new(AtomicU64::new(0));
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..connections {
-        let (ex, done) = (ex.clone(), done.clone());
-        tasks.spawn(async move {
+    measured(connections, warmup, measure, |_, window| {
+        let ex = ex.clone();
+        async move {
             let mut stream = TcpStream::connect(addr).await.unwrap();
             stream.set_nodelay(true).unwrap();
             for pdu in &ex.setup {
@@ -136,26 +171,62 @@ pub async fn drive(
             let mut mine = 0u64;
             loop {
                 let now = Instant::now();
-                if now >= until {
-                    break;
+                if now >= window.until {
+                    return mine;
                 }
                 stream.write_all(&ex.request).await.unwrap();
                 assert!(
                     read_pdu(&mut stream).await,
                     "the host closed the connection"
                 );
-                if now >= measure_from {
+                if now >= window.from {
                     mine += 1;
                 }
             }
-            done.fetch_add(mine, Ordering::Relaxed);
-        });
-    }
-    tokio::time::sleep_until(measure_from.into()).await;
-    let cpu_start = kmsharness::load::cpu::process_cpu_secs().unwrap_or(0.0);
-    while tasks.join_next().await.is_some() {}
-    let cpu = kmsharness::load::cpu::process_cpu_secs().unwrap_or(0.0) - cpu_start;
-    (done.load(Ordering::Relaxed), cpu)
+        }
+    })
+    .await
+}
+
+/// `connections` clients, each opening a connection per exchange as `load --mode fresh` does
+/// (connect, the captured setup PDUs, the request, each answered, then close), to the
+/// addresses of `addrs` in turn, for `warmup` and then `measure`: the exchanges completed in
+/// `measure`, and the process CPU seconds it took.
+pub async fn drive_fresh(
+    addrs: &[SocketAddr],
+    connections: usize,
+    ex: &Exchange,
+    warmup: Duration,
+    measure: Duration,
+) -> (u64, f64) {
+    measured(connections, warmup, measure, |i, window| {
+        let (ex, addr) = (ex.clone(), addrs[i % addrs.len()]);
+        async move {
+            let mut mine = 0u64;
+            loop {
+                let now = Instant::now();
+                if now >= window.until {
+                    return mine;
+                }
+                // A refused or reset connection (ports or backlog exhausted) is retried.
+                let Ok(mut stream) = TcpStream::connect(addr).await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let mut whole = true;
+                for pdu in ex.setup.iter().chain([&ex.request]) {
+                    if stream.write_all(pdu).await.is_err() || !read_pdu(&mut stream).await {
+                        whole = false;
+                        break;
+                    }
+                }
+                if whole && now >= window.from {
+                    mine += 1;
+                }
+            }
+        }
+    })
+    .await
 }
 
 /// Reads one whole PDU (usually one read: the host answers with one write); false when the
