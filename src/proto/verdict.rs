@@ -8,7 +8,7 @@ use core::fmt;
 use core::str::FromStr;
 
 use crate::proto::check::{CheckId, Checks};
-use crate::proto::client::message::{ResponseBuf, SentRequest, decode_response};
+use crate::proto::client::message::{ResponseBuf, SentRequest, decode_response_into};
 use crate::proto::client::session::{CallOutcome, CallReply};
 use crate::wire::HResult;
 use crate::wire::rpc::FaultStatus;
@@ -186,9 +186,10 @@ pub fn judge(
             let Some(sent) = sent else {
                 return Verdict::Failed(Failure::Unverifiable);
             };
-            match decode_response(sent, body, buf) {
+            let mut checks = Checks::new();
+            match decode_response_into(sent, body, buf, &mut checks) {
                 Err(_) => Verdict::Failed(Failure::Undecodable),
-                Ok((resp, checks)) => {
+                Ok(resp) => {
                     for c in checks.failed() {
                         failed_check(c.id);
                     }

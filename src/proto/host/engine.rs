@@ -12,7 +12,7 @@ use crate::wire::{Guid, HResult};
 
 use super::config::{ConfigError, HostConfig};
 use super::message::{
-    HostRandom, MAX_REQUIRED_CLIENTS, ReceivedRequest, ResponseParams, decode_request,
+    HostRandom, MAX_REQUIRED_CLIENTS, ReceivedRequest, ResponseParams, decode_request_into,
     encode_response_with_faults,
 };
 use super::policy::{Decision, Refusal, RefusalRule};
@@ -495,7 +495,8 @@ pub fn activate(
     decide: impl FnOnce(&ReceivedRequest, &Checks) -> Result<Grant, Refusal>,
     out: &mut Vec<u8>,
 ) -> (Handled, Result<(), HResult>) {
-    let (req, checks) = match decode_request(request, Some(now)) {
+    let mut checks = Checks::new();
+    let req = match decode_request_into(request, Some(now), &mut checks) {
         Ok(decoded) => decoded,
         Err(e) => return (Handled::Undecodable(e), Err(HResult::INVALID_DATA)),
     };

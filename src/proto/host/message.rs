@@ -56,9 +56,20 @@ impl ReceivedRequest {
 /// Fails only when the message is too short to hold a request base; every other problem is a
 /// failed check in the returned list.
 pub fn decode_request(msg: &[u8], now: Option<FileTime>) -> Result<(ReceivedRequest, Checks)> {
+    let mut checks = Checks::new();
+    let request = decode_request_into(msg, now, &mut checks)?;
+    Ok((request, checks))
+}
+
+/// [`decode_request`], its checks written into `checks` (appended, replacing any with the
+/// same id): a host's step keeps its list in place instead of moving 1.4 KB out by value.
+pub fn decode_request_into(
+    msg: &[u8],
+    now: Option<FileTime>,
+    checks: &mut Checks,
+) -> Result<ReceivedRequest> {
     let version = peek_version(msg)?;
     let format = version.format();
-    let mut checks = Checks::new();
     let expected_len = match format {
         Format::V4 => V4_REQUEST_LEN,
         _ => V6_REQUEST_LEN,
@@ -142,8 +153,8 @@ pub fn decode_request(msg: &[u8], now: Option<FileTime>) -> Result<(ReceivedRequ
             }
         }
     };
-    check_base(&request.base, version, now, &mut checks);
-    Ok((request, checks))
+    check_base(&request.base, version, now, checks);
+    Ok(request)
 }
 
 fn check_base(base: &RequestBase, version: Version, now: Option<FileTime>, checks: &mut Checks) {
