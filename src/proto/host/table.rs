@@ -4,9 +4,7 @@
 //! ("Activate clients running Windows", "Plan for KMS activation"); what the docs leave open
 //! follows vlmcsd's behaviour, and each rule says which.
 
-use core::hash::BuildHasherDefault;
 use std::collections::HashMap;
-use std::hash::DefaultHasher;
 
 use crate::catalog::AppKind;
 use crate::wire::Guid;
@@ -32,10 +30,12 @@ pub(super) const fn table_index(app: AppKind) -> usize {
     }
 }
 
-/// Hash of the client tables. Fixed keys keep the module free of randomness; a client that
-/// chooses colliding machine IDs can at worst make lookups linear in the table, which
-/// [`MAX_CAPACITY`] bounds.
-type TableHasher = BuildHasherDefault<DefaultHasher>;
+/// Hash of the client tables: FxHash, which is fixed (the module stays free of randomness)
+/// and costs a few instructions a key where SipHash cost more than the rest of the lookup
+/// (callgrind: about 700 instructions per request). A client that chooses colliding machine
+/// IDs can at worst make lookups linear in the table, which [`MAX_CAPACITY`] bounds, as with
+/// any fixed hash.
+type TableHasher = rustc_hash::FxBuildHasher;
 
 /// One machine ID in a table.
 #[derive(Debug, Clone, Copy)]
