@@ -370,6 +370,11 @@ impl Checks {
         }
     }
 
+    /// Forgets every check made.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
     /// Records every check of `other`.
     pub fn extend(&mut self, other: &Checks) {
         for c in other.iter() {

@@ -121,13 +121,20 @@ pub fn check_response(
     stub: Option<&ActivationResponse<'_>>,
 ) -> Checks {
     let mut checks = Checks::new();
-    common(
-        request,
-        &reply.header,
-        flags,
-        PacketType::Response,
-        &mut checks,
-    );
+    check_response_into(request, reply, flags, stub, &mut checks);
+    checks
+}
+
+/// [`check_response`], its checks written into `checks` (appended, replacing any with the same
+/// id): a client session keeps its reply's list in place instead of moving 1.4 KB by value.
+pub fn check_response_into(
+    request: &Pdu<'_>,
+    reply: &ReplyHead,
+    flags: Flags,
+    stub: Option<&ActivationResponse<'_>>,
+    checks: &mut Checks,
+) {
+    common(request, &reply.header, flags, PacketType::Response, checks);
     checks.push(Check::equal(
         CheckId::RpcMultiplexFlag,
         Value::Bool(false),
@@ -168,5 +175,4 @@ pub fn check_response(
             Value::HResult(stub.hresult),
         ));
     }
-    checks
 }

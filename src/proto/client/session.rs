@@ -10,7 +10,7 @@ use crate::wire::rpc::{
     NDR32, NDR64, PacketType, Pdu, RejectReason, Request, SyntaxId, WINDOWS_MAX_FRAG,
 };
 
-use super::checks::{ReplyHead, check_bind_reply, check_response};
+use super::checks::{ReplyHead, check_bind_reply, check_response_into};
 use crate::proto::check::Checks;
 
 /// How the client binds.
@@ -433,7 +433,8 @@ impl ClientSession {
             call: Some((first_ctx, first_cancel)),
         };
         let outcome = if let Some(status) = fault {
-            self.reply_checks = check_response(&sent, &as_received, combined, None);
+            self.reply_checks.clear();
+            check_response_into(&sent, &as_received, combined, None, &mut self.reply_checks);
             CallOutcome {
                 reply: CallReply::Fault(status),
                 syntax: self.pending_syntax,
@@ -445,7 +446,14 @@ impl ClientSession {
                     source,
                 }
             })?;
-            self.reply_checks = check_response(&sent, &as_received, combined, Some(&stub));
+            self.reply_checks.clear();
+            check_response_into(
+                &sent,
+                &as_received,
+                combined,
+                Some(&stub),
+                &mut self.reply_checks,
+            );
             let reply = if stub.max_count.is_none() {
                 CallReply::Refused(stub.hresult)
             } else {
