@@ -43,6 +43,10 @@ enum Hostile {
     Garbage,
     /// Binds, then answers the call with a PDU header announcing 60 000 bytes.
     Oversized,
+    /// Binds and refuses the first call; resets the connection (SO_LINGER 0) when a second
+    /// call comes on it: a host that closes after each answer, met by a request already on
+    /// its way, as py-kms is.
+    ResetReused,
 }
 
 /// A hostile host on a loopback port.
@@ -103,6 +107,8 @@ fn oversized_header(call_id: u32) -> Vec<u8> {
 async fn serve(mut s: TcpStream, how: Hostile) {
     let mut reader = PduReader::new();
     let mut session = HostSession::new(HostRpcConfig::default(), 0x1234);
+    // Whether a call on this connection was answered (`ResetReused`).
+    let mut answered = false;
     loop {
         let Ok(pdu) = reader.next(&mut s).await else {
             return;
@@ -118,7 +124,14 @@ async fn serve(mut s: TcpStream, how: Hostile) {
             let _ = s.read(&mut [0; 64]).await;
             return;
         }
-        if header.packet_type() != PacketType::Request {
+        if header.packet_type() != PacketType::Request || matches!(how, Hostile::ResetReused) {
+            if matches!(how, Hostile::ResetReused) && header.packet_type() == PacketType::Request {
+                if answered {
+                    let _ = s.set_zero_linger();
+                    return;
+                }
+                answered = true;
+            }
             let mut out = Vec::new();
             session.handle(
                 &pdu,
@@ -155,7 +168,7 @@ async fn serve(mut s: TcpStream, how: Hostile) {
             Hostile::Oversized => {
                 let _ = s.write_all(&oversized_header(call_id)).await;
             }
-            Hostile::Garbage => {}
+            Hostile::Garbage | Hostile::ResetReused => {}
         }
         // Holds the connection open until the client gives up.
         let _ = s.read(&mut [0; 64]).await;
@@ -286,6 +299,46 @@ async fn load_against_endless_fragments_ends_and_fails() {
         report.outcome.errors
     );
     assert_eq!(kmsharness::cli::load::exit_of(&report), Exit::Rpc);
+}
+
+/// A reused connection the host has reset is opened again and the call asked again, as when
+/// it was closed: every call gets the host's answer (a refusal here), none counts as a reset.
+#[tokio::test]
+async fn load_reconnects_when_a_reused_connection_is_reset() {
+    let report = load_against(
+        Hostile::ResetReused,
+        &[
+            "--mode",
+            "reuse",
+            "-c",
+            "1",
+            "--requests",
+            "6",
+            "--warmup",
+            "0s",
+        ],
+    )
+    .await;
+    assert_eq!(report.outcome.sent, 6, "{:?}", report.outcome.errors);
+    assert!(
+        !report.outcome.errors.contains_key(&Failure::Reset),
+        "{:?}",
+        report.outcome.errors
+    );
+    assert_eq!(
+        report
+            .outcome
+            .errors
+            .get(&Failure::HResult(HResult(0x8007_000D))),
+        Some(&6),
+        "{:?}",
+        report.outcome.errors
+    );
+    assert!(
+        report.outcome.reconnects >= 5,
+        "{}",
+        report.outcome.reconnects
+    );
 }
 
 #[tokio::test]

@@ -126,6 +126,35 @@ impl NetError {
         }
     }
 
+    /// Whether the host had hung up the connection before this call: the socket closed, or
+    /// reset under the request or its reply (a host that closes after each response, as
+    /// py-kms does, shows as either, depending on whether our request reached its socket
+    /// first). Windows and vlmcs then open a new connection and ask again.
+    pub fn host_hung_up(&self) -> bool {
+        fn reset(e: &std::io::Error) -> bool {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            )
+        }
+        match self {
+            NetError::Read {
+                source: ReadError::Closed,
+                ..
+            } => true,
+            NetError::Read {
+                source: ReadError::Io(e),
+                ..
+            } => reset(e),
+            NetError::Io {
+                phase: Phase::Call,
+                source,
+                ..
+            } => reset(source),
+            _ => false,
+        }
+    }
+
     /// The failure class it counts as: the connection's own failures (refused, reset,
     /// closed, timed out, a socket error) apart from replies that are not DCE/RPC, too large,
     /// or not the PDU expected ([`Failure::Protocol`]).
@@ -463,8 +492,9 @@ async fn open_and_bind(
 }
 
 /// Sends `kms` over `conn`, opening a connection (connect and bind) first when there is none,
-/// and once more over a new one when a reused connection turns out to have been closed by the
-/// host (py-kms closes after each response; Windows and vlmcs then simply reconnect).
+/// and once more over a new one when a reused connection turns out to have been closed or
+/// reset by the host (py-kms closes after each response; Windows and vlmcs then simply
+/// reconnect).
 /// `attach` records newly opened connections; `recording` pauses or resumes a connection's
 /// recording for this call.
 pub async fn call_reconnecting(
@@ -495,10 +525,7 @@ pub async fn call_reconnecting(
         }
         let t2 = Instant::now();
         match c.call(kms).await {
-            Err(NetError::Read {
-                source: ReadError::Closed,
-                ..
-            }) if reused && attempt == 1 => {
+            Err(e) if reused && attempt == 1 && e.host_hung_up() => {
                 *conn = None;
                 *reconnects += 1;
             }
