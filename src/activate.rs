@@ -400,8 +400,8 @@ pub async fn run_on(
             let r = c.call(&kms).await;
             report.call_micros = Some(start.elapsed().as_micros() as u64);
             call_id = c.call_id();
-            let closed_idle = matches!(&r, Err(e) if e.host_hung_up());
-            if closed_idle && reused && attempt == 0 {
+            let hung_up = matches!(&r, Err(e) if e.host_hung_up());
+            if hung_up && reused && attempt == 0 {
                 conn = None;
                 report.reconnected = true;
                 continue;

@@ -51,11 +51,6 @@ impl LazyTimer {
         }
     }
 
-    /// The deadline in force.
-    pub fn deadline(&self) -> Instant {
-        self.target
-    }
-
     /// Completes once the deadline in force is reached. Safe to drop and call again (in a
     /// `select!`): the timer keeps its place.
     pub async fn expired(&mut self) {

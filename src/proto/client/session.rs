@@ -432,39 +432,38 @@ impl ClientSession {
             header: first_header,
             call: Some((first_ctx, first_cancel)),
         };
-        let outcome = if let Some(status) = fault {
-            self.reply_checks.clear();
-            check_response_into(&sent, &as_received, combined, None, &mut self.reply_checks);
-            CallOutcome {
-                reply: CallReply::Fault(status),
-                syntax: self.pending_syntax,
-            }
-        } else {
-            let stub = ActivationResponse::parse(self.pending_syntax, whole).map_err(|source| {
-                RpcError::Decode {
-                    what: "activation response stub",
-                    source,
-                }
-            })?;
-            self.reply_checks.clear();
-            check_response_into(
-                &sent,
-                &as_received,
-                combined,
-                Some(&stub),
-                &mut self.reply_checks,
-            );
-            let reply = if stub.max_count.is_none() {
-                CallReply::Refused(stub.hresult)
-            } else {
+        // A fault's status, or a response's decoded stub.
+        let answer = match fault {
+            Some(status) => Err(status),
+            None => Ok(
+                ActivationResponse::parse(self.pending_syntax, whole).map_err(|source| {
+                    RpcError::Decode {
+                        what: "activation response stub",
+                        source,
+                    }
+                })?,
+            ),
+        };
+        self.reply_checks.clear();
+        check_response_into(
+            &sent,
+            &as_received,
+            combined,
+            answer.as_ref().ok(),
+            &mut self.reply_checks,
+        );
+        let reply = match answer {
+            Err(status) => CallReply::Fault(status),
+            Ok(stub) if stub.max_count.is_some() => {
                 self.body.clear();
                 self.body.extend_from_slice(stub.body);
                 CallReply::Response
-            };
-            CallOutcome {
-                reply,
-                syntax: self.pending_syntax,
             }
+            Ok(stub) => CallReply::Refused(stub.hresult),
+        };
+        let outcome = CallOutcome {
+            reply,
+            syntax: self.pending_syntax,
         };
         gathered.clear();
         self.partial_stub = gathered;
