@@ -1,6 +1,7 @@
 //! KMS V6: AES-128 with the fixed V6 key and a modified key schedule, and the response HMAC
 //! (HMAC-SHA256, keyed from the time slot of the echoed client time, truncated to 16 bytes).
 
+use std::cell::RefCell;
 use std::sync::LazyLock;
 
 use hmac::{KeyInit, Mac};
@@ -53,14 +54,46 @@ pub fn hmac_key(client_time: u64, slot_offset: i8) -> [u8; 16] {
 
 /// The V6 response HMAC of `data` under `key`: the last 16 bytes of HMAC-SHA256.
 pub fn hmac(key: &[u8; 16], data: &[u8]) -> [u8; HMAC_LEN] {
+    tag(keyed(key), data)
+}
+
+fn keyed(key: &[u8; 16]) -> hmac::Hmac<Sha256> {
     // A 16-byte key is always a valid HMAC key; new_from_slice only fails on impossible lengths.
-    let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+    <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"))
+}
+
+fn tag(mut mac: hmac::Hmac<Sha256>, data: &[u8]) -> [u8; HMAC_LEN] {
     mac.update(data);
     let full = mac.finalize().into_bytes();
     let mut out = [0u8; HMAC_LEN];
     out.copy_from_slice(&full[16..]);
     out
+}
+
+thread_local! {
+    /// The last time slot's keyed HMAC on this thread, with the slot's time range and offset.
+    /// The key changes once every C1 (about 4.11 hours) and every response in between is
+    /// signed with it; deriving the key and absorbing its two pads are three of the seven
+    /// SHA-256 compressions of signing or checking one response. A pure memo: same answers.
+    static LAST_KEYED: RefCell<Option<(u64, i8, hmac::Hmac<Sha256>)>> = const { RefCell::new(None) };
+}
+
+/// `hmac(&hmac_key(client_time, slot_offset), data)`, the keyed state reused while the time
+/// slot stays the same.
+pub fn slot_hmac(client_time: u64, slot_offset: i8, data: &[u8]) -> [u8; HMAC_LEN] {
+    let slot = client_time / TIME_C1;
+    LAST_KEYED.with_borrow_mut(|last| {
+        let mac = match last {
+            Some((s, o, mac)) if *s == slot && *o == slot_offset => mac.clone(),
+            _ => {
+                let mac = keyed(&hmac_key(client_time, slot_offset));
+                *last = Some((slot, slot_offset, mac.clone()));
+                mac
+            }
+        };
+        tag(mac, data)
+    })
 }
 
 #[cfg(test)]
@@ -88,6 +121,29 @@ mod test {
         let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(b"Jefe").unwrap();
         mac.update(b"what do ya want for nothing?");
         assert_eq!(hex::encode(mac.finalize().into_bytes()), full);
+    }
+
+    #[test]
+    fn test_slot_hmac_is_hmac_under_the_slot_key() {
+        let t = 134_000_000_000_000_000u64;
+        let data = [0x5au8; 200];
+        // Alternating slots and offsets exercise the memo's hits and misses alike.
+        for time in [
+            t,
+            t + 1,
+            t + TIME_C1,
+            t,
+            t + 2 * TIME_C1,
+            t + 2 * TIME_C1 + 7,
+        ] {
+            for offset in [0i8, 0, -1, 1, 0] {
+                assert_eq!(
+                    slot_hmac(time, offset, &data),
+                    hmac(&hmac_key(time, offset), &data),
+                    "time {time} offset {offset}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub struct Ticket {
     pub machine: Option<u64>,
     /// When the request should start (open loop).
     pub scheduled: Option<Instant>,
+    /// Where the activation's latency starts: `scheduled`, or, closed loop, when the ticket
+    /// was taken (the clock read that checked it against the deadline, not a second one).
+    pub begin: Instant,
     /// Whether it counts (false during warm-up).
     pub recorded: bool,
 }
@@ -374,6 +377,7 @@ impl Shared {
                     index,
                     machine: Some(index),
                     scheduled: Some(at),
+                    begin: at,
                     recorded,
                 });
             }
@@ -423,6 +427,7 @@ impl Shared {
             index,
             machine: Some(index),
             scheduled,
+            begin: at,
             recorded,
         })
     }
@@ -446,6 +451,7 @@ impl Shared {
                 index,
                 machine: None,
                 scheduled: Some(at),
+                begin: at,
                 recorded: false,
             });
         };
@@ -465,6 +471,7 @@ impl Shared {
             index,
             machine: Some(u64::from(machine)),
             scheduled: Some(at),
+            begin: at,
             recorded,
         })
     }

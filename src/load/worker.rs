@@ -57,6 +57,7 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
         index,
         machine: machine_index,
         scheduled,
+        begin,
         recorded,
     }) = if shared.paced() {
         shared.paced_ticket().await
@@ -70,7 +71,6 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
         let Some(machine_index) = machine_index else {
             continue;
         };
-        let begin = scheduled.unwrap_or_else(Instant::now);
         let machine = shared.fleet.get(machine_index);
         // Warm-up activations are neither measured nor recorded.
         let sampled = shared

@@ -302,11 +302,11 @@ fn verify(
                         Value::Bytes16(resp.iv),
                     ));
                     let signed = &plain[..16 + base.len() + V6_TRAILER_LEN - v6::HMAC_LEN];
-                    let expected = v6::hmac(&v6::hmac_key(base.client_time.0, 0), signed);
+                    let expected = v6::slot_hmac(base.client_time.0, 0, signed);
                     // The neighbouring slots are tried only when the exact one fails.
                     let ok = expected == v6t.hmac
                         || [-1i8, 1].into_iter().any(|slot| {
-                            v6::hmac(&v6::hmac_key(base.client_time.0, slot), signed) == v6t.hmac
+                            v6::slot_hmac(base.client_time.0, slot, signed) == v6t.hmac
                         });
                     checks.push(Check::new(
                         CheckId::Hmac,

@@ -343,9 +343,8 @@ pub fn encode_response_with_faults(
             };
             trailer.emit(out);
             if req.format == Format::V6 {
-                let key = v6::hmac_key(client_time.0, 0);
                 let hmac_at = out.len() - v6::HMAC_LEN;
-                let mut tag = v6::hmac(&key, &out[plain..hmac_at]);
+                let mut tag = v6::slot_hmac(client_time.0, 0, &out[plain..hmac_at]);
                 if faults.has(Fault::WrongHmac) {
                     tag[0] ^= 1;
                 }
