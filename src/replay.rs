@@ -282,24 +282,35 @@ async fn replay_connection(
         )
         .await
         .map(|(o, times)| {
-            if let Some((connect, bind)) = times.opened {
-                stats.record(Phase::Connect, connect);
-                stats.record(Phase::Bind, bind);
-            }
-            (o, times.call)
+            let bind_failed = match times.opened {
+                Some(opened) => {
+                    stats.record(Phase::Connect, opened.connect);
+                    stats.record(Phase::Bind, opened.bind);
+                    opened.failed_checks
+                }
+                None => Vec::new(),
+            };
+            (o, times.call, bind_failed)
         });
         let verdict = match outcome {
             Err(e) => {
                 conn = None;
                 Verdict::Failed(e.failure())
             }
-            Ok((o, call_time)) => {
+            Ok((o, call_time, bind_failed)) => {
                 let (checks, body) = conn.as_ref().map_or((&Checks::EMPTY, &[][..]), |c| {
                     (c.reply_checks(), c.response_body())
                 });
-                let v = judge(&o, checks, sent.as_ref(), body, &mut buf, |id| {
+                // A bind_ack that fails a check fails the first call over its connection.
+                for &id in &bind_failed {
                     stats.error(Failure::Check(id));
-                });
+                }
+                let v = match judge(&o, checks, sent.as_ref(), body, &mut buf, |id| {
+                    stats.error(Failure::Check(id));
+                }) {
+                    Verdict::Validated { .. } if !bind_failed.is_empty() => Verdict::ChecksFailed,
+                    v => v,
+                };
                 if matches!(v, Verdict::Validated { .. }) {
                     stats.ok += 1;
                     stats.record(Phase::Call, call_time);

@@ -452,6 +452,43 @@ async fn wrong_hmac_is_classified_as_the_hmac_check() {
     assert_eq!(r.outcome.throughput, 0.0);
 }
 
+/// A bind_ack that fails a check fails the activation whose connection it opened, counted
+/// under the check's name: every activation in fresh mode, the first of each connection when
+/// connections are reused. (Load judged only the call's reply before.) The bind histogram
+/// counts every bind, passed or not: it is timing, not a verdict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bind_ack_faults_fail_the_activations_they_opened() {
+    let _cpu = CPU.read().await;
+    for (fault, check) in [
+        (Fault::MultiplexNotEchoed, "check:rpc_multiplex_flag"),
+        (Fault::MissingBindResult, "check:rpc_bind_results"),
+    ] {
+        let h = host(FaultSet::NONE.with(fault), Duration::ZERO).await;
+        let fresh = run(&config(Some(h.addr()), 40)).await;
+        let mut reuse_config = config(Some(h.addr()), 40);
+        reuse_config.mode = Mode::Reuse;
+        let reuse = run(&reuse_config).await;
+        stop(h).await;
+        for r in [&fresh, &reuse] {
+            assert_consistent(r);
+            let b = brief(r);
+            // One failed activation per connection opened (workers open theirs as they start:
+            // a quick run may not start all four).
+            let failed = r.outcome.phases["bind"].count;
+            assert!(failed >= 1, "{fault:?}: {b}");
+            assert_eq!(
+                (r.outcome.sent, r.outcome.ok, r.outcome.failed),
+                (40, 40 - failed, failed),
+                "{fault:?}: {b}"
+            );
+            // Each bind_ack and alter_context_resp that failed counts once.
+            let counted = r.outcome.errors.get(&class(check)).copied().unwrap_or(0);
+            assert!(counted >= failed, "{fault:?}: {b}");
+            assert_eq!(r.outcome.errors.len(), 1, "{fault:?}: {b}");
+        }
+    }
+}
+
 /// A host refusing every activation (0xC004F041): all counted under that HRESULT.
 async fn refused_run() -> LoadReport {
     let h = host(FaultSet::NONE.with(Fault::RefuseAll), Duration::ZERO).await;

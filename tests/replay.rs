@@ -476,3 +476,39 @@ async fn failures_are_classified_and_set_the_exit_status() {
     );
     assert_eq!(exit_of(&r.report), Exit::Connection);
 }
+
+/// A bind_ack that fails a check fails the first call over its connection, under the check's
+/// name, as a response's failed check would (replay judged only the call's reply before); the
+/// capture's second request, over the same connection, passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_bind_ack_fails_the_call_it_opened() {
+    use kmsharness::proto::faults::{Fault, FaultSet};
+    let mut setup = kmsharness::host::HostSetup::default();
+    setup.listen.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    setup.faults = FaultSet::NONE.with(Fault::MultiplexNotEchoed);
+    let host = bounded("start", kmsharness::host::start(setup))
+        .await
+        .unwrap();
+    let c = cli(&[
+        captures_dir().join("kmsharness-v6.pcap").to_str().unwrap(),
+        "--max",
+    ])
+    .unwrap();
+    let r = replay_against(&host, c).await;
+    host.stop().await.unwrap();
+    let o = &r.report.outcome;
+    assert_eq!((o.sent, o.ok), (2, 1), "{}", brief(&r));
+    assert_eq!(
+        o.errors.get(&"check:rpc_multiplex_flag".parse().unwrap()),
+        Some(&1),
+        "{}",
+        brief(&r)
+    );
+    let verdicts: Vec<_> = r.exchanges.iter().map(|e| e.verdict).collect();
+    assert_eq!(verdicts[0], Verdict::ChecksFailed, "{}", brief(&r));
+    assert!(
+        matches!(verdicts[1], Verdict::Validated { .. }),
+        "{}",
+        brief(&r)
+    );
+}

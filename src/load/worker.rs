@@ -130,11 +130,17 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
             }),
         };
         let outcome = outcome.map(|(o, times)| {
-            if let (true, Some((connect, bind))) = (recorded, times.opened) {
-                stats.record(Phase::Connect, connect);
-                stats.record(Phase::Bind, bind);
-            }
-            (o, times.call)
+            let bind_failed = match times.opened {
+                Some(opened) => {
+                    if recorded {
+                        stats.record(Phase::Connect, opened.connect);
+                        stats.record(Phase::Bind, opened.bind);
+                    }
+                    opened.failed_checks
+                }
+                None => Vec::new(),
+            };
+            (o, times.call, bind_failed)
         });
         // What the machine's client makes of the answer: only a validated response whose
         // count reaches its threshold activates it. (Load keeps its own pace, so the intervals
@@ -145,17 +151,24 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
                 conn = None;
                 Answer::Failed(e.failure())
             }
-            Ok((o, call_time)) => {
+            Ok((o, call_time, bind_failed)) => {
                 let (checks, body) = conn.as_ref().map_or((&Checks::EMPTY, &[][..]), |c| {
                     (c.reply_checks(), c.response_body())
                 });
                 let mut first_check = None;
-                let verdict = judge(&o, checks, Some(&sent), body, &mut buf, |id| {
+                let mut failed_check = |id| {
                     first_check.get_or_insert(id);
                     if recorded {
                         stats.error(Failure::Check(id));
                     }
-                });
+                };
+                // The bind's answer is judged with the first call over its connection: a
+                // bind_ack that fails a check fails that activation, as a response would.
+                bind_failed.iter().copied().for_each(&mut failed_check);
+                let verdict = match judge(&o, checks, Some(&sent), body, &mut buf, failed_check) {
+                    Verdict::Validated { .. } if !bind_failed.is_empty() => Verdict::ChecksFailed,
+                    v => v,
+                };
                 match verdict {
                     Verdict::Validated { count } => {
                         if recorded {

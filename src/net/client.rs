@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 
 use crate::capture::Direction;
 use crate::capture::record::{self, Flow, Recorder};
-use crate::proto::check::Checks;
+use crate::proto::check::{CheckId, Checks};
 use crate::proto::client::session::{
     BindOutcome, CallOutcome, ClientRpcOptions, ClientSession, RpcError,
 };
@@ -331,24 +331,22 @@ impl Connection {
         Ok(())
     }
 
-    async fn round_trip(&mut self, phase: Phase) -> Result<&[u8], NetError> {
-        self.send(phase).await?;
-        self.read(phase).await
-    }
-
-    async fn read(&mut self, phase: Phase) -> Result<&[u8], NetError> {
-        let addr = self.addr;
+    /// Sends the bind or alter_context in `out` and hands its answer to the session, straight
+    /// from the reader's buffer (a separate field from the session: no copy).
+    async fn bind_step(&mut self) -> Result<Result<BindOutcome, RpcError>, NetError> {
+        self.send(Phase::Bind).await?;
         let deadline = Deadline::after(self.config.read_timeout);
-        read_pdu(
+        let pdu = read_pdu(
             &mut self.reader,
             &mut self.stream,
             &mut self.flow,
             &mut self.timer,
-            addr,
-            phase,
+            self.addr,
+            Phase::Bind,
             deadline,
         )
-        .await
+        .await?;
+        Ok(self.session.handle_bind_reply(pdu))
     }
 
     /// Binds, and sends an alter_context for NDR32 when the bind did not grant it.
@@ -361,12 +359,10 @@ impl Connection {
             source,
         };
         self.session.bind(&mut self.out);
-        let reply = self.round_trip(Phase::Bind).await?.to_vec();
-        let bind = self.session.handle_bind_reply(&reply).map_err(rpc)?;
+        let bind = self.bind_step().await?.map_err(rpc)?;
         let alter_context = if bind.needs_alter_context {
             self.session.alter_context(&mut self.out);
-            let reply = self.round_trip(Phase::Bind).await?.to_vec();
-            Some(self.session.handle_bind_reply(&reply).map_err(rpc)?)
+            Some(self.bind_step().await?.map_err(rpc)?)
         } else {
             None
         };
@@ -466,29 +462,53 @@ async fn read_pdu<'r>(
 }
 
 /// How long the steps of one activation took.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CallTimes {
-    /// TCP connect and bind (with alter_context), when a connection was opened for it.
-    pub opened: Option<(Duration, Duration)>,
+    /// The connection opened for it, if one was.
+    pub opened: Option<Opened>,
     /// The call itself.
     pub call: Duration,
 }
 
-/// Connects and binds, recording the connection when `attach` says: the connection, and how
-/// long the connect and the bind took.
+/// A connection opened and bound for an activation.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// The TCP connect.
+    pub connect: Duration,
+    /// The bind, with its alter_context.
+    pub bind: Duration,
+    /// The RPC checks the bind_ack (or alter_context_resp) failed, in order: the host's
+    /// answer is validated here as the call's reply is (empty, and unallocated, when it
+    /// passed).
+    pub failed_checks: Vec<CheckId>,
+}
+
+/// Connects and binds, recording the connection when `attach` says: the connection, how long
+/// the connect and the bind took, and the checks the bind's answers failed.
 async fn open_and_bind(
     addr: SocketAddr,
     client: ClientConfig,
     attach: Option<&Arc<Recorder>>,
-) -> Result<(Connection, (Duration, Duration)), NetError> {
+) -> Result<(Connection, Opened), NetError> {
     let t0 = Instant::now();
     let mut c = Connection::connect(addr, client, 2).await?;
     let t1 = Instant::now();
     if let Some(r) = attach {
         c.record(r.clone());
     }
-    c.bind().await?;
-    Ok((c, (t1 - t0, t1.elapsed())))
+    let report = c.bind().await?;
+    let failed_checks = std::iter::once(&report.bind)
+        .chain(&report.alter_context)
+        .flat_map(|b| b.checks.failed().map(|c| c.id))
+        .collect();
+    Ok((
+        c,
+        Opened {
+            connect: t1 - t0,
+            bind: t1.elapsed(),
+            failed_checks,
+        },
+    ))
 }
 
 /// Sends `kms` over `conn`, opening a connection (connect and bind) first when there is none,
