@@ -72,7 +72,7 @@ fn tag(mut mac: hmac::Hmac<Sha256>, data: &[u8]) -> [u8; HMAC_LEN] {
 }
 
 thread_local! {
-    /// The last time slot's keyed HMAC on this thread, with the slot's time range and offset.
+    /// The last keyed HMAC on this thread, with its time slot (client time / C1) and offset.
     /// The key changes once every C1 (about 4.11 hours) and every response in between is
     /// signed with it; deriving the key and absorbing its two pads are three of the seven
     /// SHA-256 compressions of signing or checking one response. A pure memo: same answers.
