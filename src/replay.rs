@@ -301,16 +301,17 @@ async fn replay_connection(
                 let (checks, body) = conn.as_ref().map_or((&Checks::EMPTY, &[][..]), |c| {
                     (c.reply_checks(), c.response_body())
                 });
-                // A bind_ack that fails a check fails the first call over its connection.
-                for &id in &bind_failed {
-                    stats.error(Failure::Check(id));
-                }
-                let v = match judge(&o, checks, sent.as_ref(), body, &mut buf, |id| {
-                    stats.error(Failure::Check(id));
-                }) {
-                    Verdict::Validated { .. } if !bind_failed.is_empty() => Verdict::ChecksFailed,
-                    v => v,
-                };
+                let v = judge(
+                    &o,
+                    &bind_failed,
+                    checks,
+                    sent.as_ref(),
+                    body,
+                    &mut buf,
+                    |id| {
+                        stats.error(Failure::Check(id));
+                    },
+                );
                 if matches!(v, Verdict::Validated { .. }) {
                     stats.ok += 1;
                     stats.record(Phase::Call, call_time);

@@ -156,19 +156,21 @@ pub async fn run(shared: Arc<Shared>, addr_index: usize) -> WorkerResult {
                     (c.reply_checks(), c.response_body())
                 });
                 let mut first_check = None;
-                let mut failed_check = |id| {
-                    first_check.get_or_insert(id);
-                    if recorded {
-                        stats.error(Failure::Check(id));
-                    }
-                };
-                // The bind's answer is judged with the first call over its connection: a
-                // bind_ack that fails a check fails that activation, as a response would.
-                bind_failed.iter().copied().for_each(&mut failed_check);
-                let verdict = match judge(&o, checks, Some(&sent), body, &mut buf, failed_check) {
-                    Verdict::Validated { .. } if !bind_failed.is_empty() => Verdict::ChecksFailed,
-                    v => v,
-                };
+                // The bind's answer is judged with the first call over its connection.
+                let verdict = judge(
+                    &o,
+                    &bind_failed,
+                    checks,
+                    Some(&sent),
+                    body,
+                    &mut buf,
+                    |id| {
+                        first_check.get_or_insert(id);
+                        if recorded {
+                            stats.error(Failure::Check(id));
+                        }
+                    },
+                );
                 match verdict {
                     Verdict::Validated { count } => {
                         if recorded {

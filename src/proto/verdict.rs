@@ -164,15 +164,19 @@ pub enum Verdict {
 /// `failed_check` (a refusal's or fault's non-S_OK return value is its own class, not a second
 /// one). `rpc_checks` are the checks made on the reply's RPC layer
 /// ([`ClientSession::reply_checks`](crate::proto::client::session::ClientSession::reply_checks));
-/// `sent` is the request the response answers, when it is known.
+/// `sent` is the request the response answers, when it is known; `bind_failed`, the checks the
+/// bind's answers failed when this call opened its connection (empty otherwise).
 pub fn judge(
     outcome: &CallOutcome,
+    bind_failed: &[CheckId],
     rpc_checks: &Checks,
     sent: Option<&SentRequest>,
     body: &[u8],
     buf: &mut ResponseBuf,
     mut failed_check: impl FnMut(CheckId),
 ) -> Verdict {
+    // A bind answer that failed a check fails the call over the connection it opened.
+    bind_failed.iter().copied().for_each(&mut failed_check);
     let refused_or_faulted = !matches!(outcome.reply, CallReply::Response);
     for c in rpc_checks.failed() {
         if !(refused_or_faulted && c.id == CheckId::ReturnValue) {
@@ -193,7 +197,7 @@ pub fn judge(
                     for c in checks.failed() {
                         failed_check(c.id);
                     }
-                    if checks.all_passed() && rpc_checks.all_passed() {
+                    if checks.all_passed() && rpc_checks.all_passed() && bind_failed.is_empty() {
                         Verdict::Validated {
                             count: resp.base.count,
                         }
